@@ -1,0 +1,72 @@
+"""Atomic writes: a file or a folder appears complete or not at all, and nothing is replaced unasked."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from edgevit.errors import OutputExistsError
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_writable(dest: Path, overwrite: bool, what: str = "output") -> None:
+    if dest.exists() and not overwrite:
+        raise OutputExistsError(f"{what} {dest} already exists; pass --overwrite (overwrite=True) to replace it, "
+                                "or choose another path")
+
+
+@contextlib.contextmanager
+def atomic_file(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``dest``; on success it is renamed onto ``dest``, on failure removed."""
+    dest = Path(dest)
+    check_writable(dest, overwrite)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield an empty staging folder beside ``dest``; on success it replaces ``dest``, on failure it is removed.
+
+    An existing ``dest`` is replaced only with ``overwrite``, and only once the new folder is complete, so an
+    interrupted run leaves the old folder as it was.
+    """
+    dest = Path(dest)
+    check_writable(dest, overwrite, "output folder")
+    if dest.exists() and not dest.is_dir():
+        raise OutputExistsError(f"{dest} exists and is not a folder; choose another --out")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        yield staging
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+            os.rmdir(old)
+            os.replace(dest, old)
+            os.replace(staging, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, dest)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,446 @@
+"""Next-ViT (Li et al., 2022, arXiv 2207.05501), written from the architecture facts in NEXTVIT_SPEC.md.
+
+Read top to bottom: helpers, blocks (PatchEmbed, MHCA, Mlp, NCB, E-MHSA, NTB), the model, its config, and the
+registered variants. The module names follow timm's layout (``stages.S.blocks.B``, ``mlp.fc1``, ``head.fc``) so a
+timm checkpoint loads as is; ``edgevit.models.checkpoint`` maps the official release layout onto it.
+
+Unlike timm, stage widths are config fields, so a tiny Next-ViT (``nextvit_test_tiny``) exists for fast tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgevit.errors import ConfigError, ModelInputError
+
+NORM_EPS = 1e-5
+
+
+def make_divisible(v: float, divisor: int = 32, min_value: int | None = None) -> int:
+    """Round ``v`` to the nearest multiple of ``divisor`` (ties up), never below ``min_value``.
+
+    If rounding lost more than 10% of ``v``, one more ``divisor`` is added (the MobileNet rule the reference uses).
+    """
+    min_value = divisor if min_value is None else min_value
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero a sample's residual branch with probability ``p`` in training, rescale the rest."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = float(p)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class ConvNormAct(nn.Module):
+    """conv3x3 (no bias, padding 1) + BatchNorm + ReLU, the stem's unit."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(out_chs, eps=NORM_EPS)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class PatchEmbed(nn.Module):
+    """Stride 2: AvgPool2d(2, ceil) + conv1x1 + BN; channel change: conv1x1 + BN; otherwise identity."""
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1):
+        super().__init__()
+        if stride == 2:
+            self.pool = nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)
+        else:
+            self.pool = nn.Identity()
+        if stride == 2 or in_chs != out_chs:
+            self.conv = nn.Conv2d(in_chs, out_chs, 1, bias=False)
+            self.norm = nn.BatchNorm2d(out_chs, eps=NORM_EPS)
+        else:
+            self.conv = nn.Identity()
+            self.norm = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(self.pool(x)))
+
+
+class MHCA(nn.Module):
+    """Multi-head convolutional attention: grouped conv3x3 (one group per head) + BN + ReLU + conv1x1."""
+
+    def __init__(self, chs: int, head_dim: int):
+        super().__init__()
+        self.group_conv3x3 = nn.Conv2d(chs, chs, 3, padding=1, groups=chs // head_dim, bias=False)
+        self.norm = nn.BatchNorm2d(chs, eps=NORM_EPS)
+        self.act = nn.ReLU()
+        self.projection = nn.Conv2d(chs, chs, 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection(self.act(self.norm(self.group_conv3x3(x))))
+
+
+class Mlp(nn.Module):
+    """conv1x1 -> ReLU -> dropout -> conv1x1 -> dropout, hidden width make_divisible(C * ratio, 32)."""
+
+    def __init__(self, chs: int, mlp_ratio: float, drop: float = 0.0):
+        super().__init__()
+        hidden = make_divisible(chs * mlp_ratio, 32)
+        self.fc1 = nn.Conv2d(chs, hidden, 1, bias=True)
+        self.act = nn.ReLU()
+        self.drop = nn.Dropout(drop)
+        self.fc2 = nn.Conv2d(hidden, chs, 1, bias=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class NCB(nn.Module):
+    """Next Convolution Block: PatchEmbed, x + MHCA(x), x + MLP(BN(x))."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, stride: int, head_dim: int, mlp_ratio: float,
+                 drop_path: float, drop: float):
+        super().__init__()
+        self.patch_embed = PatchEmbed(in_chs, out_chs, stride)
+        self.mhca = MHCA(out_chs, head_dim)
+        self.attn_drop_path = DropPath(drop_path)
+        self.norm = nn.BatchNorm2d(out_chs, eps=NORM_EPS)
+        self.mlp = Mlp(out_chs, mlp_ratio, drop)
+        self.mlp_drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        x = x + self.attn_drop_path(self.mhca(x))
+        return x + self.mlp_drop_path(self.mlp(self.norm(x)))
+
+
+class EMHSA(nn.Module):
+    """Efficient multi-head self-attention on tokens (B, N, C), as in the original release.
+
+    Keys and values come from ``AvgPool1d(sr*sr)`` over the raster-ordered token axis followed by BatchNorm1d: runs of
+    sr*sr consecutive tokens are averaged, crossing row boundaries, and trailing tokens that do not fill a run are
+    dropped. This is not a 2-D sr x sr pool; the BCHW rewrite must reproduce it exactly.
+    """
+
+    def __init__(self, dim: int, *, head_dim: int, sr_ratio: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__()
+        self.dim = dim
+        self.head_dim = head_dim
+        self.num_heads = dim // head_dim
+        self.scale = head_dim ** -0.5
+        self.q = nn.Linear(dim, dim, bias=True)
+        self.k = nn.Linear(dim, dim, bias=True)
+        self.v = nn.Linear(dim, dim, bias=True)
+        self.proj = nn.Linear(dim, dim, bias=True)
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj_drop = nn.Dropout(proj_drop)
+        self.sr_ratio = sr_ratio
+        self.n_ratio = sr_ratio ** 2
+        if sr_ratio > 1:
+            self.sr = nn.AvgPool1d(self.n_ratio, stride=self.n_ratio)
+            self.norm = nn.BatchNorm1d(dim, eps=NORM_EPS)
+        else:
+            self.sr = None
+            self.norm = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        h, d = self.num_heads, self.head_dim
+        q = self.q(x).reshape(b, n, h, d).permute(0, 2, 1, 3)
+        if self.sr is not None:
+            if n < self.n_ratio:
+                raise ModelInputError(
+                    f"E-MHSA with spatial reduction {self.sr_ratio} needs at least {self.n_ratio} tokens but got {n}; "
+                    "use a larger input image (at least 32x32 for the released Next-ViT configs)")
+            kv = self.norm(self.sr(x.transpose(1, 2))).transpose(1, 2)
+        else:
+            kv = x
+        k = self.k(kv).reshape(b, -1, h, d).permute(0, 2, 3, 1)
+        v = self.v(kv).reshape(b, -1, h, d).permute(0, 2, 1, 3)
+        attn = ((q @ k) * self.scale).softmax(dim=-1)
+        attn = self.attn_drop(attn)
+        out = (attn @ v).transpose(1, 2).reshape(b, n, c)
+        return self.proj_drop(self.proj(out))
+
+
+class NTB(nn.Module):
+    """Next Transformer Block: E-MHSA on the first C1 channels, MHCA on the other C2, concat, MLP."""
+
+    def __init__(self, in_chs: int, out_chs: int, *, stride: int, sr_ratio: int, head_dim: int, mlp_ratio: float,
+                 mix_block_ratio: float, drop_path: float, drop: float, attn_drop: float):
+        super().__init__()
+        self.mhsa_out_chs = make_divisible(int(out_chs * mix_block_ratio), 32)
+        self.mhca_out_chs = out_chs - self.mhsa_out_chs
+        if self.mhca_out_chs <= 0:
+            raise ConfigError(f"NTB with {out_chs} output channels leaves no MHCA channels "
+                              f"(E-MHSA takes {self.mhsa_out_chs}); use a wider NTB")
+        self.patch_embed = PatchEmbed(in_chs, self.mhsa_out_chs, stride)
+        self.norm1 = nn.BatchNorm2d(self.mhsa_out_chs, eps=NORM_EPS)
+        self.e_mhsa = EMHSA(self.mhsa_out_chs, head_dim=head_dim, sr_ratio=sr_ratio, attn_drop=attn_drop,
+                            proj_drop=drop)
+        self.mhsa_drop_path = DropPath(drop_path * mix_block_ratio)
+        self.projection = PatchEmbed(self.mhsa_out_chs, self.mhca_out_chs, stride=1)
+        self.mhca = MHCA(self.mhca_out_chs, head_dim)
+        self.mhca_drop_path = DropPath(drop_path * (1 - mix_block_ratio))
+        self.norm2 = nn.BatchNorm2d(out_chs, eps=NORM_EPS)
+        self.mlp = Mlp(out_chs, mlp_ratio, drop)
+        self.mlp_drop_path = DropPath(drop_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x)
+        b, c, h, w = x.shape
+        tokens = self.norm1(x).flatten(2).transpose(1, 2)  # b c h w -> b (h w) c, raster order
+        attn = self.mhsa_drop_path(self.e_mhsa(tokens))
+        x = x + attn.transpose(1, 2).reshape(b, c, h, w)
+        out = self.projection(x)
+        out = out + self.mhca_drop_path(self.mhca(out))
+        x = torch.cat([x, out], dim=1)
+        return x + self.mlp_drop_path(self.mlp(self.norm2(x)))
+
+
+class Stage(nn.Module):
+    def __init__(self, blocks: list[nn.Module]):
+        super().__init__()
+        self.blocks = nn.Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+
+class ClassifierHead(nn.Module):
+    """Global average pool, dropout, linear; ``fc`` is Identity when num_classes == 0."""
+
+    def __init__(self, in_chs: int, num_classes: int, drop: float = 0.0):
+        super().__init__()
+        self.drop = nn.Dropout(drop)
+        self.fc = nn.Linear(in_chs, num_classes) if num_classes > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(x.mean(dim=(2, 3))))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass(frozen=True, kw_only=True)
+class NextViTConfig:
+    """Every architectural choice of a Next-ViT, widths included.
+
+    Stage ``s`` holds ``depths[s]`` blocks. Stage 1 is all NCBs at ``ncb_chs[0]``. Stages 2 and 4 are NCBs at
+    ``ncb_chs[s]`` then one NTB at ``ntb_chs[s-1]``. Stage 3 repeats (``stage3_ncbs`` x NCB, NTB).
+    """
+
+    name: str
+    depths: tuple[int, int, int, int]
+    stem_chs: tuple[int, int, int] = (64, 32, 64)
+    ncb_chs: tuple[int, int, int, int] = (96, 192, 384, 768)
+    ntb_chs: tuple[int, int, int] = (256, 512, 1024)
+    stage3_ncbs: int = 4
+    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
+    head_dim: int = 32
+    ncb_mlp_ratio: float = 3.0
+    ntb_mlp_ratio: float = 2.0
+    mix_block_ratio: float = 0.75
+    drop_path_rate: float = 0.1
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    num_classes: int = 1000
+    features_only: bool = False
+    default_img_size: int = 224
+    pretrained_tags: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        if len(self.depths) != 4 or any(d < 1 for d in self.depths):
+            raise ConfigError(f"{self.name}: depths must be four positive ints, got {self.depths}")
+        unit = self.stage3_ncbs + 1
+        if self.depths[2] % unit:
+            raise ConfigError(f"{self.name}: stage 3 depth {self.depths[2]} must be a multiple of "
+                              f"{unit} (stage3_ncbs={self.stage3_ncbs} NCBs + 1 NTB)")
+        for c in (*self.ncb_chs, *self.ntb_chs):
+            if c % self.head_dim:
+                raise ConfigError(f"{self.name}: every width must be a multiple of head_dim={self.head_dim}, got {c}")
+        if self.num_classes < 0:
+            raise ConfigError(f"{self.name}: num_classes must be >= 0, got {self.num_classes}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ConfigError(f"{self.name}: drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+
+    def stage_plan(self) -> list[list[tuple[str, int]]]:
+        """Per stage, the (block type, out channels) of every block."""
+        d1, d2, d3, d4 = self.depths
+        unit = [("NCB", self.ncb_chs[2])] * self.stage3_ncbs + [("NTB", self.ntb_chs[1])]
+        return [
+            [("NCB", self.ncb_chs[0])] * d1,
+            [("NCB", self.ncb_chs[1])] * (d2 - 1) + [("NTB", self.ntb_chs[0])],
+            unit * (d3 // len(unit)),
+            [("NCB", self.ncb_chs[3])] * (d4 - 1) + [("NTB", self.ntb_chs[2])],
+        ]
+
+    @property
+    def num_features(self) -> int:
+        return self.stage_plan()[-1][-1][1]
+
+    @property
+    def stage_out_chs(self) -> tuple[int, int, int, int]:
+        return tuple(stage[-1][1] for stage in self.stage_plan())
+
+
+class NextViT(nn.Module):
+    """Next-ViT for classification (``forward`` -> logits) or as a backbone (``features_only`` -> four maps).
+
+    ``forward_features`` returns the normalized last stage map (B, C, H/32, W/32); ``forward_head`` pools it and
+    applies the classifier. In features mode ``forward`` returns the four stage maps at strides 4, 8, 16 and 32, the
+    last one normalized by the final BatchNorm as in the reference detection/segmentation code.
+    """
+
+    def __init__(self, cfg: NextViTConfig):
+        super().__init__()
+        self.cfg = cfg
+        s0, s1, s2 = cfg.stem_chs
+        self.stem = nn.Sequential(
+            ConvNormAct(3, s0, stride=2),
+            ConvNormAct(s0, s1),
+            ConvNormAct(s1, s2),
+            ConvNormAct(s2, s2, stride=2),
+        )
+        plan = cfg.stage_plan()
+        total = sum(len(stage) for stage in plan)
+        dpr = torch.linspace(0, cfg.drop_path_rate, total).tolist() if total > 1 else [0.0]
+        in_chs, idx, stages = s2, 0, []
+        for s, stage in enumerate(plan):
+            blocks = []
+            for b, (kind, out_chs) in enumerate(stage):
+                stride = 2 if (s > 0 and b == 0) else 1
+                if kind == "NCB":
+                    blocks.append(NCB(in_chs, out_chs, stride=stride, head_dim=cfg.head_dim,
+                                      mlp_ratio=cfg.ncb_mlp_ratio, drop_path=dpr[idx], drop=cfg.drop_rate))
+                else:
+                    blocks.append(NTB(in_chs, out_chs, stride=stride, sr_ratio=cfg.sr_ratios[s],
+                                      head_dim=cfg.head_dim, mlp_ratio=cfg.ntb_mlp_ratio,
+                                      mix_block_ratio=cfg.mix_block_ratio, drop_path=dpr[idx],
+                                      drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate))
+                in_chs, idx = out_chs, idx + 1
+            stages.append(Stage(blocks))
+        self.stages = nn.Sequential(*stages)
+        self.num_features = in_chs
+        self.norm = nn.BatchNorm2d(in_chs, eps=NORM_EPS)
+        self.head = None if cfg.features_only else ClassifierHead(in_chs, cfg.num_classes, cfg.drop_rate)
+        self._init_weights()
+
+    def _init_weights(self):
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def _check_input(self, x: torch.Tensor):
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ModelInputError(f"Next-ViT takes (B, 3, H, W) images, got a tensor of shape {tuple(x.shape)}")
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four stage outputs, before the final BatchNorm."""
+        self._check_input(x)
+        x = self.stem(x)
+        outs = []
+        for stage in self.stages:
+            x = stage(x)
+            outs.append(x)
+        return outs
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        return self.norm(self.stages(self.stem(x)))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x)
+
+    def forward(self, x: torch.Tensor):
+        if self.cfg.features_only:
+            outs = self.forward_stages(x)
+            outs[-1] = self.norm(outs[-1])
+            return outs
+        return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Registered variants
+
+_REGISTRY: dict[str, NextViTConfig] = {}
+
+
+def register_config(cfg: NextViTConfig) -> NextViTConfig:
+    """Register a named config; a duplicate name is an error, and the config is returned unchanged."""
+    if cfg.name in _REGISTRY:
+        raise ConfigError(f"model name {cfg.name!r} is already registered")
+    _REGISTRY[cfg.name] = cfg
+    return cfg
+
+
+_IN1K_TAGS = ("bd_in1k", "bd_in1k_384", "bd_ssld_6m_in1k", "bd_ssld_6m_in1k_384")
+
+register_config(NextViTConfig(name="nextvit_small", depths=(3, 4, 10, 3), drop_path_rate=0.1,
+                              pretrained_tags=_IN1K_TAGS))
+register_config(NextViTConfig(name="nextvit_base", depths=(3, 4, 20, 3), drop_path_rate=0.2,
+                              pretrained_tags=_IN1K_TAGS))
+register_config(NextViTConfig(name="nextvit_large", depths=(3, 4, 30, 3), drop_path_rate=0.2,
+                              pretrained_tags=_IN1K_TAGS))
+# A Next-ViT with every block type and branch (stride-2 NTB, sr 4/2/1, NCB stacks) that runs in milliseconds.
+register_config(NextViTConfig(name="nextvit_test_tiny", depths=(1, 2, 2, 1), stem_chs=(16, 16, 16),
+                              ncb_chs=(32, 64, 96, 128), ntb_chs=(128, 160, 192), stage3_ncbs=1,
+                              drop_path_rate=0.1, num_classes=10, default_img_size=64))
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_config(name: str) -> NextViTConfig:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}.{hint}") from None
+
+
+def create_model(name: str, *, num_classes: int | None = None, features_only: bool = False,
+                 drop_path_rate: float | None = None, drop_rate: float | None = None) -> NextViT:
+    """Build a registered Next-ViT with fresh (untrained) weights, in eval mode.
+
+    Example::
+
+        model = create_model("nextvit_small", num_classes=10)
+        logits = model(torch.randn(1, 3, 224, 224))
+    """
+    cfg = get_config(name)
+    overrides = {"features_only": features_only}
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    if drop_path_rate is not None:
+        overrides["drop_path_rate"] = drop_path_rate
+    if drop_rate is not None:
+        overrides["drop_rate"] = drop_rate
+    return NextViT(replace(cfg, **overrides)).eval()

@@ -1,0 +1,60 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgevit.cli import main
+
+
+def run_cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "edgevit", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_info_json_reports_published_size():
+    r = run_cli("info", "--model", "nextvit_small", "--json")
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    assert isinstance(info["params"], int) and isinstance(info["macs"], int)
+    assert abs(info["params"] / 1e6 - 31.7) <= 0.1
+    assert abs(info["macs"] / 1e9 - 5.8) / 5.8 < 0.02
+    assert [s["shape"] for s in info["stages"]] == [[1, 96, 56, 56], [1, 256, 28, 28], [1, 512, 14, 14],
+                                                    [1, 1024, 7, 7]]
+    assert info["stages"][1]["blocks"] == ["NCB", "NCB", "NCB", "NTB"]
+
+
+def test_info_text_nonsquare(capsys):
+    assert main(["info", "--model", "nextvit_test_tiny", "--img-size", "96x64"]) == 0
+    out = capsys.readouterr().out
+    assert "(1, 192, 3, 2)" in out and "MACs" in out
+
+
+@pytest.mark.parametrize("args,code,text", [
+    (["info", "--model", "nextvit_smal"], 2, "Did you mean 'nextvit_small'"),
+    (["info", "--model", "nextvit_small", "--img-size", "abc"], 2, "not N or HxW"),
+    (["info", "--model", "nextvit_small", "--img-size", "16"], 2, "at least 32x32"),
+])
+def test_errors_map_to_exit_codes(capsys, args, code, text):
+    assert main(args) == code
+    assert text in capsys.readouterr().err
+
+
+def test_help_is_fast_and_imports_no_toolchain():
+    code = ("import sys\nfrom edgevit.cli import build_parser\nbuild_parser()\nimport edgevit\n"
+            "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'executorch', 'coremltools') if m in sys.modules]\n"
+            "print(heavy)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("cmd", [[], ["info"], ["models"]])
+def test_every_help_works(cmd):
+    r = run_cli(*cmd, "--help", timeout=60)
+    assert r.returncode == 0 and "usage: edgevit" in r.stdout
+
+
+def test_models_lists_registry(capsys):
+    assert main(["models", "--json"]) == 0
+    names = [m["name"] for m in json.loads(capsys.readouterr().out)]
+    assert {"nextvit_small", "nextvit_base", "nextvit_large", "nextvit_test_tiny"} <= set(names)
