@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` (main job) and `make test` (test suite). Both set themselves up.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-MODEL ?= nextvit_test_tiny
+MODEL ?= nextvit_small
 TARGET ?= executorch
 OUT ?= out/demo
 
@@ -12,8 +12,10 @@ setup: $(VENV)/.edgevit-installed
 $(VENV)/.edgevit-installed: pyproject.toml tools/bootstrap.sh
 	bash tools/bootstrap.sh
 
+# Until a trained checkpoint ships, the default model has deterministic random weights (--random-init).
 demo: setup
-	$(VENV)/bin/edgevit info --model nextvit_small
+	$(VENV)/bin/edgevit convert --model $(MODEL) --random-init --target $(TARGET) --out $(OUT) --overwrite
+	$(VENV)/bin/edgevit verify $(OUT)
 
 test: setup
 	bash tools/run_tests.sh

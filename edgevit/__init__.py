@@ -24,6 +24,9 @@ _API = {
     "NextViT": "edgevit.models",
     "NextViTConfig": "edgevit.models",
     "model_info": "edgevit.info",
+    "ConvertConfig": "edgevit.config",
+    "convert": "edgevit.pipeline",
+    "verify_dir": "edgevit.verify",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -74,9 +74,155 @@ def _cmd_models(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# convert / verify
 
 
-COMMANDS = [_add_info, _add_models]
+def _add_convert(sub):
+    p = sub.add_parser("convert", help="checkpoint -> verified on-device artifact folder",
+                       description="Convert a Next-ViT checkpoint to an on-device artifact folder (artifact, "
+                                   "manifest.json, golden input/output), verified against PyTorch in the "
+                                   "artifact's own runtime. Flags override --recipe values.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", help="YAML file of convert options (see conversion_recipes/)")
+    p.add_argument("--model", help="registered model name (default nextvit_small)")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--weights", help="checkpoint file (.pth/.pt/.bin/.safetensors) or hub id")
+    w.add_argument("--random-init", action="store_const", const=True, default=None,
+                   help="deterministic random weights with realistic BatchNorm statistics (smoke runs)")
+    p.add_argument("--seed", type=int, help="seed for --random-init (default 0)")
+    p.add_argument("--target", help="onnx | ort | executorch")
+    p.add_argument("--precision", help="fp32 (default)")
+    p.add_argument("--delegate", help="executorch delegate: xnnpack (default)")
+    p.add_argument("--img-size", help="N or HxW (default: the model's, 224 for S/B/L)")
+    p.add_argument("--batch", type=int, help="batch size baked into the artifact (default 1)")
+    p.add_argument("--dynamic-batch", action="store_const", const=True, default=None,
+                   help="onnx/ort: leave the batch dimension dynamic")
+    p.add_argument("--num-classes", type=int, help="classifier size (0 = pooled features, no head)")
+    p.add_argument("--reset-head", action="store_const", const=True, default=None,
+                   help="re-initialise the classifier when the checkpoint's class count differs")
+    p.add_argument("--features", action="store_const", const=True, default=None,
+                   help="backbone mode: export the four stage maps")
+    p.add_argument("--labels", help="text file with one class name a line")
+    p.add_argument("--images", help="folder of real images to check parity on, besides the golden input")
+    p.add_argument("--opset", type=int, help="ONNX opset (default 18, minimum 17)")
+    p.add_argument("--out", help="artifact folder (default out)")
+    p.add_argument("--overwrite", action="store_const", const=True, default=None,
+                   help="replace an existing output folder (only once the new one is complete)")
+    p.add_argument("--keep-failed", action="store_const", const=True, default=None,
+                   help="keep the artifact even if parity fails (its manifest says so); exit code is still 3")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.set_defaults(func=_cmd_convert)
+
+
+def _convert_config(args):
+    from edgevit.config import ConvertConfig, load_recipe
+
+    options = load_recipe(args.recipe) if args.recipe else {}
+    for key in ("model", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size", "batch",
+                "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
+                "overwrite", "keep_failed"):
+        value = getattr(args, key)
+        if value is not None:
+            options[key] = value
+    if args.weights is not None:
+        options.pop("random_init", None)
+    elif args.random_init:
+        options.pop("weights", None)
+    return ConvertConfig.from_dict(options, where="convert options")
+
+
+def _step_printer(enabled: bool):
+    def on_step(name, state, seconds):
+        if not enabled:
+            return
+        if state == "start":
+            print(f"edgevit: {name} ...", file=sys.stderr, flush=True)
+        else:
+            print(f"edgevit: {name} done in {seconds:.1f}s", file=sys.stderr, flush=True)
+    return on_step
+
+
+def _summary(result) -> dict:
+    m = result.manifest
+    return {"out": str(result.out_dir), "target": m["target"], "precision": m["precision"],
+            "artifact": m["artifact"], "artifact_bytes": m["artifact_bytes"], "parity": m["parity"],
+            "seconds": result.seconds, "details": m.get(m["target"], {})}
+
+
+def _cmd_convert(args) -> int:
+    from edgevit.pipeline import convert
+
+    cfg = _convert_config(args)
+    result = convert(cfg, on_step=_step_printer(True))
+    if args.json:
+        _print_json(_summary(result))
+    else:
+        m = result.manifest
+        print(f"wrote {result.out_dir}/{m['artifact']} ({m['artifact_bytes'] / 1e6:.1f} MB) in {result.seconds:.1f}s")
+        _print_details(m)
+        print(_parity_table(m))
+    return 0 if result.parity_passed else 3
+
+
+def _print_details(m: dict) -> None:
+    details = m.get(m["target"], {})
+    deleg = details.get("delegation")
+    if deleg:
+        print(f"delegation: {deleg['delegated_nodes']} nodes in {deleg['delegated_subgraphs']} "
+              f"{details['delegate']} subgraphs, {deleg['portable_nodes']} on portable kernels")
+        for op, n in deleg["portable_operators"].items():
+            print(f"  portable: {op} x{n}")
+    if "required_operators_config" in details:
+        usable = details["mobile_usability"]
+        print(f"ORT mobile: reduced-operator config {details['required_operators_config']}; usability check "
+              f"{'ran' if usable.get('checked') else 'failed: ' + usable.get('error', '')}")
+
+
+def _parity_table(m: dict) -> str:
+    p = m["parity"]
+    rows = [f"parity in {p['runtime']}: {'PASS' if p['passed'] else 'FAIL'}"]
+    for data, ms in p["sets"].items():
+        for x in ms:
+            top = "" if x.get("top1") is None else f" top1 {x['top1']:.0%} top5 {x['top5']:.0%}"
+            rows.append(f"  {data:<7} {x['name']:<10} n={x['samples']:<3} max_abs {x['max_abs']:.3g} "
+                        f"max_rel {x['max_rel']:.3g} cosine {x['min_cosine']:.7f}{top}")
+    rows += [f"  FAIL {f}" for f in p["failures"]]
+    return "\n".join(rows)
+
+
+def _add_verify(sub):
+    p = sub.add_parser("verify", help="re-run the parity check of an artifact folder",
+                       description="Run an artifact folder's artifact in its own runtime and compare it with the "
+                                   "PyTorch reference (golden pair, and --images when given).",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", help="artifact folder written by edgevit convert")
+    p.add_argument("--images", help="folder of real images to compare on (rebuilds the PyTorch reference)")
+    p.add_argument("--weights", help="the checkpoint the artifact came from, if not at the manifest's path")
+    p.add_argument("--threads", type=int, help="runtime threads")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_verify)
+
+
+def _cmd_verify(args) -> int:
+    from edgevit.verify import verify_dir
+
+    report = verify_dir(args.dir, images=args.images, weights=args.weights, threads=args.threads,
+                        raise_on_failure=False)
+    if args.json:
+        _print_json(report.to_dict())
+    else:
+        print(report.table())
+    return 0 if report.passed else 3
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+COMMANDS = [_add_convert, _add_verify, _add_info, _add_models]
+
+
+def _own_records_only(record: logging.LogRecord) -> bool:
+    return record.name.startswith("edgevit") or record.levelno >= logging.ERROR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,8 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = logging.WARNING - 10 * min(args.verbose + 1, 2)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.verbose < 2:  # toolchains log their internals at WARNING/INFO (and reset their own levels); -vv shows them
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_own_records_only)
+        for name in ("torch.utils._pytree", "torch.onnx._internal.exporter._registration"):  # torch's own handlers
+            logging.getLogger(name).setLevel(logging.ERROR)
     try:
         return int(args.func(args) or 0)
     except EdgeVitError as e:

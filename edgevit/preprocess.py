@@ -1,0 +1,111 @@
+"""Image preprocessing of the published checkpoints, shared by parity checks, calibration and the manifest.
+
+RGB -> resize the shorter side to ``size / crop_pct`` (bicubic) -> center crop ``size`` -> [0, 1] ->
+(x - mean) / std -> (3, H, W) float32. The same numbers go into every manifest so apps reproduce it exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevit.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preprocess:
+    size: tuple[int, int]
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = 0.95
+    interpolation: str = "bicubic"
+    color: str = "RGB"
+
+    @classmethod
+    def for_size(cls, size: tuple[int, int]) -> "Preprocess":
+        # the published checkpoints use crop_pct 0.95 at 224 and 1.0 at 384 (and above)
+        return cls(size=size, crop_pct=1.0 if min(size) >= 384 else 0.95)
+
+    def to_manifest(self) -> dict:
+        d = asdict(self)
+        d["resize"] = list(self.resize_shorter_to())
+        d["size"] = list(self.size)
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return d
+
+    def resize_shorter_to(self) -> tuple[int, int]:
+        """Target (H, W) extent before cropping: the crop scaled up by 1 / crop_pct."""
+        h, w = self.size
+        return math.floor(h / self.crop_pct), math.floor(w / self.crop_pct)
+
+    def __call__(self, image) -> np.ndarray:
+        """PIL image (any mode) -> normalized (3, H, W) float32."""
+        from PIL import Image
+
+        img = image.convert("RGB")
+        th, tw = self.resize_shorter_to()
+        scale = max(th / img.height, tw / img.width)
+        new = (max(tw, round(img.width * scale)), max(th, round(img.height * scale)))
+        img = img.resize(new, Image.BICUBIC)
+        left, top = (img.width - self.size[1]) // 2, (img.height - self.size[0]) // 2
+        img = img.crop((left, top, left + self.size[1], top + self.size[0]))
+        x = np.asarray(img, dtype=np.float32) / 255.0
+        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+        return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ConfigError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def load_images(folder: str | Path, pre: Preprocess, *, limit: int | None = None) -> tuple[np.ndarray, list[Path]]:
+    """Preprocess every readable image in ``folder`` (sorted, at most ``limit``); unreadable files are skipped."""
+    from PIL import Image, UnidentifiedImageError
+
+    batch, used, skipped = [], [], 0
+    for path in list_images(folder):
+        if limit is not None and len(used) >= limit:
+            break
+        try:
+            with Image.open(path) as img:
+                batch.append(pre(img))
+            used.append(path)
+        except (UnidentifiedImageError, OSError) as e:
+            skipped += 1
+            log.warning("skipping unreadable image %s: %s", path, e)
+    if not batch:
+        raise ConfigError(f"none of the images in {folder} could be read ({skipped} skipped)")
+    if skipped:
+        log.warning("%d unreadable images skipped in %s", skipped, folder)
+    return np.stack(batch), used
+
+
+def golden_image(size: tuple[int, int], seed: int = 0):
+    """A deterministic, image-like RGB picture (gradients, disc, stripes) larger than the crop, as PIL image."""
+    from PIL import Image
+
+    h, w = math.ceil(size[0] * 1.25), math.ceil(size[1] * 1.5)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    r = 128 + 100 * np.sin(xx / w * 3.1 + 0.5)
+    g = 128 + 100 * np.cos(yy / h * 2.3)
+    b = 255 * ((np.hypot(yy - h / 2, xx - w / 2) < min(h, w) / 3) * 0.8)
+    stripes = 40 * (np.sin(xx / 3.0 + yy / 5.0) > 0)
+    img = np.stack([r + stripes, g, b + stripes], -1) + rng.normal(0, 8, (h, w, 3))
+    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB")

@@ -1,0 +1,116 @@
+"""The one interface every toolchain implements, and the target registry.
+
+A target turns a (deployed) PyTorch model into one artifact file in a folder, and loads that artifact back in its
+own desktop runtime for parity checks and benchmarks. Adding a toolchain = one module under ``edgevit/targets/``
+with a ``@register_target`` class, plus one line in ``_TARGET_MODULES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgevit.errors import ConfigError, MissingDependencyError
+
+# target name -> module that registers it (imported on first use, so the CLI stays fast)
+_TARGET_MODULES = {
+    "onnx": "edgevit.targets.onnx",
+    "ort": "edgevit.targets.onnx",
+    "executorch": "edgevit.targets.executorch",
+}
+
+_REGISTRY: dict[str, type["Target"]] = {}
+
+
+def register_target(cls: type["Target"]) -> type["Target"]:
+    """Class decorator: register ``cls`` under ``cls.name``; a duplicate name is an error. Returns ``cls``."""
+    if cls.name in _REGISTRY:
+        raise ConfigError(f"target {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_targets() -> list[str]:
+    return sorted(_TARGET_MODULES)
+
+
+def get_target(name: str) -> "Target":
+    if name not in _TARGET_MODULES:
+        raise ConfigError(f"unknown target {name!r}; supported targets: {', '.join(list_targets())}")
+    if name not in _REGISTRY:
+        importlib.import_module(_TARGET_MODULES[name])
+    return _REGISTRY[name]()
+
+
+@dataclass(frozen=True, kw_only=True)
+class IOSpec:
+    """Names and shapes of the artifact's input and outputs."""
+
+    input_name: str
+    input_shape: tuple[int, ...]
+    output_names: tuple[str, ...]
+    dynamic_batch: bool = False
+
+
+@dataclass
+class ExportResult:
+    artifact: str  # file name inside the artifact folder
+    extra_files: list[str] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # target-specific manifest section
+
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+
+
+class Target:
+    """Base of every toolchain target."""
+
+    name: str = ""
+    suffix: str = ""
+    precisions: tuple[str, ...] = ("fp32",)
+    delegates: tuple[str | None, ...] = (None,)
+    extra: str = ""  # pip extra that installs the toolchain ("" = core dependency)
+    runtime: str = ""  # the desktop runtime that runs its artifacts
+
+    def check(self, precision: str, delegate: str | None = None) -> None:
+        if precision not in self.precisions:
+            raise ConfigError(f"target {self.name} does not support precision {precision!r}; "
+                              f"supported: {', '.join(self.precisions)}")
+        if delegate not in self.delegates:
+            shown = ", ".join(d or "(none)" for d in self.delegates)
+            raise ConfigError(f"target {self.name} does not support delegate {delegate!r}; supported: {shown}")
+
+    def export(self, model, example, out_dir: Path, io_spec: IOSpec, *, precision: str, opset: int,
+               delegate: str | None) -> ExportResult:
+        raise NotImplementedError
+
+    def load(self, artifact_path: Path, manifest: dict, *, threads: int | None = None) -> Runner:
+        raise NotImplementedError
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+    def require(self, module: str):
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            how = f"pip install 'edgevit[{self.extra}]'" if self.extra else "pip install edgevit (reinstall)"
+            raise MissingDependencyError(f"target {self.name} needs {module}, which is not installed: {how}") from e
+
+
+def run_batched(fn: Callable[[np.ndarray], list[np.ndarray]], x: np.ndarray, batch: int | None) -> list[np.ndarray]:
+    """Run a fixed-batch artifact over any number of samples; the tail is padded and trimmed."""
+    if batch is None or len(x) == batch:
+        return fn(x)
+    chunks = []
+    for i in range(0, len(x), batch):
+        part = x[i:i + batch]
+        n = len(part)
+        if n < batch:
+            part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
+        chunks.append([o[:n] for o in fn(part)])
+    return [np.concatenate(outs) for outs in zip(*chunks)]

@@ -1,0 +1,174 @@
+"""ONNX and ONNX Runtime Mobile (.ort) targets, run with onnxruntime on the desktop."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgevit.errors import ExportError
+from edgevit.targets.base import ExportResult, IOSpec, Runner, Target, register_target, run_batched
+
+log = logging.getLogger(__name__)
+
+
+def export_onnx(model, example, path: Path, io_spec: IOSpec, *, opset: int) -> None:
+    """torch.export-based ONNX export into a single file (weights inline; Next-ViT-L is far below 2 GB)."""
+    import torch
+
+    dynamic = None
+    if io_spec.dynamic_batch:
+        dynamic = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(model, (example,), str(path), dynamo=True, opset_version=opset,
+                              input_names=[io_spec.input_name], output_names=list(io_spec.output_names),
+                              dynamic_shapes=dynamic, external_data=False, verbose=False)
+    except Exception as e:  # noqa: BLE001 - any exporter failure is an ExportError with its cause attached
+        raise ExportError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+
+
+def onnx_op_counts(path: Path) -> dict[str, int]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return dict(sorted(Counter(n.op_type for n in model.graph.node).items()))
+
+
+def make_session(path: Path, *, threads: int | None = None):
+    """An onnxruntime CPU session with thread spinning off (spinning threads steal cores from whatever runs next)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def _session_runner(path: Path, manifest: dict, threads: int | None) -> Runner:
+    sess = make_session(path, threads=threads)
+    name = sess.get_inputs()[0].name
+    fixed = sess.get_inputs()[0].shape[0]
+    batch = fixed if isinstance(fixed, int) else None
+    return lambda x: run_batched(lambda b: sess.run(None, {name: b.astype(np.float32)}), x, batch)
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+@register_target
+class OnnxTarget(Target):
+    name = "onnx"
+    suffix = ".onnx"
+    runtime = "onnxruntime"
+
+    def export(self, model, example, out_dir, io_spec, *, precision, opset, delegate) -> ExportResult:
+        self.require("onnxscript")
+        path = out_dir / "model.onnx"
+        export_onnx(model, example, path, io_spec, opset=opset)
+        return ExportResult(artifact=path.name, details={"opset": opset, "op_counts": onnx_op_counts(path)})
+
+    def load(self, artifact_path, manifest, *, threads=None) -> Runner:
+        self.require("onnxruntime")
+        return _session_runner(artifact_path, manifest, threads)
+
+    def versions(self):
+        return _versions()
+
+
+@register_target
+class OrtTarget(Target):
+    """ONNX Runtime Mobile: the ``.ort`` format, the reduced-operator config, and the mobile usability check."""
+
+    name = "ort"
+    suffix = ".ort"
+    runtime = "onnxruntime"
+
+    def export(self, model, example, out_dir, io_spec, *, precision, opset, delegate) -> ExportResult:
+        self.require("onnxscript")
+        from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+        with tempfile.TemporaryDirectory(prefix="edgevit-ort-") as tmp:
+            onnx_path = Path(tmp) / "model.onnx"
+            export_onnx(model, example, onnx_path, io_spec, opset=opset)
+            usability = mobile_usability(onnx_path)
+            t0 = time.perf_counter()
+            captured = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+                    # 'Fixed' optimizations for the CPU EP; target 'arm' keeps x86-only kernels out of the model
+                    convert_onnx_models_to_ort(onnx_path, output_dir=out_dir,
+                                               optimization_styles=[OptimizationStyle.Fixed],
+                                               target_platform="arm")
+            except Exception as e:  # noqa: BLE001
+                raise ExportError(f".ort conversion failed: {e}\n{captured.getvalue()[-2000:]}") from e
+            log.debug("ort conversion took %.1fs", time.perf_counter() - t0)
+        ort_file = out_dir / "model.ort"
+        config = out_dir / "model.required_operators.config"
+        if not ort_file.is_file() or not config.is_file():
+            raise ExportError(f".ort conversion wrote no model.ort / required_operators.config in {out_dir}")
+        ops = _read_required_ops(config)
+        return ExportResult(artifact=ort_file.name, extra_files=[config.name],
+                            details={"opset": opset, "required_operators_config": config.name,
+                                     "required_operators": ops, "mobile_usability": usability,
+                                     "optimization_style": "Fixed", "target_platform": "arm"})
+
+    def load(self, artifact_path, manifest, *, threads=None) -> Runner:
+        self.require("onnxruntime")
+        return _session_runner(artifact_path, manifest, threads)
+
+    def versions(self):
+        return _versions()
+
+
+def _read_required_ops(config: Path) -> dict[str, list[str]]:
+    ops: dict[str, list[str]] = {}
+    for line in config.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        domain, version, names = line.split(";")
+        ops[f"{domain};{version}"] = names.split(",")
+    return ops
+
+
+def mobile_usability(onnx_path: Path) -> dict:
+    """onnxruntime's own mobile usability check, its log captured into the manifest."""
+    from onnxruntime.tools.mobile_helpers import usability_checker
+
+    records: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = logging.getLogger("edgevit.ort_usability")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    handler = _Collect()
+    logger.addHandler(handler)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            try_eps = usability_checker.analyze_model(onnx_path, skip_optimize=False, logger=logger)
+    except Exception as e:  # noqa: BLE001 - the check is advisory; its failure is recorded, not fatal
+        return {"checked": False, "error": f"{type(e).__name__}: {e}"}
+    finally:
+        logger.removeHandler(handler)
+    return {"checked": True, "nnapi_or_coreml_ep_recommended": bool(try_eps),
+            "log": [r for r in records if r.strip()][:60]}
+

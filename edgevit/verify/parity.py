@@ -1,0 +1,148 @@
+"""Parity of an artifact in its own runtime against the PyTorch reference, gated by the tolerance table."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevit._io import sha256_file
+from edgevit.errors import CheckpointError, ConfigError, ParityError
+from edgevit.manifest import read_golden, read_manifest
+from edgevit.verify.metrics import OutputMetrics, compare
+from edgevit.verify.tolerances import Tolerance, tolerance_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ParityReport:
+    target: str
+    precision: str
+    runtime: str
+    tolerance: Tolerance
+    sets: dict[str, list[OutputMetrics]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        return {
+            "passed": self.passed,
+            "runtime": self.runtime,
+            "tolerance": {"target": self.target, "precision": self.precision, **self.tolerance.__dict__},
+            "sets": {name: [m.to_dict() for m in ms] for name, ms in self.sets.items()},
+            "failures": self.failures,
+        }
+
+    def table(self) -> str:
+        rows = [f"parity {self.target}/{self.precision} in {self.runtime}: {'PASS' if self.passed else 'FAIL'}",
+                f"  {'data':<8} {'output':<10} {'n':>4} {'max_abs':>10} {'max_rel':>10} {'cosine':>11} "
+                f"{'top1':>7} {'top5':>7}"]
+        for data, ms in self.sets.items():
+            for m in ms:
+                t1 = "-" if m.top1 is None else f"{m.top1:.1%}"
+                t5 = "-" if m.top5 is None else f"{m.top5:.1%}"
+                rows.append(f"  {data:<8} {m.name:<10} {m.samples:>4} {m.max_abs:>10.3g} {m.max_rel:>10.3g} "
+                            f"{m.min_cosine:>11.8f} {t1:>7} {t5:>7}")
+        t = self.tolerance
+        rows.append(f"  limits: max_abs {t.max_abs:g}, max_rel {t.max_rel:g}, cosine >= {t.min_cosine}, "
+                    f"top1 >= {t.min_top1:.0%}, top5 >= {t.min_top5:.0%}")
+        rows += [f"  FAIL {f}" for f in self.failures]
+        return "\n".join(rows)
+
+
+def measure(report: ParityReport, data: str, runner, x: np.ndarray, reference: dict[str, np.ndarray],
+            *, classification: bool) -> None:
+    """Run ``runner`` on ``x``, compare every output with ``reference`` and record metrics and failures."""
+    outs = runner(x)
+    if len(outs) != len(reference):
+        report.failures.append(f"{data}: artifact returned {len(outs)} outputs, reference has {len(reference)}")
+        return
+    ms = []
+    for (name, ref), out in zip(reference.items(), outs):
+        m = compare(name, ref, np.asarray(out), classification=classification and name == "logits",
+                    tie=report.tolerance.max_abs)
+        ms.append(m)
+        report.failures += [f"{data} {f}" for f in m.failures(report.tolerance)]
+    report.sets[data] = ms
+
+
+def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights: str | None = None,
+               threads: int | None = None, raise_on_failure: bool = True) -> ParityReport:
+    """Re-run the parity check of an existing artifact folder.
+
+    The golden pair is always replayed. With ``images``, the PyTorch reference is rebuilt from the manifest's
+    ``source`` (its weights file, ``weights`` to point at another copy, or its deterministic random init) and must
+    hash to the manifest's ``weights_sha256``.
+    """
+    from edgevit.targets import get_target
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    artifact = folder / manifest["artifact"]
+    if not artifact.is_file():
+        raise ConfigError(f"artifact {artifact} named in the manifest is missing")
+    if sha256_file(artifact) != manifest["artifact_sha256"]:
+        raise ConfigError(f"artifact {artifact} does not match the manifest's artifact_sha256: the file was "
+                          "changed or damaged after conversion; re-convert it")
+    target = get_target(manifest["target"])
+    runner = target.load(artifact, manifest, threads=threads)
+    report = ParityReport(target=manifest["target"], precision=manifest["precision"], runtime=target.runtime,
+                          tolerance=tolerance_for(manifest["target"], manifest["precision"]))
+    classification = [o["name"] for o in manifest["outputs"]] == ["logits"]
+    x, golden = read_golden(folder, manifest)
+    measure(report, "golden", runner, x, golden, classification=classification)
+    if images is not None:
+        reference = rebuild_reference(manifest, weights)
+        xs = images_for(manifest, images)
+        measure(report, "images", runner, xs, reference_outputs(reference, xs, manifest), classification=classification)
+    if raise_on_failure and not report.passed:
+        raise ParityError(report.table())
+    return report
+
+
+def images_for(manifest: dict, folder: str | Path) -> np.ndarray:
+    from edgevit.preprocess import Preprocess, load_images
+
+    p = manifest["preprocess"]
+    pre = Preprocess(size=tuple(p["size"]), mean=tuple(p["mean"]), std=tuple(p["std"]), crop_pct=p["crop_pct"],
+                     interpolation=p["interpolation"], color=p["color"])
+    xs, _ = load_images(folder, pre)
+    return xs
+
+
+def reference_outputs(model, x: np.ndarray, manifest: dict, chunk: int = 8) -> dict[str, np.ndarray]:
+    import torch
+
+    names = [o["name"] for o in manifest["outputs"]]
+    outs: list[list[np.ndarray]] = []
+    with torch.no_grad():
+        for i in range(0, len(x), chunk):
+            y = model(torch.from_numpy(x[i:i + chunk]))
+            y = list(y) if isinstance(y, (list, tuple)) else [y]
+            outs.append([t.numpy() for t in y])
+    return {n: np.concatenate(parts) for n, parts in zip(names, zip(*outs))}
+
+
+def rebuild_reference(manifest: dict, weights: str | None = None):
+    """The PyTorch model the artifact was converted from, checked against the manifest's weights hash."""
+    from edgevit.models.factory import build_model
+    from edgevit.manifest import state_dict_sha256
+
+    src = dict(manifest["source"])
+    if weights is not None:
+        src["weights"] = weights
+    if not src.get("random_init") and not src.get("weights"):
+        raise CheckpointError("the manifest names no reference weights; pass --weights PATH to compare on --images")
+    model = build_model(model=src["model"], weights=src.get("weights"), random_init=src.get("random_init", False),
+                        seed=src.get("seed", 0), num_classes=src.get("num_classes"),
+                        features=src.get("features", False), reset_head=src.get("reset_head", False))
+    if state_dict_sha256(model) != manifest["weights_sha256"]:
+        raise CheckpointError("the rebuilt reference weights do not hash to the manifest's weights_sha256; pass the "
+                              "checkpoint the artifact was converted from with --weights PATH")
+    return model
