@@ -105,6 +105,8 @@ def _add_convert(sub):
     p.add_argument("--labels", help="text file with one class name a line")
     p.add_argument("--images", help="folder of real images to check parity on, besides the golden input")
     p.add_argument("--opset", type=int, help="ONNX opset (default 18, minimum 17)")
+    p.add_argument("--no-rewrite", dest="rewrite", action="store_const", const=False, default=None,
+                   help="export the original form, without deploy rewrites (for comparison)")
     p.add_argument("--out", help="artifact folder (default out)")
     p.add_argument("--overwrite", action="store_const", const=True, default=None,
                    help="replace an existing output folder (only once the new one is complete)")
@@ -120,7 +122,7 @@ def _convert_config(args):
     options = load_recipe(args.recipe) if args.recipe else {}
     for key in ("model", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size", "batch",
                 "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
-                "overwrite", "keep_failed"):
+                "overwrite", "keep_failed", "rewrite"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
@@ -146,6 +148,9 @@ def _summary(result) -> dict:
     m = result.manifest
     return {"out": str(result.out_dir), "target": m["target"], "precision": m["precision"],
             "artifact": m["artifact"], "artifact_bytes": m["artifact_bytes"], "parity": m["parity"],
+            "rewrite": {"form": m["rewrite"]["form"], "reason": m["rewrite"]["reason"],
+                        "passes": [p["name"] for p in m["rewrite"]["passes"]],
+                        "op_counts": m["rewrite"]["op_counts"]},
             "seconds": result.seconds, "details": m.get(m["target"], {})}
 
 
@@ -165,6 +170,15 @@ def _cmd_convert(args) -> int:
 
 
 def _print_details(m: dict) -> None:
+    rw = m["rewrite"]
+    if rw["passes"]:
+        before, after = rw["op_counts"]["original"], rw["op_counts"].get("deployed", {})
+        bn = sum(v for k, v in before.items() if "batch_norm" in k)
+        bn_after = sum(v for k, v in after.items() if "batch_norm" in k)
+        print(f"rewrites: {', '.join(p['name'] for p in rw['passes'])}; graph ops {sum(before.values())} -> "
+              f"{sum(after.values())}, BatchNorms {bn} -> {bn_after}")
+    else:
+        print("rewrites: none (original form)")
     details = m.get(m["target"], {})
     deleg = details.get("delegation")
     if deleg:

@@ -55,6 +55,7 @@ class ConvertConfig:
     overwrite: bool = False
     keep_failed: bool = False
     opset: int = 18
+    rewrite: bool = True
     delegate: str | None = None
 
     def __post_init__(self):

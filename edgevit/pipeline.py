@@ -110,7 +110,21 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
             log.info("parity images: %d from %s", len(used), cfg.images)
             real_ref = reference_outputs(net, real, {"outputs": [{"name": n} for n in names]})
 
-    export_model = net  # deploy rewrites plug in here
+    with steps("deploy rewrites" if cfg.rewrite else "keep original form"):
+        if cfg.rewrite:
+            from edgevit.rewrites import deploy
+
+            deployed = deploy(net, cfg.target, img_size=size)
+            export_model, rewrite_info = deployed.model, deployed.to_manifest()
+        else:
+            export_model, rewrite_info = net, {"form": "original", "reason": "rewrites disabled (--no-rewrite)",
+                                               "passes": []}
+        from edgevit.rewrites import aten_op_counts
+
+        example = torch.from_numpy(x)
+        rewrite_info["op_counts"] = {"original": aten_op_counts(net, example)}
+        if export_model is not net:
+            rewrite_info["op_counts"]["deployed"] = aten_op_counts(export_model, example)
     io_spec = IOSpec(input_name="image", input_shape=tuple(x.shape), output_names=names,
                      dynamic_batch=cfg.dynamic_batch)
 
@@ -141,6 +155,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
             "artifact_sha256": sha256_file(artifact),
             "artifact_bytes": artifact.stat().st_size,
             "versions": _versions(target),
+            "rewrite": rewrite_info,
             target.name: result.details,
             "golden": golden,
         }

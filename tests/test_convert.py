@@ -297,3 +297,39 @@ def test_nextvit_small_converts_and_verifies(tmp_path, target):
     assert verify_dir(result.out_dir).passed
     assert result.manifest["input"]["shape"] == [1, 3, 224, 224]
     assert result.manifest["outputs"][0]["shape"] == [1, 1000]
+
+
+def _onnx_graph_facts(path: Path):
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
+    ops = [n.op_type for n in model.graph.node]
+    transposed = [int(np.prod(shapes[n.input[0]])) for n in model.graph.node if n.op_type == "Transpose"]
+    return ops, transposed
+
+
+def test_deployed_onnx_graph_has_no_batchnorm_and_no_full_map_transpose(converted, tmp_path):
+    ops, transposed = _onnx_graph_facts(converted["onnx"].out_dir / "model.onnx")
+    assert "BatchNormalization" not in ops
+    # tiny config at 64x64: NTB maps are 96ch x 8x8 (sr 4), 128ch x 4x4 (sr 2), 160ch x 2x2 (sr 1). Only the
+    # keys are transposed: pooled to 4 tokens for sr > 1; for sr = 1 the keys are the whole (stride-32) map.
+    assert sorted(transposed) == sorted([96 * 4, 128 * 4, 160 * 4])
+    assert [t < 96 * 64 for t in transposed[:1]] == [True]
+    original = convert(tiny_cfg(tmp_path, "onnx", rewrite=False))
+    ops0, transposed0 = _onnx_graph_facts(original.out_dir / "model.onnx")
+    assert ops0.count("BatchNormalization") == 12  # the exporter folds conv+BN itself, not the pre-BNs
+    assert ops0.count("Transpose") > 3 * len(transposed)
+    assert max(transposed0) >= 96 * 64  # the original rearranges whole token maps
+    assert original.manifest["rewrite"]["passes"] == [] and original.parity_passed
+
+
+def test_deployed_executorch_has_every_op_in_xnnpack(converted):
+    m = read_manifest(converted["executorch"].out_dir)
+    assert m["executorch"]["delegation"]["portable_nodes"] == 0
+    assert m["executorch"]["delegation"]["delegated_subgraphs"] == 1
+    counts = m["rewrite"]["op_counts"]
+    assert counts["original"]["batch_norm"] == 31 and "batch_norm" not in counts["deployed"]
+    assert [p["name"] for p in m["rewrite"]["passes"]] == ["fold_conv_bn", "merge_pre_bn", "delegate_friendly_ops"]
+    assert all(p["parity"]["max_rel"] < 5e-5 for p in m["rewrite"]["passes"])

@@ -138,6 +138,8 @@ class EMHSA(nn.Module):
     dropped. This is not a 2-D sr x sr pool; the BCHW rewrite must reproduce it exactly.
     """
 
+    layout = "tokens"  # takes (B, N, C); deploy rewrites swap in a (B, C, H, W) form
+
     def __init__(self, dim: int, *, head_dim: int, sr_ratio: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__()
         self.dim = dim
@@ -204,10 +206,14 @@ class NTB(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x)
-        b, c, h, w = x.shape
-        tokens = self.norm1(x).flatten(2).transpose(1, 2)  # b c h w -> b (h w) c, raster order
-        attn = self.mhsa_drop_path(self.e_mhsa(tokens))
-        x = x + attn.transpose(1, 2).reshape(b, c, h, w)
+        out = self.norm1(x)
+        if self.e_mhsa.layout == "tokens":
+            b, c, h, w = out.shape
+            tokens = out.flatten(2).transpose(1, 2)  # b c h w -> b (h w) c, raster order
+            out = self.e_mhsa(tokens).transpose(1, 2).reshape(b, c, h, w)
+        else:
+            out = self.e_mhsa(out)
+        x = x + self.mhsa_drop_path(out)
         out = self.projection(x)
         out = out + self.mhca_drop_path(self.mhca(out))
         x = torch.cat([x, out], dim=1)

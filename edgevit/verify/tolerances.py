@@ -28,6 +28,9 @@ class Tolerance:
 _FP32 = Tolerance(max_abs=5e-2, max_rel=2e-4, min_cosine=0.99999, min_top1=1.0, min_top5=1.0)
 
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
+    # deploy rewrites, PyTorch eager vs eager: only the rounding of folded weights differs (seen: 5e-6 to 8e-6 on
+    # Next-ViT-S, up to 2.6e-5 on the tiny config's stage-4 map with unclamped Gaussian inputs)
+    ("eager", "fp32"): Tolerance(max_abs=1e-2, max_rel=5e-5, min_cosine=0.999999, min_top1=1.0, min_top5=1.0),
     ("onnx", "fp32"): _FP32,
     ("ort", "fp32"): _FP32,
     ("executorch", "fp32"): _FP32,

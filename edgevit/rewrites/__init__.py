@@ -1,0 +1,161 @@
+"""Deploy rewrites: exact passes, each checked against the untouched model, and the form chosen per runtime.
+
+``deploy(model, target)`` runs the target's passes in order on copies of the model; after every pass the new
+model must match the original (fp32, the ("eager", "fp32") row of the tolerance table) on probe images, else
+``RewriteParityError`` names the pass and the first block whose output drifted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from edgevit.errors import ConfigError, ParityError
+from edgevit.rewrites import bchw_attention, export_forms, fold_bn, merge_prebn  # noqa: F401 - registers passes
+from edgevit.rewrites.base import PassReport, apply_pass, list_passes
+
+log = logging.getLogger(__name__)
+
+_BN_FOLDS = ("fold_conv_bn", "merge_pre_bn")
+
+# The form each runtime gets, and why (measured by benchmarks/rewrites.py on this project's 2-core x86 machine;
+# the numbers are in the closing note of the rewrites issue and in benchmarks/results/).
+FORMS: dict[str, tuple[tuple[str, ...], str]] = {
+    "onnx": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
+             "BN folded; BCHW attention with k^T q scores: no full-map transpose, ONNX Runtime fuses the small "
+             "key transpose into MatMul"),
+    "ort": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
+            "as onnx: the .ort file is the same graph optimised for the CPU EP"),
+    "executorch": (_BN_FOLDS + ("delegate_friendly_ops",),
+                   "BN folded; token-layout attention with 3-D bmm: XNNPACK runs NHWC internally, where tokens are "
+                   "the native layout, and its softmax takes only the last axis; every op stays in the delegate"),
+}
+
+
+class RewriteParityError(ParityError):
+    def __init__(self, message: str, *, pass_name: str, block: str | None):
+        super().__init__(message)
+        self.pass_name = pass_name
+        self.block = block
+
+
+@dataclass
+class DeployResult:
+    model: nn.Module
+    target: str
+    reason: str
+    reports: list[PassReport] = field(default_factory=list)
+    parity: list[dict] = field(default_factory=list)
+
+    def to_manifest(self) -> dict:
+        return {"form": "deployed", "reason": self.reason,
+                "passes": [dict(r.to_dict(), parity=p) for r, p in zip(self.reports, self.parity)]}
+
+
+def forms_for(target: str) -> tuple[tuple[str, ...], str]:
+    return FORMS.get(target, FORMS["onnx"])
+
+
+def probe_images(img_size: tuple[int, int], n: int = 2, seed: int = 7) -> torch.Tensor:
+    from edgevit.models.random_init import synthetic_images
+
+    return synthetic_images(n, img_size, seed=seed)
+
+
+def _flat(out) -> list[torch.Tensor]:
+    return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def _compare(ref: list[torch.Tensor], new: list[torch.Tensor]) -> dict:
+    from edgevit.verify.metrics import compare
+
+    worst = None
+    for i, (a, b) in enumerate(zip(ref, new)):
+        m = compare(f"out{i}", a.numpy(), b.numpy(), classification=False, tie=0.0)
+        if worst is None or m.max_rel > worst.max_rel:
+            worst = m
+    return worst
+
+
+def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | None = None,
+           img_size: tuple[int, int] | None = None, check: bool = True) -> DeployResult:
+    """Return the deployed form of ``model`` for ``target`` with one report per pass; ``model`` is untouched.
+
+    Example::
+
+        result = deploy(model, "executorch", img_size=(224, 224))
+        fast = result.model
+    """
+    from edgevit.verify.tolerances import tolerance_for
+
+    chosen, reason = forms_for(target)
+    if passes is not None:
+        unknown = [p for p in passes if p not in list_passes()]
+        if unknown:
+            raise ConfigError(f"unknown rewrite passes {unknown}; known: {', '.join(list_passes())}")
+        chosen, reason = tuple(passes), "passes chosen by the caller"
+    size = img_size or (model.cfg.default_img_size,) * 2
+    x = probe_images(size)
+    tol = tolerance_for("eager", "fp32")
+    with torch.no_grad():
+        reference = _flat(model.eval()(x))
+    result = DeployResult(model=model, target=target, reason=reason)
+    current = model
+    for name in chosen:
+        new, report = apply_pass(name, current)
+        if not report.changed:
+            raise ConfigError(f"rewrite pass {name} changed nothing in {type(model).__name__}: it is required for "
+                              f"target {target}; the model is already rewritten or not a Next-ViT")
+        metrics = {}
+        if check:
+            with torch.no_grad():
+                m = _compare(reference, _flat(new(x)))
+            metrics = {"max_abs": m.max_abs, "max_rel": m.max_rel, "min_cosine": m.min_cosine}
+            if m.failures(tol):
+                block = _first_drifting_block(model, new, x, tol)
+                raise RewriteParityError(
+                    f"rewrite pass {name} broke parity" + (f" in block {block}" if block else "") + ": "
+                    + "; ".join(m.failures(tol)), pass_name=name, block=block)
+        log.info("pass %s: %d changes, max_rel %.2e", name, len(report.changed), metrics.get("max_rel", 0.0))
+        result.reports.append(report)
+        result.parity.append(metrics)
+        current = new
+    result.model = current
+    return result
+
+
+def _first_drifting_block(ref: nn.Module, new: nn.Module, x: torch.Tensor, tol) -> str | None:
+    """Name of the first stem unit or block whose output differs beyond ``tol`` (module names are kept by passes)."""
+
+    def capture(model):
+        outs, handles = {}, []
+        for name, m in model.named_modules():
+            if name.startswith("stem.") and name.count(".") == 1 or name.count(".") == 3 and ".blocks." in name:
+                handles.append(m.register_forward_hook(lambda mod, i, o, name=name: outs.__setitem__(name, o)))
+        with torch.no_grad():
+            model(x)
+        for h in handles:
+            h.remove()
+        return outs
+
+    a, b = capture(ref), capture(new)
+    for name, out in a.items():
+        if name in b:
+            m = _compare([out], [b[name]])
+            if m.failures(tol):
+                return name
+    return None
+
+
+def aten_op_counts(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """Operator counts of the model's torch.export graph (what every toolchain starts from)."""
+    from collections import Counter
+
+    with torch.no_grad():
+        graph = torch.export.export(model, (example,), strict=False).graph
+    counts = Counter(str(n.target).replace("aten.", "").split(".")[0] for n in graph.nodes
+                     if n.op == "call_function")
+    return dict(sorted(counts.items()))

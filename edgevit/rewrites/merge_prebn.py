@@ -1,0 +1,69 @@
+"""Pre-BatchNorm merges: a BatchNorm feeding a 1x1 conv or a linear layer folds into that layer.
+
+f(a * x + s) = W (a * x + s) + b = (W diag(a)) x + (W s + b)      (W: out x in, a and s per input channel)
+
+* NCB.norm -> mlp.fc1; NTB.norm2 -> mlp.fc1;
+* NTB.norm1 -> q, k, v. Keys and values see BN1d(pool(BN1(x))); average pooling is linear, so
+  pool(a * x + s) = a * pool(x) + s, and with BN1d = (c, d): c * a * pool(x) + (c * s + d): one affine, folded
+  into k and v, and both BatchNorms disappear;
+* the final BatchNorm -> the classifier: pooling is linear too. With no classifier (features mode,
+  num_classes=0) it becomes a plain per-channel affine (``ChannelAffine``), which is no BatchNorm.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgevit.models.nextvit import NCB, NTB, NextViT
+from edgevit.rewrites.base import ChannelAffine, PassReport, bn_scale_shift, register_pass
+
+
+def _merge_into(layer: nn.Module, a: torch.Tensor, s: torch.Tensor) -> None:
+    """Fold y = a * x + s (per input channel) into ``layer`` (Linear or 1x1 Conv2d) in place."""
+    w = layer.weight
+    w2 = w.reshape(w.shape[0], w.shape[1])
+    bias = layer.bias if layer.bias is not None else torch.zeros(w.shape[0])
+    new_bias = bias + w2 @ s
+    layer.weight.copy_((w2 * a.reshape(1, -1)).reshape(w.shape))
+    if layer.bias is None:
+        layer.bias = nn.Parameter(new_bias)
+    else:
+        layer.bias.copy_(new_bias)
+
+
+@register_pass("merge_pre_bn", "fold every BatchNorm that feeds a 1x1 conv or linear layer into that layer")
+def merge_pre_bn_pass(model: nn.Module) -> PassReport:
+    report = PassReport("merge_pre_bn")
+    for name, m in model.named_modules():
+        if isinstance(m, NCB) and isinstance(m.norm, nn.BatchNorm2d):
+            _merge_into(m.mlp.fc1, *bn_scale_shift(m.norm))
+            m.norm = nn.Identity()
+            report.changed.append(f"{name}.norm->mlp.fc1")
+        elif isinstance(m, NTB) and isinstance(m.norm1, nn.BatchNorm2d):
+            a, s = bn_scale_shift(m.norm1)
+            attn = m.e_mhsa
+            _merge_into(attn.q, a, s)
+            if isinstance(attn.norm, nn.BatchNorm1d):
+                c, d = bn_scale_shift(attn.norm)
+                ak, sk = c * a, c * s + d
+                attn.norm = nn.Identity()
+            else:
+                ak, sk = a, s
+            _merge_into(attn.k, ak, sk)
+            _merge_into(attn.v, ak, sk)
+            m.norm1 = nn.Identity()
+            report.changed.append(f"{name}.norm1->e_mhsa.q/k/v" + ("(+norm)" if attn.sr is not None else ""))
+            _merge_into(m.mlp.fc1, *bn_scale_shift(m.norm2))
+            m.norm2 = nn.Identity()
+            report.changed.append(f"{name}.norm2->mlp.fc1")
+    if isinstance(model, NextViT) and isinstance(model.norm, nn.BatchNorm2d):
+        a, s = bn_scale_shift(model.norm)
+        if model.head is not None and isinstance(model.head.fc, nn.Linear):
+            _merge_into(model.head.fc, a, s)
+            model.norm = nn.Identity()
+            report.changed.append("norm->head.fc")
+        else:
+            model.norm = ChannelAffine(a, s)
+            report.changed.append("norm->ChannelAffine")
+    return report
