@@ -107,6 +107,8 @@ def _add_convert(sub):
     p.add_argument("--opset", type=int, help="ONNX opset (default 18, minimum 17)")
     p.add_argument("--no-rewrite", dest="rewrite", action="store_const", const=False, default=None,
                    help="export the original form, without deploy rewrites (for comparison)")
+    p.add_argument("--etrecord", action="store_const", const=True, default=None,
+                   help="executorch: also write model.etrecord, to read on-device ETDump profiles")
     p.add_argument("--out", help="artifact folder (default out)")
     p.add_argument("--overwrite", action="store_const", const=True, default=None,
                    help="replace an existing output folder (only once the new one is complete)")
@@ -122,7 +124,7 @@ def _convert_config(args):
     options = load_recipe(args.recipe) if args.recipe else {}
     for key in ("model", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size", "batch",
                 "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
-                "overwrite", "keep_failed", "rewrite"):
+                "overwrite", "keep_failed", "rewrite", "etrecord"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
@@ -232,7 +234,7 @@ def _cmd_verify(args) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-COMMANDS = [_add_convert, _add_verify, _add_info, _add_models]
+COMMANDS = [_add_convert, _add_verify, _add_bench, _add_profile, _add_report, _add_info, _add_models]
 
 
 def _own_records_only(record: logging.LogRecord) -> bool:

@@ -56,6 +56,7 @@ class ConvertConfig:
     keep_failed: bool = False
     opset: int = 18
     rewrite: bool = True
+    etrecord: bool = False
     delegate: str | None = None
 
     def __post_init__(self):

@@ -131,8 +131,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
     with atomic_dir(out_dir, overwrite=cfg.overwrite) as staging:
         with steps(f"export {cfg.target}"):
             with torch.no_grad():
-                result = target.export(export_model, torch.from_numpy(x), staging, io_spec,
-                                       precision=cfg.precision, opset=cfg.opset, delegate=cfg.delegate)
+                result = target.export(export_model, torch.from_numpy(x), staging, io_spec, cfg)
         artifact = staging / result.artifact
         golden = write_golden(staging, image, x, golden_ref)
         manifest = {

@@ -84,8 +84,8 @@ class Target:
             shown = ", ".join(d or "(none)" for d in self.delegates)
             raise ConfigError(f"target {self.name} does not support delegate {delegate!r}; supported: {shown}")
 
-    def export(self, model, example, out_dir: Path, io_spec: IOSpec, *, precision: str, opset: int,
-               delegate: str | None) -> ExportResult:
+    def export(self, model, example, out_dir: Path, io_spec: IOSpec, cfg) -> ExportResult:
+        """Write the artifact for ``model`` into ``out_dir``; ``cfg`` is the ConvertConfig (precision, opset...)."""
         raise NotImplementedError
 
     def load(self, artifact_path: Path, manifest: dict, *, threads: int | None = None) -> Runner:

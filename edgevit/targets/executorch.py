@@ -52,31 +52,39 @@ class ExecuTorchTarget(Target):
             return [XnnpackPartitioner()]
         raise ConfigError(f"executorch delegate {delegate!r} is not supported; use xnnpack")
 
-    def export(self, model, example, out_dir, io_spec, *, precision, opset, delegate) -> ExportResult:
+    def export(self, model, example, out_dir, io_spec, cfg) -> ExportResult:
         import torch
 
         self.require("executorch.exir")
         from executorch.exir import to_edge_transform_and_lower
 
-        delegate = delegate or "xnnpack"
+        delegate = cfg.delegate or "xnnpack"
         if io_spec.dynamic_batch:
             raise ConfigError("executorch artifacts have a fixed batch here; drop --dynamic-batch or use --batch N")
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 exported = torch.export.export(model, (example,), strict=False)
-                edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners(delegate))
+                edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners(delegate),
+                                                   generate_etrecord=cfg.etrecord)
                 report = delegation_report(edge)
                 program = edge.to_executorch()
         except ConfigError:
             raise
         except Exception as e:  # noqa: BLE001
-            raise ExportError(f"ExecuTorch lowering failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+            raise ExportError(f"ExecuTorch lowering failed: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}") from e
         path = out_dir / "model.pte"
         path.write_bytes(program.buffer)
+        extra, details = [], {"delegate": delegate, "delegation": report}
+        if cfg.etrecord:
+            # the ETRecord maps on-device ETDump events back to graph nodes (edgevit profile ingest)
+            program.get_etrecord().save(str(out_dir / "model.etrecord"))
+            extra.append("model.etrecord")
+            details["etrecord"] = "model.etrecord"
         if report["portable_nodes"]:
             log.info("operators outside the %s delegate: %s", delegate, report["portable_operators"])
-        return ExportResult(artifact=path.name, details={"delegate": delegate, "delegation": report})
+        return ExportResult(artifact=path.name, extra_files=extra, details=details)
 
     def load(self, artifact_path, manifest, *, threads=None) -> Runner:
         import torch
@@ -85,7 +93,7 @@ class ExecuTorchTarget(Target):
         from executorch.runtime import Runtime
 
         if threads:
-            torch.set_num_threads(threads)
+            set_threads(threads)
         method = Runtime.get().load_program(str(artifact_path)).load_method("forward")
         batch = manifest["input"]["shape"][0]
 
@@ -99,3 +107,11 @@ class ExecuTorchTarget(Target):
         from importlib.metadata import version
 
         return {"executorch": version("executorch")}
+
+
+def set_threads(threads: int) -> None:
+    """Size ExecuTorch's own thread pool (XNNPACK uses it; torch.set_num_threads does not reach it)."""
+    from executorch.extension.pybindings import portable_lib
+
+    if portable_lib._threadpool_get_thread_count() != threads:
+        portable_lib._unsafe_reset_threadpool(threads)

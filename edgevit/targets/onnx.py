@@ -78,11 +78,11 @@ class OnnxTarget(Target):
     suffix = ".onnx"
     runtime = "onnxruntime"
 
-    def export(self, model, example, out_dir, io_spec, *, precision, opset, delegate) -> ExportResult:
+    def export(self, model, example, out_dir, io_spec, cfg) -> ExportResult:
         self.require("onnxscript")
         path = out_dir / "model.onnx"
-        export_onnx(model, example, path, io_spec, opset=opset)
-        return ExportResult(artifact=path.name, details={"opset": opset, "op_counts": onnx_op_counts(path)})
+        export_onnx(model, example, path, io_spec, opset=cfg.opset)
+        return ExportResult(artifact=path.name, details={"opset": cfg.opset, "op_counts": onnx_op_counts(path)})
 
     def load(self, artifact_path, manifest, *, threads=None) -> Runner:
         self.require("onnxruntime")
@@ -100,13 +100,13 @@ class OrtTarget(Target):
     suffix = ".ort"
     runtime = "onnxruntime"
 
-    def export(self, model, example, out_dir, io_spec, *, precision, opset, delegate) -> ExportResult:
+    def export(self, model, example, out_dir, io_spec, cfg) -> ExportResult:
         self.require("onnxscript")
         from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
         with tempfile.TemporaryDirectory(prefix="edgevit-ort-") as tmp:
             onnx_path = Path(tmp) / "model.onnx"
-            export_onnx(model, example, onnx_path, io_spec, opset=opset)
+            export_onnx(model, example, onnx_path, io_spec, opset=cfg.opset)
             usability = mobile_usability(onnx_path)
             t0 = time.perf_counter()
             captured = io.StringIO()
@@ -125,7 +125,7 @@ class OrtTarget(Target):
             raise ExportError(f".ort conversion wrote no model.ort / required_operators.config in {out_dir}")
         ops = _read_required_ops(config)
         return ExportResult(artifact=ort_file.name, extra_files=[config.name],
-                            details={"opset": opset, "required_operators_config": config.name,
+                            details={"opset": cfg.opset, "required_operators_config": config.name,
                                      "required_operators": ops, "mobile_usability": usability,
                                      "optimization_style": "Fixed", "target_platform": "arm"})
 

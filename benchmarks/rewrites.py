@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Where the time goes, original vs deployed Next-ViT, on ONNX Runtime and ExecuTorch XNNPACK.
+
+Every variant is timed in the same rounds (interleaved, rotating order), median of >= 15 rounds after warm-up,
+2 threads, ONNX Runtime spinning off, ExecuTorch's thread pool sized to the same threads. Alternative exact forms
+are timed too, so the form each runtime gets (edgevit.rewrites.FORMS) is a measured choice. The roofline fraction
+is 2 x MACs / latency against the best fp32 GEMM rate measured in the same run.
+
+    .venv/bin/python benchmarks/rewrites.py                      # Next-ViT-S at 224 and 384 (~6 min)
+    .venv/bin/python benchmarks/rewrites.py --sizes 224 --rounds 15 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevit.bench.peak import gemm_runners, gflops
+from edgevit.bench.timing import interleaved, summarize
+from edgevit.models import create_model, randomize_
+from edgevit.models.complexity import count_macs
+from edgevit.rewrites import FORMS, deploy
+from edgevit.targets.base import IOSpec
+from edgevit.targets.executorch import delegation_report, set_threads
+from edgevit.targets.onnx import export_onnx, make_session
+
+ALT_FORMS = {
+    "kq": ("fold_conv_bn", "merge_pre_bn", "bchw_attention_kq", "delegate_friendly_ops"),
+    "qk": ("fold_conv_bn", "merge_pre_bn", "bchw_attention_qk", "delegate_friendly_ops"),
+    "tok": ("fold_conv_bn", "merge_pre_bn", "delegate_friendly_ops"),
+}
+CHOSEN = {"ort": FORMS["onnx"][0], "et": FORMS["executorch"][0]}
+
+
+def form_name(passes) -> str:
+    return next(k for k, v in ALT_FORMS.items() if tuple(v) == tuple(passes))
+
+
+def build_runners(model, size, threads, tmp: Path, log):
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+
+    x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 3, *size)).astype(np.float32))
+    xn = x.numpy()
+    runners, info = {}, {}
+    torch.set_num_threads(threads)
+    runners["eager_original"] = lambda: model(x)
+    forms = {"original": model}
+    for name, passes in ALT_FORMS.items():
+        forms[name] = deploy(model, passes=passes, img_size=size).model
+    for name, net in forms.items():
+        label = "original" if name == "original" else name
+        t0 = time.perf_counter()
+        onnx_path = tmp / f"{label}_{size[0]}.onnx"
+        export_onnx(net, x, onnx_path, IOSpec(input_name="image", input_shape=tuple(x.shape),
+                                              output_names=("logits",)), opset=18)
+        sess = make_session(onnx_path, threads=threads)
+        runners[f"ort_{label}"] = lambda sess=sess: sess.run(None, {"image": xn})
+        if name in ("original", "tok", "qk"):  # kq's softmax over keys falls outside XNNPACK: not a candidate
+            edge = to_edge_transform_and_lower(torch.export.export(net, (x,), strict=False),
+                                               partitioner=[XnnpackPartitioner()])
+            rep = delegation_report(edge)
+            pte = tmp / f"{label}_{size[0]}.pte"
+            pte.write_bytes(edge.to_executorch().buffer)
+            method = Runtime.get().load_program(str(pte)).load_method("forward")
+            runners[f"et_{label}"] = lambda method=method: method.execute([x])
+            info[f"et_{label}"] = {"subgraphs": rep["delegated_subgraphs"], "portable": rep["portable_operators"]}
+        log(f"  built {label} at {size[0]}x{size[1]} in {time.perf_counter() - t0:.0f}s")
+    return runners, info
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="nextvit_small")
+    ap.add_argument("--sizes", default="224,384")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--json", default="benchmarks/results/rewrites.json")
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+
+    def log(msg):
+        print(msg, file=sys.stderr, flush=True)
+
+    set_threads(args.threads)
+    model = randomize_(create_model(args.model))
+    results = {"model": args.model, "threads": args.threads, "rounds": args.rounds, "warmup": args.warmup,
+               "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+               "chosen_forms": {"onnxruntime": form_name(CHOSEN["ort"]), "executorch": form_name(CHOSEN["et"])},
+               "sizes": {}}
+    with torch.no_grad(), tempfile.TemporaryDirectory(prefix="edgevit-bench-") as tmp:
+        for s in [int(v) for v in args.sizes.split(",")]:
+            size = (s, s)
+            log(f"building variants at {s}x{s} ...")
+            runners, info = build_runners(model, size, args.threads, Path(tmp), log)
+            gemms = gemm_runners(args.threads)
+            all_runners = dict(runners)
+            all_runners.update({k: fn for k, (fn, _) in gemms.items()})
+            log(f"timing {len(all_runners)} variants, {args.rounds} interleaved rounds ...")
+            samples = interleaved(all_runners, warmup=args.warmup, rounds=args.rounds)
+            peak = max(gflops(f, float(np.median(samples[k]))) for k, (_, f) in gemms.items())
+            macs = count_macs(model, size)
+            rows = {}
+            for k in runners:
+                st = summarize(samples[k])
+                st["roofline_fraction"] = gflops(2.0 * macs, st["p50_ms"] / 1000) / peak
+                st.update(info.get(k, {}))
+                rows[k] = st
+            results["sizes"][str(s)] = {
+                "macs": macs, "gemm_peak_gflops": peak,
+                "gemm_gflops": {k: gflops(f, float(np.median(samples[k]))) for k, (_, f) in gemms.items()},
+                "variants": rows,
+                "ratios": {
+                    "et_deployed_vs_original": rows["et_original"]["p50_ms"] / rows[f"et_{results['chosen_forms']['executorch']}"]["p50_ms"],
+                    "ort_deployed_vs_original": rows["ort_original"]["p50_ms"] / rows[f"ort_{results['chosen_forms']['onnxruntime']}"]["p50_ms"],
+                    "et_deployed_vs_ort_deployed": rows[f"ort_{results['chosen_forms']['onnxruntime']}"]["p50_ms"] / rows[f"et_{results['chosen_forms']['executorch']}"]["p50_ms"],
+                },
+            }
+    print_table(results)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    log(f"wrote {out}")
+    return 0
+
+
+def print_table(results: dict) -> None:
+    chosen = results["chosen_forms"]
+    for s, r in results["sizes"].items():
+        print(f"\n{results['model']} {s}x{s}, {results['threads']} threads, median of {results['rounds']} "
+              f"interleaved rounds; GEMM peak {r['gemm_peak_gflops']:.0f} GFLOP/s "
+              f"(best of {len(r['gemm_gflops'])} runtime x shape GEMMs); {r['macs'] / 1e9:.2f} GMACs")
+        print(f"  {'variant':<16} {'p50 ms':>8} {'p90 ms':>8} {'min ms':>8} {'roofline':>9}  note")
+        for k, v in r["variants"].items():
+            note = ""
+            if k == f"ort_{chosen['onnxruntime']}" or k == f"et_{chosen['executorch']}":
+                note = "<- deployed (chosen form)"
+            if "subgraphs" in v:
+                note += f" [{v['subgraphs']} XNNPACK subgraphs, portable: {v['portable'] or 'none'}]"
+            print(f"  {k:<16} {v['p50_ms']:>8.1f} {v['p90_ms']:>8.1f} {v['min_ms']:>8.1f} "
+                  f"{v['roofline_fraction']:>8.0%}  {note}")
+        ra = r["ratios"]
+        print(f"  speed-up ExecuTorch deployed vs original {ra['et_deployed_vs_original']:.2f}x, "
+              f"ONNX Runtime deployed vs original {ra['ort_deployed_vs_original']:.2f}x, "
+              f"ExecuTorch deployed vs ORT deployed {ra['et_deployed_vs_ort_deployed']:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""``edgevit bench``: artifact folders in their desktop runtimes, one statistics method for all of them.
+
+Per artifact: load time, first-run latency, steady-state latency (interleaved rounds across all artifacts given),
+peak resident memory (measured in a child process per artifact, so one runtime's memory never counts against
+another), size on disk, and the roofline fraction against a GEMM peak measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgevit.bench.timing import interleaved, summarize
+from edgevit.errors import ConfigError
+from edgevit.manifest import read_golden, read_manifest
+
+log = logging.getLogger(__name__)
+
+RESULT_KEYS = ("artifact", "target", "precision", "p50_ms", "p90_ms", "p99_ms", "peak_rss_mb", "size_mb")
+NOT_RUNNABLE_HERE = {"coreml": "CoreML predictions need macOS; use the iOS app's benchmark screen and "
+                               "`edgevit profile ingest` to bring its numbers in"}
+
+
+@dataclass
+class Loaded:
+    folder: Path
+    manifest: dict
+    run: Callable[[], object]
+    load_ms: float
+    first_run_ms: float
+    batch: int
+
+
+def folder_size_mb(folder: Path, manifest: dict) -> float:
+    files = manifest.get("files") or [manifest["artifact"]]
+    total = 0
+    for name in files:
+        p = folder / name
+        total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+    return total / 1e6
+
+
+def _input_for(folder: Path, manifest: dict, batch: int | None) -> np.ndarray:
+    x, _ = read_golden(folder, manifest)
+    fixed = manifest["input"]["shape"][0]
+    if batch is None:
+        return x
+    if isinstance(fixed, int) and fixed != batch:
+        raise ConfigError(f"{folder} was converted with batch {fixed}; re-convert with --batch {batch} "
+                          "(or --dynamic-batch for onnx/ort) to bench at batch {batch}")
+    return np.repeat(x[:1], batch, axis=0)
+
+
+def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None) -> Loaded:
+    from edgevit.targets import get_target
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest["target"] in NOT_RUNNABLE_HERE:
+        raise ConfigError(f"{folder}: {NOT_RUNNABLE_HERE[manifest['target']]}")
+    target = get_target(manifest["target"])
+    x = _input_for(folder, manifest, batch)
+    t0 = time.perf_counter()
+    runner = target.load(folder / manifest["artifact"], manifest, threads=threads)
+    load_ms = (time.perf_counter() - t0) * 1000
+    t0 = time.perf_counter()
+    runner(x)
+    first_ms = (time.perf_counter() - t0) * 1000
+    return Loaded(folder=folder, manifest=manifest, run=lambda: runner(x), load_ms=load_ms, first_run_ms=first_ms,
+                  batch=len(x))
+
+
+def measure_memory(folder: Path, *, threads: int, batch: int | None, runs: int = 5) -> float:
+    """Peak resident set (MB) of a fresh process that loads the artifact and runs it ``runs`` times."""
+    code = ("import json,resource,sys\n"
+            "from edgevit.bench.runner import load_for_bench\n"
+            f"l = load_for_bench({str(folder)!r}, threads={threads}, batch={batch!r})\n"
+            f"[l.run() for _ in range({runs})]\n"
+            "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
+                       env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    if r.returncode != 0:
+        log.warning("memory measurement of %s failed: %s", folder, r.stderr.strip().splitlines()[-1:])
+        return float("nan")
+    return json.loads(r.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def model_macs(manifest: dict) -> int | None:
+    """MACs of one image through the artifact's model at its input size (None for an unregistered model)."""
+    from edgevit.models import create_model
+    from edgevit.models.complexity import count_macs
+
+    src = manifest.get("source", {})
+    try:
+        net = create_model(manifest["model"], num_classes=src.get("num_classes"),
+                           features_only=src.get("features", False))
+    except ConfigError:
+        return None
+    return count_macs(net, tuple(manifest["input"]["shape"][2:]))
+
+
+def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs: int = 20, min_time_s: float = 0.0,
+          batch: int | None = None, memory: bool = True, gemm: bool = True,
+          on_progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Benchmark artifact folders side by side; returns one result dict per folder (schema: RESULT_KEYS and more)."""
+    from edgevit.bench.peak import gemm_runners, gflops
+
+    say = on_progress or (lambda msg: None)
+    if not folders:
+        raise ConfigError("give at least one artifact folder to bench")
+    loaded = []
+    for f in folders:
+        say(f"loading {f}")
+        loaded.append(load_for_bench(f, threads=threads, batch=batch))
+    runners = {str(item.folder): item.run for item in loaded}
+    gemms = gemm_runners(threads, runtimes=_runtimes(loaded)) if gemm else {}
+    runners.update({k: fn for k, (fn, _) in gemms.items()})
+    say(f"timing {len(loaded)} artifacts: {warmup} warm-up runs, then {runs} interleaved rounds")
+    samples = interleaved(runners, warmup=warmup, rounds=runs, min_time_s=min_time_s)
+    peak = max((gflops(fl, float(np.median(samples[k]))) for k, (_, fl) in gemms.items()), default=float("nan"))
+    results = []
+    for item in loaded:
+        m = item.manifest
+        st = summarize(samples[str(item.folder)])
+        per_image = model_macs(m)
+        macs = per_image * item.batch if per_image is not None else None
+        parity = _parity_summary(m)
+        res = {
+            "artifact": str(item.folder), "model": m["model"], "target": m["target"], "precision": m["precision"],
+            "runtime": m.get("parity", {}).get("runtime", m["target"]), "source": "desktop",
+            "img_size": m["input"]["shape"][2:], "batch": item.batch, "threads": threads,
+            "load_ms": item.load_ms, "first_run_ms": item.first_run_ms, **st,
+            "size_mb": folder_size_mb(item.folder, m), "macs": macs, "gemm_peak_gflops": peak,
+            "roofline_fraction": (gflops(2.0 * macs, st["p50_ms"] / 1000) / peak) if macs else None,
+            "peak_rss_mb": None, "parity": parity,
+            "rewrite_form": m.get("rewrite", {}).get("form"),
+        }
+        results.append(res)
+    if memory:
+        for res in results:
+            say(f"measuring peak memory of {res['artifact']} in a fresh process")
+            res["peak_rss_mb"] = measure_memory(Path(res["artifact"]), threads=threads, batch=batch)
+    return results
+
+
+def _runtimes(loaded: list[Loaded]) -> tuple[str, ...]:
+    names = {"torch"}
+    for item in loaded:
+        names.add("executorch" if item.manifest["target"] == "executorch" else "onnxruntime")
+    return tuple(sorted(names))
+
+
+def _parity_summary(manifest: dict) -> dict:
+    p = manifest.get("parity", {})
+    worst = {"passed": p.get("passed"), "max_rel": 0.0, "min_cosine": 1.0, "top1": None}
+    for ms in p.get("sets", {}).values():
+        for m in ms:
+            worst["max_rel"] = max(worst["max_rel"], m["max_rel"])
+            worst["min_cosine"] = min(worst["min_cosine"], m["min_cosine"])
+            if m.get("top1") is not None:
+                worst["top1"] = m["top1"] if worst["top1"] is None else min(worst["top1"], m["top1"])
+    acc = manifest.get("accuracy")
+    if acc:
+        worst["accuracy"] = acc
+    return worst
+
+
+def format_table(results: list[dict]) -> str:
+    head = (f"{'artifact':<34} {'target':<10} {'prec':<5} {'load ms':>8} {'1st ms':>8} {'p50 ms':>8} {'p90 ms':>8} "
+            f"{'p99 ms':>8} {'std':>6} {'RSS MB':>7} {'size MB':>8} {'roofline':>8}")
+    rows = [head, "-" * len(head)]
+    for r in results:
+        name = r["artifact"] if len(r["artifact"]) <= 34 else "..." + r["artifact"][-31:]
+        rss = "-" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}"
+        roof = "-" if r.get("roofline_fraction") is None else f"{r['roofline_fraction']:.0%}"
+        rows.append(f"{name:<34} {r['target']:<10} {r['precision']:<5} {r.get('load_ms', float('nan')):>8.1f} "
+                    f"{r.get('first_run_ms', float('nan')):>8.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
+                    f"{r['p99_ms']:>8.2f} {r.get('std_ms', 0):>6.2f} {rss:>7} {r['size_mb']:>8.1f} {roof:>8}")
+    if results and results[0].get("gemm_peak_gflops"):
+        rows.append(f"roofline: 2 x MACs / p50 against a {results[0]['gemm_peak_gflops']:.0f} GFLOP/s fp32 GEMM peak "
+                    f"measured in this run; {results[0]['threads']} threads, runs interleaved")
+    return "\n".join(rows)
