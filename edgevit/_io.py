@@ -21,6 +21,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def check_writable(dest: Path, overwrite: bool, what: str = "output") -> None:
     if dest.exists() and not overwrite:
         raise OutputExistsError(f"{what} {dest} already exists; pass --overwrite (overwrite=True) to replace it, "
@@ -38,6 +44,7 @@ def atomic_file(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, dest)
     finally:
         if tmp.exists():
@@ -59,6 +66,7 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:
         yield staging
+        os.chmod(staging, 0o777 & ~_umask())
         if dest.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
             os.rmdir(old)

@@ -232,6 +232,150 @@ def _cmd_verify(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# bench / profile / report
+
+
+def _add_bench(sub):
+    p = sub.add_parser("bench", help="latency, memory and size of artifact folders, side by side",
+                       description="Benchmark artifact folders in their desktop runtimes with one method: warm-up, "
+                                   "then interleaved rounds; load time, first run, p50/p90/p99, peak RSS (fresh "
+                                   "process per artifact), size, roofline fraction. With --sizes, converts (or "
+                                   "reuses) --model/--target at each size first.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dirs", nargs="*", help="artifact folders written by edgevit convert")
+    p.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs per artifact first (default 5)")
+    p.add_argument("--runs", type=int, default=20, help="timed interleaved rounds (default 20)")
+    p.add_argument("--min-time", type=float, default=0.0, help="keep timing until this many seconds passed")
+    p.add_argument("--batch", type=int, help="batch to run (must match fixed-batch artifacts)")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-artifact peak-RSS measurement")
+    p.add_argument("--sizes", help="resolution sweep, e.g. 224,384,512 (needs --model and --target)")
+    p.add_argument("--model", help="sweep: model name")
+    p.add_argument("--target", help="sweep: target")
+    p.add_argument("--precision", default="fp32", help="sweep: precision")
+    w = p.add_mutually_exclusive_group()
+    w.add_argument("--weights", help="sweep: checkpoint")
+    w.add_argument("--random-init", action="store_true", help="sweep: deterministic random weights")
+    p.add_argument("--sweep-dir", default="out/sweep", help="sweep: where converted folders are kept and reused")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per artifact")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _sweep_folders(args) -> list[str]:
+    from pathlib import Path
+
+    from edgevit.config import ConvertConfig
+    from edgevit.errors import ConfigError
+    from edgevit.manifest import read_manifest
+    from edgevit.pipeline import convert
+
+    if not (args.model and args.target):
+        raise ConfigError("--sizes needs --model and --target (and --weights or --random-init)")
+    folders = []
+    for size in [int(v) for v in args.sizes.split(",") if v.strip()]:
+        out = Path(args.sweep_dir) / f"{args.model}_{args.target}_{args.precision}_{size}"
+        cfg = ConvertConfig(model=args.model, target=args.target, precision=args.precision, weights=args.weights,
+                            random_init=args.random_init, img_size=size, out=str(out), overwrite=True)
+        reuse = False
+        if (out / "manifest.json").is_file():
+            m = read_manifest(out)
+            src = m["source"]
+            reuse = (m["model"], m["target"], m["precision"], m["input"]["shape"][2:], src["random_init"],
+                     src["weights"]) == (args.model, args.target, args.precision, [size, size], args.random_init,
+                                         cfg.weights and str(Path(cfg.weights).resolve()) if cfg.weights and
+                                         Path(cfg.weights).exists() else cfg.weights)
+        if reuse:
+            print(f"edgevit: reusing {out}", file=sys.stderr)
+        else:
+            print(f"edgevit: converting {args.model} at {size} for the sweep", file=sys.stderr)
+            convert(cfg, on_step=_step_printer(True))
+        folders.append(str(out))
+    return folders
+
+
+def _cmd_bench(args) -> int:
+    from edgevit.bench.runner import bench, format_table
+    from edgevit.errors import ConfigError
+
+    folders = list(args.dirs)
+    if args.sizes:
+        folders += _sweep_folders(args)
+    if not folders:
+        raise ConfigError("give artifact folders to bench, or --sizes with --model and --target")
+    results = bench(folders, threads=args.threads, warmup=args.warmup, runs=args.runs, min_time_s=args.min_time,
+                    batch=args.batch, memory=not args.no_memory,
+                    on_progress=lambda msg: print(f"edgevit: {msg}", file=sys.stderr, flush=True))
+    _print_json(results) if args.json else print(format_table(results))
+    return 0
+
+
+def _add_profile(sub):
+    p = sub.add_parser("profile", help="on-device profiles: run an ETDump here, ingest device files",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    psub = p.add_subparsers(dest="profile_command", metavar="ACTION")
+    psub.required = True
+    ing = psub.add_parser("ingest", help="read an ETDump (+ETRecord) or a sample app's results JSON",
+                          description="Read an ExecuTorch ETDump (with --etrecord) into a per-operator table, or a "
+                                      "sample app's results JSON into edgevit's result format.")
+    ing.add_argument("file")
+    ing.add_argument("--etrecord", help="the artifact's model.etrecord (convert with --etrecord)")
+    ing.add_argument("--out", help="write the normalized JSON here (for edgevit report)")
+    ing.add_argument("--json", action="store_true")
+    ing.set_defaults(func=_cmd_profile_ingest)
+    run = psub.add_parser("run", help="run an executorch artifact here with ETDump tracing on",
+                          description="Run an executorch artifact folder with event tracing and write an ETDump.")
+    run.add_argument("dir")
+    run.add_argument("--out", required=True, help="ETDump file to write")
+    run.add_argument("--runs", type=int, default=5)
+    run.add_argument("--threads", type=int, default=2)
+    run.set_defaults(func=_cmd_profile_run)
+
+
+def _cmd_profile_ingest(args) -> int:
+    from pathlib import Path
+
+    from edgevit._io import atomic_file
+    from edgevit.bench.profiles import format_profile, ingest
+
+    prof = ingest(args.file, etrecord=args.etrecord)
+    if args.out:
+        with atomic_file(Path(args.out), overwrite=True) as tmp:
+            tmp.write_text(json.dumps(prof["result"] if prof["kind"] == "device" else prof, indent=2, default=str))
+    _print_json(prof) if args.json else print(format_profile(prof))
+    return 0
+
+
+def _cmd_profile_run(args) -> int:
+    from edgevit.bench.profiles import run_etdump
+
+    path = run_etdump(args.dir, args.out, runs=args.runs, threads=args.threads)
+    print(f"wrote {path}; read it with: edgevit profile ingest {path} --etrecord {args.dir}/model.etrecord")
+    return 0
+
+
+def _add_report(sub):
+    p = sub.add_parser("report", help="HTML + Markdown report with plots from results and profiles",
+                       description="Turn bench results (edgevit bench --json), app results JSON and ETDumps into "
+                                   "one self-contained HTML page (plots embedded) and a Markdown twin.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("results", nargs="+", help="bench JSON, app results JSON, ingested profile JSON or ETDump files")
+    p.add_argument("--etrecord", help="ETRecord for ETDump inputs")
+    p.add_argument("--out", required=True, help="report .html (the .md is written beside it)")
+    p.add_argument("--title", default="edgevit report")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from edgevit.bench.report import build_report, load_inputs
+
+    results, profiles = load_inputs(args.results, etrecord=args.etrecord)
+    paths = build_report(results, profiles, args.out, title=args.title, overwrite=args.overwrite)
+    print(f"wrote {paths['html']} and {paths['markdown']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 
 COMMANDS = [_add_convert, _add_verify, _add_bench, _add_profile, _add_report, _add_info, _add_models]

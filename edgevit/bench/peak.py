@@ -16,10 +16,14 @@ SHAPES = ((1024, 1024, 1024), (3136, 96, 288), (784, 192, 576))
 def gemm_runners(threads: int, runtimes: tuple[str, ...] = ("torch", "onnxruntime", "executorch"),
                  shapes: tuple[tuple[int, int, int], ...] = SHAPES):
     """{name: (callable, flops)}: fp32 matmuls of each shape in each runtime, on ``threads`` threads."""
+    import warnings
+
     runners = {}
-    for m, k, n in shapes:
-        for name, entry in _gemm_runners_one(threads, m, k, n, runtimes).items():
-            runners[f"{name}_{m}x{k}x{n}"] = entry
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for m, k, n in shapes:
+            for name, entry in _gemm_runners_one(threads, m, k, n, runtimes).items():
+                runners[f"{name}_{m}x{k}x{n}"] = entry
     return runners
 
 

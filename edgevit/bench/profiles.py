@@ -133,8 +133,12 @@ def ingest_etdump(etdump: str | Path, etrecord: str | Path | None) -> dict:
     etdump = Path(etdump)
     if etrecord is not None and not Path(etrecord).is_file():
         raise ConfigError(f"ETRecord {etrecord} does not exist; convert with --etrecord to get model.etrecord")
+    import warnings
+
     try:
-        inspector = Inspector(etdump_path=str(etdump), etrecord=str(etrecord) if etrecord else None)
+        with warnings.catch_warnings():  # devtools warn about every kwarg they do not render
+            warnings.simplefilter("ignore")
+            inspector = Inspector(etdump_path=str(etdump), etrecord=str(etrecord) if etrecord else None)
     except Exception as e:  # noqa: BLE001 - devtools raise many types for a foreign or broken file
         raise ConfigError(f"could not read ETDump {etdump}: {type(e).__name__}: {e}") from e
     ops, total_ms, runs = [], None, 0

@@ -54,7 +54,7 @@ def load_inputs(paths: list[str | Path], *, etrecord: str | Path | None = None) 
 def _label(r: dict) -> str:
     where = r.get("device") if r.get("source") == "device" else "desktop"
     size = "x".join(str(v) for v in r.get("img_size") or [] if v)
-    return f"{r['target']}/{r['precision']} {size} ({where})"
+    return f"{Path(str(r['artifact'])).name}: {r['target']}/{r['precision']} {size} ({where})"
 
 
 def _fig_png(fig) -> bytes:
@@ -79,8 +79,9 @@ def plot_latency(results: list[dict]) -> bytes:
     err = [max(r.get("p90_ms", r["p50_ms"]) - r["p50_ms"], 0) for r in rs]
     colors = ["#d95f02" if r.get("source") == "device" else "#1b9e77" for r in rs]
     ax.barh(labels, p50, xerr=[[0] * len(rs), err], color=colors, capsize=3)
-    for y, v in enumerate(p50):
-        ax.text(v, y, f" {v:.1f}", va="center", fontsize=8)
+    for y, (v, e) in enumerate(zip(p50, err)):
+        ax.text(v + e, y, f"  {v:.2f} ms", va="center", fontsize=8)
+    ax.set_xlim(0, max(v + e for v, e in zip(p50, err)) * 1.25)
     ax.set_xlabel("latency p50 (ms), whisker to p90")
     ax.set_title("Latency per target and precision (green: desktop, orange: device)")
     ax.invert_yaxis()

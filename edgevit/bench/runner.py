@@ -69,6 +69,7 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
         raise ConfigError(f"{folder}: {NOT_RUNNABLE_HERE[manifest['target']]}")
     target = get_target(manifest["target"])
     x = _input_for(folder, manifest, batch)
+    target.import_runtime()  # one-time import cost is not the artifact's load time
     t0 = time.perf_counter()
     runner = target.load(folder / manifest["artifact"], manifest, threads=threads)
     load_ms = (time.perf_counter() - t0) * 1000
@@ -81,17 +82,28 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
 
 def measure_memory(folder: Path, *, threads: int, batch: int | None, runs: int = 5) -> float:
     """Peak resident set (MB) of a fresh process that loads the artifact and runs it ``runs`` times."""
-    code = ("import json,resource,sys\n"
-            "from edgevit.bench.runner import load_for_bench\n"
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a child would inherit the parent's peak
+    code = ("import json\n"
+            "from edgevit.bench.runner import load_for_bench, peak_rss_mb\n"
             f"l = load_for_bench({str(folder)!r}, threads={threads}, batch={batch!r})\n"
             f"[l.run() for _ in range({runs})]\n"
-            "print(json.dumps({'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n")
+            "print(json.dumps({'peak_rss_mb': peak_rss_mb()}))\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900,
                        env={**os.environ, "PYTHONWARNINGS": "ignore"})
     if r.returncode != 0:
         log.warning("memory measurement of %s failed: %s", folder, r.stderr.strip().splitlines()[-1:])
         return float("nan")
     return json.loads(r.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM) in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def model_macs(manifest: dict) -> int | None:

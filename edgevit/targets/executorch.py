@@ -103,6 +103,9 @@ class ExecuTorchTarget(Target):
 
         return lambda x: run_batched(fn, x, batch)
 
+    def import_runtime(self) -> None:
+        self.require("executorch.runtime").Runtime.get()
+
     def versions(self):
         from importlib.metadata import version
 
