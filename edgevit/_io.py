@@ -14,11 +14,24 @@ from edgevit.errors import OutputExistsError
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file, or of a folder (an .mlpackage): every file's relative path and bytes, in sorted order."""
+    path = Path(path)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f_path in files:
+        if path.is_dir():
+            h.update(str(f_path.relative_to(path)).encode() + b"\0")
+        with open(f_path, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
     return h.hexdigest()
+
+
+def path_bytes(path: str | os.PathLike) -> int:
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
 
 
 def _umask() -> int:

@@ -90,9 +90,9 @@ def _add_convert(sub):
     w.add_argument("--random-init", action="store_const", const=True, default=None,
                    help="deterministic random weights with realistic BatchNorm statistics (smoke runs)")
     p.add_argument("--seed", type=int, help="seed for --random-init (default 0)")
-    p.add_argument("--target", help="onnx | ort | executorch")
-    p.add_argument("--precision", help="fp32 (default)")
-    p.add_argument("--delegate", help="executorch delegate: xnnpack (default)")
+    p.add_argument("--target", help="onnx | ort | executorch | coreml")
+    p.add_argument("--precision", help="fp32 (default), or fp16 (coreml default)")
+    p.add_argument("--delegate", help="executorch delegate: xnnpack (default) or coreml")
     p.add_argument("--img-size", help="N or HxW (default: the model's, 224 for S/B/L)")
     p.add_argument("--batch", type=int, help="batch size baked into the artifact (default 1)")
     p.add_argument("--dynamic-batch", action="store_const", const=True, default=None,
@@ -109,6 +109,10 @@ def _add_convert(sub):
                    help="export the original form, without deploy rewrites (for comparison)")
     p.add_argument("--etrecord", action="store_const", const=True, default=None,
                    help="executorch: also write model.etrecord, to read on-device ETDump profiles")
+    p.add_argument("--input-type", choices=["image", "tensor"],
+                   help="coreml: image (raw RGB pixels, normalisation in the model; default) or tensor")
+    p.add_argument("--min-ios", type=int, help="coreml: deployment target 16, 17 or 18 (default 16)")
+    p.add_argument("--compute-units", help="coreml: all (default), cpu_only, cpu_and_gpu, cpu_and_ne")
     p.add_argument("--out", help="artifact folder (default out)")
     p.add_argument("--overwrite", action="store_const", const=True, default=None,
                    help="replace an existing output folder (only once the new one is complete)")
@@ -124,7 +128,7 @@ def _convert_config(args):
     options = load_recipe(args.recipe) if args.recipe else {}
     for key in ("model", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size", "batch",
                 "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
-                "overwrite", "keep_failed", "rewrite", "etrecord"):
+                "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "min_ios", "compute_units"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value

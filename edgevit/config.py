@@ -39,7 +39,7 @@ class ConvertConfig:
 
     model: str = "nextvit_small"
     target: str = "onnx"
-    precision: str = "fp32"
+    precision: str | None = None
     weights: str | None = None
     random_init: bool = False
     seed: int = 0
@@ -57,6 +57,9 @@ class ConvertConfig:
     opset: int = 18
     rewrite: bool = True
     etrecord: bool = False
+    input_type: str = "image"
+    min_ios: int = 16
+    compute_units: str = "all"
     delegate: str | None = None
 
     def __post_init__(self):

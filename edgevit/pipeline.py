@@ -18,10 +18,11 @@ from typing import Callable
 
 import numpy as np
 
-from edgevit._io import atomic_dir, check_writable, sha256_file
+from edgevit._io import atomic_dir, check_writable, path_bytes, sha256_file
 from edgevit.config import ConvertConfig
 from edgevit.errors import ConfigError, ParityError
 from edgevit.models.factory import build_model, output_names
+from edgevit.verify.metrics import is_classifier
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +80,18 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
     from edgevit.models import get_config
     from edgevit.preprocess import Preprocess, golden_image, load_images
     from edgevit.targets import IOSpec, get_target
-    from edgevit.verify.parity import ParityReport, measure, reference_outputs
+    from edgevit.verify.parity import ParityReport, measure, reference_for_artifact
     from edgevit.verify.tolerances import tolerance_for
 
     steps = _Steps(on_step)
     target = get_target(cfg.target)
+    if cfg.precision is None:
+        cfg = cfg.replace(precision=target.default_precision)
     target.check(cfg.precision, cfg.delegate)
-    tolerance = tolerance_for(cfg.target, cfg.precision)
+    if hasattr(target, "check_options"):
+        target.check_options(cfg)
+    tol_key = target.tolerance_key(cfg)
+    tolerance = tolerance_for(tol_key, cfg.precision)
     out_dir = Path(cfg.out)
     check_writable(out_dir, cfg.overwrite, "output folder")  # fail before the slow steps
     size = parse_img_size(cfg.img_size if cfg.img_size is not None else get_config(cfg.model).default_img_size)
@@ -100,40 +106,44 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
                               f"{net.cfg.num_classes} classes{' (features mode)' if cfg.features else ''}")
         weights_hash = state_dict_sha256(net)
         pre = Preprocess.for_size(size)
+        raw_input = target.takes_raw_pixels(cfg)
+        art_names = target.output_names(cfg, names, labels)
         image = golden_image(size)
-        x1 = pre(image)[None]
-        x = np.repeat(x1, cfg.batch, axis=0)
-        golden_ref = reference_outputs(net, x, {"outputs": [{"name": n} for n in names]})
+        raw1 = pre.raw(image)[None]
+        x = np.repeat(pre.normalize(raw1), cfg.batch, axis=0)  # what the PyTorch model sees
+        x_in = np.repeat(raw1, cfg.batch, axis=0) if raw_input else x  # what the artifact takes
+        golden_ref = reference_for_artifact(net, x, names, art_names)
         real = None
         if cfg.images:
-            real, used = load_images(cfg.images, pre)
+            real_raw, used = load_images(cfg.images, pre, raw=True)
             log.info("parity images: %d from %s", len(used), cfg.images)
-            real_ref = reference_outputs(net, real, {"outputs": [{"name": n} for n in names]})
+            real_ref = reference_for_artifact(net, pre.normalize(real_raw), names, art_names)
+            real = real_raw if raw_input else pre.normalize(real_raw)
 
     with steps("deploy rewrites" if cfg.rewrite else "keep original form"):
         if cfg.rewrite:
             from edgevit.rewrites import deploy
 
-            deployed = deploy(net, cfg.target, img_size=size)
+            deployed = deploy(net, "coreml" if cfg.delegate == "coreml" else cfg.target, img_size=size)
             export_model, rewrite_info = deployed.model, deployed.to_manifest()
         else:
             export_model, rewrite_info = net, {"form": "original", "reason": "rewrites disabled (--no-rewrite)",
                                                "passes": []}
         from edgevit.rewrites import aten_op_counts
 
-        example = torch.from_numpy(x)
+        example = torch.from_numpy(x)  # normalized, as the model itself takes it
         rewrite_info["op_counts"] = {"original": aten_op_counts(net, example)}
         if export_model is not net:
             rewrite_info["op_counts"]["deployed"] = aten_op_counts(export_model, example)
-    io_spec = IOSpec(input_name="image", input_shape=tuple(x.shape), output_names=names,
+    io_spec = IOSpec(input_name="image", input_shape=tuple(x.shape), output_names=art_names,
                      dynamic_batch=cfg.dynamic_batch)
 
     with atomic_dir(out_dir, overwrite=cfg.overwrite) as staging:
         with steps(f"export {cfg.target}"):
             with torch.no_grad():
-                result = target.export(export_model, torch.from_numpy(x), staging, io_spec, cfg)
+                result = target.export(export_model, torch.from_numpy(x_in), staging, io_spec, cfg)
         artifact = staging / result.artifact
-        golden = write_golden(staging, image, x, golden_ref)
+        golden = write_golden(staging, image, x_in, golden_ref)
         manifest = {
             "format_version": FORMAT_VERSION,
             "model": cfg.model,
@@ -142,9 +152,11 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
             "artifact": result.artifact,
             "files": sorted([result.artifact, *result.extra_files]),
             "input": {"name": io_spec.input_name, "shape": ["batch", *x.shape[1:]] if cfg.dynamic_batch
-                      else list(x.shape), "dtype": "float32", "layout": "NCHW"},
+                      else list(x.shape), "dtype": "float32", "layout": "NCHW",
+                      "pixels": "raw_rgb_0_255" if raw_input else "normalized",
+                      "type": "image" if raw_input else "tensor"},
             "preprocess": pre.to_manifest(),
-            "outputs": [{"name": n, "shape": list(golden_ref[n].shape)} for n in names],
+            "outputs": [{"name": n, "shape": list(golden_ref[n].shape)} for n in art_names],
             "labels": labels,
             "num_classes": net.cfg.num_classes if not cfg.features else None,
             "source": {"model": cfg.model, "weights": _portable_source(cfg.weights), "random_init": cfg.random_init,
@@ -152,7 +164,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
                        "reset_head": cfg.reset_head},
             "weights_sha256": weights_hash,
             "artifact_sha256": sha256_file(artifact),
-            "artifact_bytes": artifact.stat().st_size,
+            "artifact_bytes": path_bytes(artifact),
             "versions": _versions(target),
             "rewrite": rewrite_info,
             target.name: result.details,
@@ -161,10 +173,10 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
 
         with steps(f"verify in {target.runtime}"):
             runner = target.load(artifact, manifest)
-            report = ParityReport(target=cfg.target, precision=cfg.precision, runtime=target.runtime,
+            report = ParityReport(target=tol_key, precision=cfg.precision, runtime=target.runtime_for(cfg.delegate),
                                   tolerance=tolerance)
-            classification = names == ("logits",)
-            measure(report, "golden", runner, x, golden_ref, classification=classification)
+            classification = is_classifier(art_names)
+            measure(report, "golden", runner, x_in, golden_ref, classification=classification)
             if real is not None:
                 measure(report, "images", runner, real, real_ref, classification=classification)
         manifest["parity"] = report.to_dict()
@@ -193,3 +205,5 @@ def _portable_source(weights: str | None) -> str | None:
     if weights and Path(weights).exists():
         return str(Path(weights).resolve())
     return weights
+
+

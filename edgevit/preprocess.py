@@ -50,6 +50,17 @@ class Preprocess:
 
     def __call__(self, image) -> np.ndarray:
         """PIL image (any mode) -> normalized (3, H, W) float32."""
+        return self.normalize(self.raw(image))
+
+    def normalize(self, raw: np.ndarray) -> np.ndarray:
+        """Raw 0-255 RGB (..., 3, H, W) -> (x / 255 - mean) / std."""
+        shape = (3, 1, 1)
+        x = raw.astype(np.float32) / 255.0
+        return ((x - np.asarray(self.mean, np.float32).reshape(shape)) /
+                np.asarray(self.std, np.float32).reshape(shape)).astype(np.float32)
+
+    def raw(self, image) -> np.ndarray:
+        """PIL image (any mode) -> resized, center-cropped RGB pixels (3, H, W) float32 in 0..255."""
         from PIL import Image
 
         img = image.convert("RGB")
@@ -59,9 +70,7 @@ class Preprocess:
         img = img.resize(new, Image.BICUBIC)
         left, top = (img.width - self.size[1]) // 2, (img.height - self.size[0]) // 2
         img = img.crop((left, top, left + self.size[1], top + self.size[0]))
-        x = np.asarray(img, dtype=np.float32) / 255.0
-        x = (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
-        return np.ascontiguousarray(x.transpose(2, 0, 1))
+        return np.ascontiguousarray(np.asarray(img, dtype=np.float32).transpose(2, 0, 1))
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -74,8 +83,12 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def load_images(folder: str | Path, pre: Preprocess, *, limit: int | None = None) -> tuple[np.ndarray, list[Path]]:
-    """Preprocess every readable image in ``folder`` (sorted, at most ``limit``); unreadable files are skipped."""
+def load_images(folder: str | Path, pre: Preprocess, *, limit: int | None = None,
+                raw: bool = False) -> tuple[np.ndarray, list[Path]]:
+    """Preprocess every readable image in ``folder`` (sorted, at most ``limit``); unreadable files are skipped.
+
+    ``raw=True`` stops before normalisation (0-255 pixels, for artifacts that normalise inside).
+    """
     from PIL import Image, UnidentifiedImageError
 
     batch, used, skipped = [], [], 0
@@ -84,7 +97,7 @@ def load_images(folder: str | Path, pre: Preprocess, *, limit: int | None = None
             break
         try:
             with Image.open(path) as img:
-                batch.append(pre(img))
+                batch.append(pre.raw(img) if raw else pre(img))
             used.append(path)
         except (UnidentifiedImageError, OSError) as e:
             skipped += 1

@@ -67,6 +67,9 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
     manifest = read_manifest(folder)
     if manifest["target"] in NOT_RUNNABLE_HERE:
         raise ConfigError(f"{folder}: {NOT_RUNNABLE_HERE[manifest['target']]}")
+    if manifest.get("executorch", {}).get("delegate") == "coreml":
+        raise ConfigError(f"{folder}: the .pte delegates to CoreML, which cannot run here; "
+                          f"{NOT_RUNNABLE_HERE['coreml']}")
     target = get_target(manifest["target"])
     x = _input_for(folder, manifest, batch)
     target.import_runtime()  # one-time import cost is not the artifact's load time

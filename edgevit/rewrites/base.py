@@ -73,4 +73,4 @@ class ChannelAffine(nn.Module):
         self.register_buffer("shift", shift.detach().clone().reshape(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addcmul(self.shift, x, self.scale)
+        return x * self.scale + self.shift

@@ -21,6 +21,7 @@ _TARGET_MODULES = {
     "onnx": "edgevit.targets.onnx",
     "ort": "edgevit.targets.onnx",
     "executorch": "edgevit.targets.executorch",
+    "coreml": "edgevit.targets.coreml",
 }
 
 _REGISTRY: dict[str, type["Target"]] = {}
@@ -72,6 +73,7 @@ class Target:
     name: str = ""
     suffix: str = ""
     precisions: tuple[str, ...] = ("fp32",)
+    default_precision: str = "fp32"
     delegates: tuple[str | None, ...] = (None,)
     extra: str = ""  # pip extra that installs the toolchain ("" = core dependency)
     runtime: str = ""  # the desktop runtime that runs its artifacts
@@ -83,6 +85,22 @@ class Target:
         if delegate not in self.delegates:
             shown = ", ".join(d or "(none)" for d in self.delegates)
             raise ConfigError(f"target {self.name} does not support delegate {delegate!r}; supported: {shown}")
+
+    def runtime_for(self, delegate: str | None) -> str:
+        """The desktop runtime that checks artifacts made with ``delegate``."""
+        return self.runtime
+
+    def tolerance_key(self, cfg) -> str:
+        """Row of the tolerance table this target's artifacts are held to (a delegate may need its own)."""
+        return self.name
+
+    def takes_raw_pixels(self, cfg) -> bool:
+        """True when the artifact takes raw 0-255 RGB pixels (normalisation inside the model)."""
+        return False
+
+    def output_names(self, cfg, names: tuple[str, ...], labels) -> tuple[str, ...]:
+        """The artifact's output names; a target may turn ``logits`` into ``probabilities``."""
+        return names
 
     def export(self, model, example, out_dir: Path, io_spec: IOSpec, cfg) -> ExportResult:
         """Write the artifact for ``model`` into ``out_dir``; ``cfg`` is the ConvertConfig (precision, opset...)."""

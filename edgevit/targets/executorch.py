@@ -42,15 +42,42 @@ def delegation_report(edge_program) -> dict:
 class ExecuTorchTarget(Target):
     name = "executorch"
     suffix = ".pte"
-    delegates = ("xnnpack", None)
+    delegates = ("xnnpack", "coreml", None)
+    precisions = ("fp32", "fp16")
     runtime = "executorch"
 
-    def _partitioners(self, delegate: str | None):
+    def check(self, precision, delegate=None):
+        super().check(precision, delegate)
+        if precision == "fp16" and delegate != "coreml":
+            raise ConfigError("executorch fp16 is available with --delegate coreml; XNNPACK here is fp32 "
+                              "(supported: fp32 with xnnpack, fp16/fp32 with coreml)")
+
+    def runtime_for(self, delegate: str | None) -> str:
+        if delegate == "coreml":
+            from edgevit.targets.coreml import CoreMLTarget
+
+            return f"{CoreMLTarget().runtime} on the .pte's CoreML delegate payload"
+        return self.runtime
+
+    def tolerance_key(self, cfg) -> str:
+        return "executorch-coreml" if cfg.delegate == "coreml" else "executorch"
+
+    def _partitioners(self, delegate: str | None, cfg=None):
         if delegate in (None, "xnnpack"):
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
             return [XnnpackPartitioner()]
-        raise ConfigError(f"executorch delegate {delegate!r} is not supported; use xnnpack")
+        if delegate == "coreml":
+            import coremltools as ct
+            from executorch.backends.apple.coreml.compiler import CoreMLBackend
+            from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+            target = {16: ct.target.iOS16, 17: ct.target.iOS17, 18: ct.target.iOS18}[cfg.min_ios]
+            specs = CoreMLBackend.generate_compile_specs(
+                compute_precision=ct.precision.FLOAT16 if cfg.precision == "fp16" else ct.precision.FLOAT32,
+                minimum_deployment_target=target)
+            return [CoreMLPartitioner(compile_specs=specs)]
+        raise ConfigError(f"executorch delegate {delegate!r} is not supported; use xnnpack or coreml")
 
     def export(self, model, example, out_dir, io_spec, cfg) -> ExportResult:
         import torch
@@ -65,7 +92,7 @@ class ExecuTorchTarget(Target):
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
                 exported = torch.export.export(model, (example,), strict=False)
-                edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners(delegate),
+                edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners(delegate, cfg),
                                                    generate_etrecord=cfg.etrecord)
                 report = delegation_report(edge)
                 program = edge.to_executorch()
@@ -89,6 +116,8 @@ class ExecuTorchTarget(Target):
     def load(self, artifact_path, manifest, *, threads=None) -> Runner:
         import torch
 
+        if manifest.get("executorch", {}).get("delegate") == "coreml":
+            return coreml_delegate_runner(artifact_path, manifest)
         self.require("executorch.runtime")
         from executorch.runtime import Runtime
 
@@ -118,3 +147,30 @@ def set_threads(threads: int) -> None:
 
     if portable_lib._threadpool_get_thread_count() != threads:
         portable_lib._unsafe_reset_threadpool(threads)
+
+
+def coreml_delegate_runner(artifact_path, manifest) -> Runner:
+    """The ExecuTorch runtime here has no CoreML backend: extract the delegate's ML program from the .pte and run
+    it in the CoreML simulator (or predict on macOS). The whole graph must be one CoreML delegate for this."""
+    import tempfile
+    from pathlib import Path
+
+    from executorch.backends.apple.coreml import executorchcoreml
+    from executorch.exir._serialize._program import _extract_delegate_payload
+
+    from edgevit.targets.coreml import simulator_runner
+
+    deleg = manifest["executorch"]["delegation"]
+    if deleg["portable_nodes"] or deleg["delegated_subgraphs"] != 1:
+        raise ConfigError("this .pte mixes CoreML and portable kernels; its parity can only be checked on a device")
+    payload = _extract_delegate_payload(Path(artifact_path).read_bytes(), "coreml")
+    if payload is None:
+        raise ConfigError(f"{artifact_path} holds no CoreML delegate payload")
+    tmp = Path(tempfile.mkdtemp(prefix="edgevit-etcoreml-"))
+    if not executorchcoreml.unflatten_directory_contents(payload, str(tmp)):
+        raise ConfigError(f"could not unpack the CoreML delegate payload of {artifact_path}")
+    packages = sorted(p for p in tmp.rglob("*.mlpackage"))
+    if not packages:
+        raise ConfigError(f"the CoreML delegate payload of {artifact_path} holds no .mlpackage")
+    names = [o["name"] for o in manifest["outputs"]]
+    return simulator_runner(packages[0], None, names, manifest["input"]["shape"][0])

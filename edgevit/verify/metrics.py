@@ -37,6 +37,13 @@ class OutputMetrics:
         return asdict(self)
 
 
+CLASS_OUTPUTS = ("logits", "probabilities")
+
+
+def is_classifier(output_names) -> bool:
+    return tuple(output_names) in (("logits",), ("probabilities",))
+
+
 def _topk_agreement(ref: np.ndarray, out: np.ndarray, k: int, tie: float) -> float:
     """Share of samples whose top-k class sets agree; classes within ``tie`` of the k-th reference score are ties."""
     k = min(k, ref.shape[1])

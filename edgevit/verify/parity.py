@@ -11,7 +11,7 @@ import numpy as np
 from edgevit._io import sha256_file
 from edgevit.errors import CheckpointError, ConfigError, ParityError
 from edgevit.manifest import read_golden, read_manifest
-from edgevit.verify.metrics import OutputMetrics, compare
+from edgevit.verify.metrics import CLASS_OUTPUTS, OutputMetrics, compare, is_classifier
 from edgevit.verify.tolerances import Tolerance, tolerance_for
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def measure(report: ParityReport, data: str, runner, x: np.ndarray, reference: d
         return
     ms = []
     for (name, ref), out in zip(reference.items(), outs):
-        m = compare(name, ref, np.asarray(out), classification=classification and name == "logits",
+        m = compare(name, ref, np.asarray(out), classification=classification and name in CLASS_OUTPUTS,
                     tie=report.tolerance.max_abs)
         ms.append(m)
         report.failures += [f"{data} {f}" for f in m.failures(report.tolerance)]
@@ -85,35 +85,53 @@ def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights:
     folder = Path(folder)
     manifest = read_manifest(folder)
     artifact = folder / manifest["artifact"]
-    if not artifact.is_file():
+    if not artifact.exists():
         raise ConfigError(f"artifact {artifact} named in the manifest is missing")
     if sha256_file(artifact) != manifest["artifact_sha256"]:
         raise ConfigError(f"artifact {artifact} does not match the manifest's artifact_sha256: the file was "
                           "changed or damaged after conversion; re-convert it")
     target = get_target(manifest["target"])
     runner = target.load(artifact, manifest, threads=threads)
-    report = ParityReport(target=manifest["target"], precision=manifest["precision"], runtime=target.runtime,
-                          tolerance=tolerance_for(manifest["target"], manifest["precision"]))
-    classification = [o["name"] for o in manifest["outputs"]] == ["logits"]
+    delegate = manifest.get(manifest["target"], {}).get("delegate")
+    key = manifest["parity"]["tolerance"]["target"]  # the table row the artifact was converted under
+    report = ParityReport(target=key, precision=manifest["precision"], runtime=target.runtime_for(delegate),
+                          tolerance=tolerance_for(key, manifest["precision"]))
+    art_names = tuple(o["name"] for o in manifest["outputs"])
+    classification = is_classifier(art_names)
     x, golden = read_golden(folder, manifest)
     measure(report, "golden", runner, x, golden, classification=classification)
     if images is not None:
+        from edgevit.models.factory import output_names
+
         reference = rebuild_reference(manifest, weights)
-        xs = images_for(manifest, images)
-        measure(report, "images", runner, xs, reference_outputs(reference, xs, manifest), classification=classification)
+        xs_norm, xs_in = images_for(manifest, images)
+        ref = reference_for_artifact(reference, xs_norm, output_names(reference), art_names)
+        measure(report, "images", runner, xs_in, ref, classification=classification)
     if raise_on_failure and not report.passed:
         raise ParityError(report.table())
     return report
 
 
-def images_for(manifest: dict, folder: str | Path) -> np.ndarray:
+def images_for(manifest: dict, folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(normalized images for PyTorch, images as the artifact takes them)."""
     from edgevit.preprocess import Preprocess, load_images
 
     p = manifest["preprocess"]
     pre = Preprocess(size=tuple(p["size"]), mean=tuple(p["mean"]), std=tuple(p["std"]), crop_pct=p["crop_pct"],
                      interpolation=p["interpolation"], color=p["color"])
-    xs, _ = load_images(folder, pre)
-    return xs
+    raw, _ = load_images(folder, pre, raw=True)
+    norm = pre.normalize(raw)
+    return norm, (raw if manifest["input"].get("pixels") == "raw_rgb_0_255" else norm)
+
+
+def reference_for_artifact(net, x: np.ndarray, names, art_names) -> dict[str, np.ndarray]:
+    """PyTorch outputs for normalized ``x`` under the artifact's output names (softmax for a classifier)."""
+    ref = reference_outputs(net, x, {"outputs": [{"name": n} for n in names]})
+    if tuple(art_names) == ("probabilities",) and tuple(names) == ("logits",):
+        logits = ref["logits"].astype(np.float64)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return {"probabilities": (e / e.sum(axis=1, keepdims=True)).astype(np.float32)}
+    return ref
 
 
 def reference_outputs(model, x: np.ndarray, manifest: dict, chunk: int = 8) -> dict[str, np.ndarray]:

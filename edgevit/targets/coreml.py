@@ -1,0 +1,251 @@
+"""CoreML target: ``.mlpackage`` ML program, ImageNet normalisation inside the model, parity via predict or the
+numpy simulator (``edgevit.verify.coreml_sim``) where CoreML cannot run."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import platform
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edgevit.errors import ConfigError, ExportError
+from edgevit.targets.base import ExportResult, Runner, Target, register_target, run_batched
+
+log = logging.getLogger(__name__)
+
+MIN_IOS = (16, 17, 18)
+COMPUTE_UNITS = ("all", "cpu_only", "cpu_and_gpu", "cpu_and_ne")
+INPUT_TYPES = ("image", "tensor")
+# ops that move activations between layouts or ranks; Apple's Neural Engine guidance is to avoid them
+LAYOUT_OPS = ("transpose", "reshape", "squeeze", "expand_dims", "slice_by_index", "slice_by_size", "split")
+
+
+def _quiet():
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    return stack
+
+
+def can_predict() -> bool:
+    """CoreML predictions need macOS and coremltools' native runtime."""
+    if platform.system() != "Darwin":
+        return False
+    try:
+        import coremltools.libcoremlpython  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class ImageNormalize:
+    """Builds the wrapper that takes raw 0-255 RGB pixels: x * (1 / (255 std)) + (-mean / std), per channel."""
+
+    @staticmethod
+    def wrap(model, mean, std, softmax: bool):
+        import torch
+        from torch import nn
+
+        class Wrapped(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+                s = torch.tensor([1.0 / (255.0 * v) for v in std]).reshape(1, 3, 1, 1)
+                b = torch.tensor([-m / v for m, v in zip(mean, std)]).reshape(1, 3, 1, 1)
+                self.register_buffer("scale", s)
+                self.register_buffer("shift", b)
+
+            def forward(self, x):
+                y = self.model(x * self.scale + self.shift)
+                return y.softmax(-1) if softmax else y
+
+        return Wrapped().eval()
+
+
+def coreml_names(cfg, names: tuple[str, ...], labels) -> tuple[str, ...]:
+    return ("probabilities",) if labels and names == ("logits",) else names
+
+
+@register_target
+class CoreMLTarget(Target):
+    name = "coreml"
+    suffix = ".mlpackage"
+    precisions = ("fp16", "fp32")
+    default_precision = "fp16"
+
+    @property
+    def runtime(self) -> str:  # verify says which one it used
+        return "coreml predict (macOS)" if can_predict() else "coreml simulator (numpy)"
+
+    def takes_raw_pixels(self, cfg) -> bool:
+        return cfg.input_type == "image"
+
+    def output_names(self, cfg, names, labels):
+        return coreml_names(cfg, names, labels)
+
+    def check_options(self, cfg) -> None:
+        if cfg.min_ios not in MIN_IOS:
+            raise ConfigError(f"--min-ios must be one of {', '.join(map(str, MIN_IOS))}, got {cfg.min_ios}")
+        if cfg.compute_units not in COMPUTE_UNITS:
+            raise ConfigError(f"--compute-units must be one of {', '.join(COMPUTE_UNITS)}, got {cfg.compute_units}")
+        if cfg.input_type not in INPUT_TYPES:
+            raise ConfigError(f"--input-type must be image or tensor, got {cfg.input_type}")
+        if cfg.dynamic_batch:
+            raise ConfigError("coreml artifacts have a fixed batch here; drop --dynamic-batch")
+
+    def export(self, model, example, out_dir, io_spec, cfg) -> ExportResult:
+        import torch
+
+        ct = self.require("coremltools")
+        self.check_options(cfg)
+        labels = cfg_labels(cfg)
+        pre = cfg_preprocess(cfg)
+        softmax = io_spec.output_names == ("probabilities",)
+        net = ImageNormalize.wrap(model, pre["mean"], pre["std"], softmax) if cfg.input_type == "image" else \
+            _maybe_softmax(model, softmax)
+        shape = tuple(example.shape)
+        if cfg.input_type == "image":
+            inputs = [ct.ImageType(name=io_spec.input_name, shape=shape, color_layout=ct.colorlayout.RGB,
+                                   scale=1.0, bias=[0.0, 0.0, 0.0])]
+        else:
+            inputs = [ct.TensorType(name=io_spec.input_name, shape=shape, dtype=np.float32)]
+        classifier = None
+        if softmax:
+            classifier = ct.ClassifierConfig(class_labels=list(labels), predicted_feature_name="classLabel",
+                                             predicted_probabilities_output="probabilities")
+            outputs = [ct.TensorType(name="probabilities")]
+        else:
+            outputs = [ct.TensorType(name=n, dtype=np.float32) for n in io_spec.output_names]
+        target = {16: ct.target.iOS16, 17: ct.target.iOS17, 18: ct.target.iOS18}[cfg.min_ios]
+        units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY,
+                 "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}
+        precision = ct.precision.FLOAT16 if cfg.precision == "fp16" else ct.precision.FLOAT32
+        try:
+            with _quiet():
+                exported = torch.export.export(net, (example,), strict=False).run_decompositions({})
+                mlmodel = ct.convert(exported, inputs=inputs, outputs=outputs, classifier_config=classifier,
+                                     minimum_deployment_target=target, compute_precision=precision,
+                                     compute_units=units[cfg.compute_units], convert_to="mlprogram")
+        except Exception as e:  # noqa: BLE001
+            raise ExportError(f"CoreML conversion failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        mlmodel.author = "edgevit"
+        mlmodel.license = cfg_license(cfg)
+        mlmodel.short_description = (f"{cfg.model} ({'features' if cfg.features else 'classifier'}), {cfg.precision}, "
+                                     f"converted and verified by edgevit")
+        mlmodel.version = _edgevit_version()
+        mlmodel.user_defined_metadata["edgevit.manifest"] = json.dumps(
+            {"model": cfg.model, "target": "coreml", "precision": cfg.precision, "input_type": cfg.input_type,
+             "preprocess": pre, "outputs": list(io_spec.output_names), "labels": labels})
+        path = out_dir / "model.mlpackage"
+        with _quiet():
+            mlmodel.save(str(path))
+        from edgevit.verify.coreml_sim import CoreMLSimulator
+
+        counts = CoreMLSimulator(path).op_counts()
+        details = {
+            "min_ios": cfg.min_ios, "compute_units": cfg.compute_units, "input_type": cfg.input_type,
+            "normalization_in_model": cfg.input_type == "image", "classifier": bool(softmax),
+            "op_counts": counts,
+            "neural_engine_layout_ops": {k: counts[k] for k in LAYOUT_OPS if k in counts},
+        }
+        return ExportResult(artifact=path.name, details=details)
+
+    def load(self, artifact_path, manifest, *, threads=None) -> Runner:
+        names = [o["name"] for o in manifest["outputs"]]
+        input_name = manifest["input"]["name"]
+        batch = manifest["input"]["shape"][0]
+        if can_predict():  # pragma: no cover - macOS only
+            import coremltools as ct
+            from PIL import Image
+
+            model = ct.models.MLModel(str(artifact_path))
+            image_input = manifest["coreml"]["input_type"] == "image"
+
+            def predict(x):
+                outs = []
+                for sample in x:
+                    feed = Image.fromarray(np.clip(sample.transpose(1, 2, 0), 0, 255).astype(np.uint8)) \
+                        if image_input else sample[None]
+                    res = model.predict({input_name: feed})
+                    outs.append([_as_array(res[n], manifest) for n in names])
+                return [np.concatenate([o[i] for o in outs]) for i in range(len(names))]
+
+            return lambda x: run_batched(predict, x, batch)
+        return simulator_runner(artifact_path, input_name, names, batch)
+
+    def versions(self):
+        import coremltools
+
+        return {"coremltools": coremltools.__version__}
+
+
+def simulator_runner(package: Path, input_name: str, names: list[str], batch: int) -> Runner:
+    from edgevit.verify.coreml_sim import CoreMLSimulator
+
+    sim = CoreMLSimulator(package)
+    input_name = input_name or sim.input_names[0]
+
+    def run(x):
+        outs = sim.run({input_name: x.astype(np.float32)})
+        if set(names) - set(outs):  # a delegate payload names its outputs itself, in the same order
+            return [np.asarray(outs[n], dtype=np.float32) for n in sim.output_names]
+        return [np.asarray(outs[n], dtype=np.float32).reshape(x.shape[0], -1) if n == "probabilities"
+                else np.asarray(outs[n], dtype=np.float32) for n in names]
+
+    return lambda x: run_batched(run, x, batch)
+
+
+def _as_array(value, manifest) -> np.ndarray:  # pragma: no cover - macOS only
+    if isinstance(value, dict):
+        labels = manifest["labels"]
+        return np.asarray([[value[label] for label in labels]], dtype=np.float32)
+    return np.asarray(value, dtype=np.float32)
+
+
+def _maybe_softmax(model, softmax: bool):
+    if not softmax:
+        return model
+    from torch import nn
+
+    class WithSoftmax(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model(x).softmax(-1)
+
+    return WithSoftmax().eval()
+
+
+def cfg_labels(cfg):
+    if not cfg.labels:
+        return None
+    return [line.strip() for line in Path(cfg.labels).read_text().splitlines() if line.strip()]
+
+
+def cfg_preprocess(cfg) -> dict:
+    from edgevit.info import parse_img_size
+    from edgevit.models import get_config
+    from edgevit.preprocess import Preprocess
+
+    size = parse_img_size(cfg.img_size if cfg.img_size is not None else get_config(cfg.model).default_img_size)
+    return Preprocess.for_size(size).to_manifest()
+
+
+def cfg_license(cfg) -> str:
+    return "Apache-2.0 (Next-ViT reference weights); check your checkpoint's license" if cfg.weights else \
+        "deterministic random weights (no license restrictions)"
+
+
+def _edgevit_version() -> str:
+    import edgevit
+
+    return edgevit.__version__
