@@ -91,7 +91,8 @@ def _add_convert(sub):
                    help="deterministic random weights with realistic BatchNorm statistics (smoke runs)")
     p.add_argument("--seed", type=int, help="seed for --random-init (default 0)")
     p.add_argument("--target", help="onnx | ort | executorch | coreml")
-    p.add_argument("--precision", help="fp32 (default), or fp16 (coreml default)")
+    p.add_argument("--precision", help="fp32 (default), fp16 (coreml default), int8; coreml also int8w, pal8, "
+                                       "pal6, pal4")
     p.add_argument("--delegate", help="executorch delegate: xnnpack (default) or coreml")
     p.add_argument("--img-size", help="N or HxW (default: the model's, 224 for S/B/L)")
     p.add_argument("--batch", type=int, help="batch size baked into the artifact (default 1)")
@@ -109,6 +110,18 @@ def _add_convert(sub):
                    help="export the original form, without deploy rewrites (for comparison)")
     p.add_argument("--etrecord", action="store_const", const=True, default=None,
                    help="executorch: also write model.etrecord, to read on-device ETDump profiles")
+    q = p.add_argument_group("quantization (int8, fp16, int8w, pal8/6/4)")
+    q.add_argument("--calib-dir", help="calibration images (jpg/png/webp/bmp, any size or mode)")
+    q.add_argument("--calib-count", type=int, help="calibration images to use, a deterministic subset (default 128)")
+    q.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"],
+                   help="onnx/ort int8 calibration method (default minmax)")
+    q.add_argument("--eval-dir", help="evaluation images; DIR/<class>/*.png is labeled (accuracy), flat is not")
+    q.add_argument("--eval-count", type=int, help="evaluation images to use (default all)")
+    b = q.add_mutually_exclusive_group()
+    b.add_argument("--max-accuracy-drop", type=float,
+                   help="budget: keep the most sensitive layers in float until top-1 drops at most P points")
+    b.add_argument("--min-agreement", type=float,
+                   help="budget: keep layers in float until top-1 agreement with fp32 is at least A (0-1)")
     p.add_argument("--input-type", choices=["image", "tensor"],
                    help="coreml: image (raw RGB pixels, normalisation in the model; default) or tensor")
     p.add_argument("--min-ios", type=int, help="coreml: deployment target 16, 17 or 18 (default 16)")
@@ -128,7 +141,9 @@ def _convert_config(args):
     options = load_recipe(args.recipe) if args.recipe else {}
     for key in ("model", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size", "batch",
                 "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
-                "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "min_ios", "compute_units"):
+                "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "min_ios", "compute_units",
+                "calib_dir", "calib_count", "calib_method", "eval_dir", "eval_count", "max_accuracy_drop",
+                "min_agreement"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
@@ -172,6 +187,10 @@ def _cmd_convert(args) -> int:
         print(f"wrote {result.out_dir}/{m['artifact']} ({m['artifact_bytes'] / 1e6:.1f} MB) in {result.seconds:.1f}s")
         _print_details(m)
         print(_parity_table(m))
+        if m.get("accuracy"):
+            from edgevit.quantize.accuracy import format_accuracy
+
+            print(format_accuracy(m["accuracy"]))
     return 0 if result.parity_passed else 3
 
 
@@ -232,6 +251,13 @@ def _cmd_verify(args) -> int:
         _print_json(report.to_dict())
     else:
         print(report.table())
+        from edgevit.manifest import read_manifest
+
+        accuracy = read_manifest(args.dir).get("accuracy")
+        if accuracy:
+            from edgevit.quantize.accuracy import format_accuracy
+
+            print("measured at conversion: " + format_accuracy(accuracy))
     return 0 if report.passed else 3
 
 

@@ -60,6 +60,13 @@ class ConvertConfig:
     input_type: str = "image"
     min_ios: int = 16
     compute_units: str = "all"
+    calib_dir: str | None = None
+    calib_count: int = 128
+    calib_method: str = "minmax"
+    eval_dir: str | None = None
+    eval_count: int | None = None
+    max_accuracy_drop: float | None = None
+    min_agreement: float | None = None
     delegate: str | None = None
 
     def __post_init__(self):
@@ -73,8 +80,18 @@ class ConvertConfig:
             object.__setattr__(self, "img_size", tuple(self.img_size))
         if self.labels is not None and not Path(self.labels).is_file():
             raise ConfigError(f"labels file {self.labels} does not exist; pass a text file with one class name a line")
-        if self.images is not None and not Path(self.images).is_dir():
-            raise ConfigError(f"images folder {self.images} does not exist")
+        for key in ("images", "calib_dir", "eval_dir"):
+            value = getattr(self, key)
+            if value is not None and not Path(value).is_dir():
+                raise ConfigError(f"{key.replace('_', '-')} folder {value} does not exist")
+        if self.calib_count < 1:
+            raise ConfigError(f"calib_count must be >= 1, got {self.calib_count}")
+        if self.max_accuracy_drop is not None and self.min_agreement is not None:
+            raise ConfigError("pass either max_accuracy_drop or min_agreement, not both")
+        if self.max_accuracy_drop is not None and self.eval_dir is None:
+            raise ConfigError("--max-accuracy-drop needs labeled evaluation images: --eval-dir DIR/<class>/*.png")
+        if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
+            raise ConfigError(f"min_agreement is a fraction in (0, 1], got {self.min_agreement}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str = "options") -> "ConvertConfig":
@@ -102,6 +119,7 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"recipe {path}: expected a mapping of options at the top level")
     data.pop("description", None)
     # validate now, so the error names the recipe file rather than the merged options
-    strict_from_dict(ConvertConfig, {k: v for k, v in data.items() if k not in ("labels", "images")},
+    strict_from_dict(ConvertConfig, {k: v for k, v in data.items()
+                                     if k not in ("labels", "images", "calib_dir", "eval_dir")},
                      where=f"recipe {path}")
     return data

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import platform
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from edgevit._io import atomic_dir, check_writable, path_bytes, sha256_file
 from edgevit.config import ConvertConfig
 from edgevit.errors import ConfigError, ParityError
 from edgevit.models.factory import build_model, output_names
+from edgevit.quantize.accuracy import accuracy_report, format_accuracy, within_budget
 from edgevit.verify.metrics import is_classifier
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
     from edgevit.info import parse_img_size
     from edgevit.manifest import FORMAT_VERSION, state_dict_sha256, write_golden, write_manifest
     from edgevit.models import get_config
-    from edgevit.preprocess import Preprocess, golden_image, load_images
+    from edgevit.preprocess import Preprocess, load_images
     from edgevit.targets import IOSpec, get_target
     from edgevit.verify.parity import ParityReport, measure, reference_for_artifact
     from edgevit.verify.tolerances import tolerance_for
@@ -96,6 +98,13 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
     check_writable(out_dir, cfg.overwrite, "output folder")  # fail before the slow steps
     size = parse_img_size(cfg.img_size if cfg.img_size is not None else get_config(cfg.model).default_img_size)
     labels = _read_labels(cfg.labels)
+    if labels is None and not cfg.features and cfg.num_classes is None and cfg.weights is None \
+            and not cfg.random_init:
+        from edgevit.models.factory import embedded_labels
+
+        if embedded_labels(cfg.model):  # the shipped model's class names
+            cfg = cfg.replace(labels=embedded_labels(cfg.model))
+            labels = _read_labels(cfg.labels)
 
     with steps("load model"):
         net = build_model(model=cfg.model, weights=cfg.weights, random_init=cfg.random_init, seed=cfg.seed,
@@ -108,7 +117,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
         pre = Preprocess.for_size(size)
         raw_input = target.takes_raw_pixels(cfg)
         art_names = target.output_names(cfg, names, labels)
-        image = golden_image(size)
+        image = _golden_picture(cfg.model, size)
         raw1 = pre.raw(image)[None]
         x = np.repeat(pre.normalize(raw1), cfg.batch, axis=0)  # what the PyTorch model sees
         x_in = np.repeat(raw1, cfg.batch, axis=0) if raw_input else x  # what the artifact takes
@@ -138,10 +147,54 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
     io_spec = IOSpec(input_name="image", input_shape=tuple(x.shape), output_names=art_names,
                      dynamic_batch=cfg.dynamic_batch)
 
+    calib_set, eval_set = _quantization_data(cfg, target, pre, labels, steps)
+    calib_in = None if calib_set is None else (calib_set.raw if raw_input else calib_set.normalized)
+    budget = cfg.max_accuracy_drop is not None or cfg.min_agreement is not None
+    ranking: list[dict] = []
+    candidates: list[tuple[str, ...]] = [()]
+    if budget:
+        if calib_set is None:
+            raise ConfigError(f"an accuracy budget needs a quantized precision with calibration; {cfg.target}/"
+                              f"{cfg.precision} has nothing to keep in float")
+        with steps("rank layers by quantization sensitivity"):
+            from edgevit.quantize.sensitivity import rank_layers
+
+            ranking = rank_layers(export_model, calib_set.normalized, eval_set.normalized)
+        layers = [r["layer"] for r in ranking]
+        k = 1
+        while k < len(layers):
+            candidates.append(tuple(layers[:k]))
+            k *= 2
+        candidates.append(tuple(layers))
+
     with atomic_dir(out_dir, overwrite=cfg.overwrite) as staging:
-        with steps(f"export {cfg.target}"):
-            with torch.no_grad():
-                result = target.export(export_model, torch.from_numpy(x_in), staging, io_spec, cfg)
+        accuracy = None
+        for attempt, keep in enumerate(candidates):
+            for leftover in staging.iterdir():  # a previous attempt's files
+                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            label = f"export {cfg.target} {cfg.precision}" + (f" ({len(keep)} layers kept in float)" if keep else "")
+            with steps(label):
+                with torch.no_grad():
+                    result = target.export(export_model, torch.from_numpy(x_in), staging, io_spec, cfg,
+                                           calibration=calib_in, keep_float=keep)
+            if eval_set is None:
+                break
+            with steps("measure accuracy"):
+                accuracy = _measure_accuracy(target, staging / result.artifact, cfg, net, names, art_names,
+                                             eval_set, raw_input, x_in.shape[0] if not cfg.dynamic_batch else None)
+                accuracy["kept_float"] = list(keep)
+            if not budget or within_budget(accuracy, max_accuracy_drop=cfg.max_accuracy_drop,
+                                           min_agreement=cfg.min_agreement):
+                break
+            log.info("budget not met with %d layers in float: %s", len(keep), format_accuracy(accuracy))
+        else:
+            raise ParityError(f"the accuracy budget (max drop {cfg.max_accuracy_drop}, min agreement "
+                              f"{cfg.min_agreement}) is not met even with all {len(candidates[-1])} quantizable "
+                              f"layers in float:\n{format_accuracy(accuracy)}")
+        if accuracy is not None and ranking:
+            accuracy["budget"] = {"max_accuracy_drop": cfg.max_accuracy_drop, "min_agreement": cfg.min_agreement,
+                                  "attempts": attempt + 1}
+            accuracy["sensitivity"] = ranking[:10]
         artifact = staging / result.artifact
         golden = write_golden(staging, image, x_in, golden_ref)
         manifest = {
@@ -167,6 +220,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
             "artifact_bytes": path_bytes(artifact),
             "versions": _versions(target),
             "rewrite": rewrite_info,
+            "accuracy": accuracy,
             target.name: result.details,
             "golden": golden,
         }
@@ -189,6 +243,63 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
             log.warning("parity failed; keeping the artifact because keep_failed was set")
     return ConvertResult(out_dir=out_dir, manifest=manifest, parity_passed=report.passed,
                          seconds=round(time.perf_counter() - steps.t0, 2))
+
+
+def _golden_picture(model: str, size):
+    """The golden input: the first held-out image of a model's shipped data set, else a synthetic picture."""
+    from PIL import Image
+
+    from edgevit.models.factory import embedded_data
+    from edgevit.preprocess import golden_image, list_images
+
+    folder = embedded_data(model, "eval")
+    if folder is not None:
+        with Image.open(list_images(folder)[0]) as img:
+            return img.convert("RGB")
+    return golden_image(size)
+
+
+def _quantization_data(cfg, target, pre, labels, steps):
+    """Calibration images (for precisions that need them) and evaluation images (for every reduced precision)."""
+    from edgevit.models.factory import embedded_data
+    from edgevit.quantize.calibration import calibration_set, evaluation_set
+
+    needs_calib = cfg.precision in target.needs_calibration
+    reduced = cfg.precision != "fp32"
+    if not (needs_calib or reduced):
+        return None, None
+    calib_dir = cfg.calib_dir or embedded_data(cfg.model, "calib")
+    if needs_calib and calib_dir is None:
+        raise ConfigError(f"{cfg.target} {cfg.precision} is calibrated on real images: pass --calib-dir DIR (jpg, "
+                          "png, webp or bmp; a few hundred images of the deployment domain)")
+    calib = eval_set = None
+    with steps("load calibration/evaluation images"):
+        if calib_dir is not None:
+            calib = calibration_set(calib_dir, pre, cfg.calib_count, seed=cfg.seed)
+            log.info("calibration: %d images from %s (%d unreadable skipped)", len(calib.files), calib_dir,
+                     calib.skipped)
+        eval_dir = cfg.eval_dir or embedded_data(cfg.model, "eval")
+        if eval_dir is not None:
+            eval_set = evaluation_set(eval_dir, pre, labels, cfg.eval_count)
+            eval_set.source = "evaluation"
+        elif calib is not None:
+            eval_set = calib
+            eval_set.source = "calibration"
+    return calib, eval_set
+
+
+def _measure_accuracy(target, artifact, cfg, net, names, art_names, eval_set, raw_input, batch) -> dict:
+    from edgevit.verify.parity import reference_for_artifact
+
+    runner = target.load(artifact, {"input": {"name": "image", "shape": [batch or "batch"]}, "outputs":
+                                    [{"name": n} for n in art_names], "labels": None,
+                                    target.name: {"delegate": cfg.delegate}}, threads=None)
+    ref = reference_for_artifact(net, eval_set.normalized, names, art_names)
+    out = runner(eval_set.raw if raw_input else eval_set.normalized)
+    flat_ref = np.concatenate([r.reshape(len(r), -1) for r in ref.values()], 1) if len(ref) > 1 else \
+        next(iter(ref.values()))
+    flat_out = np.concatenate([o.reshape(len(o), -1) for o in out], 1) if len(out) > 1 else out[0]
+    return accuracy_report(flat_ref, flat_out, eval_set.labels, source=eval_set.source)
 
 
 def _read_labels(path: str | None) -> list[str] | None:

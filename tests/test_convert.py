@@ -209,7 +209,7 @@ def test_failed_export_leaves_existing_output_untouched(tmp_path, monkeypatch):
     convert(cfg)
     before = sha256_file(tmp_path / "onnx" / "manifest.json")
 
-    def failing_export(self, model, example, out_dir, io_spec, cfg):
+    def failing_export(self, model, example, out_dir, io_spec, cfg, **kw):
         (out_dir / "model.onnx").write_bytes(b"half written")
         raise ExportError("injected failure")
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from edgevit.errors import ConfigError
 from edgevit.models.checkpoint import load_weights
-from edgevit.models.nextvit import create_model
+from edgevit.models.nextvit import create_model, get_config
 from edgevit.models.random_init import randomize_
 
 
@@ -12,8 +14,10 @@ def build_model(*, model: str, weights: str | None, random_init: bool, seed: int
                 num_classes: int | None = None, features: bool = False, reset_head: bool = False):
     """The eval-mode PyTorch model a conversion starts from."""
     if not weights and not random_init:
-        raise ConfigError("no weights given: pass --weights PATH_OR_HUB_ID (a checkpoint or e.g. "
-                          "timm/nextvit_small.bd_in1k), or --random-init for deterministic random weights")
+        weights = embedded_weights(model)
+        if weights is None:
+            raise ConfigError("no weights given: pass --weights PATH_OR_HUB_ID (a checkpoint or e.g. "
+                              "timm/nextvit_small.bd_in1k), or --random-init for deterministic random weights")
     net = create_model(model, num_classes=num_classes, features_only=features)
     if random_init:
         randomize_(net, seed=seed)
@@ -26,3 +30,30 @@ def output_names(net) -> tuple[str, ...]:
     if net.cfg.features_only:
         return ("stage1", "stage2", "stage3", "stage4")
     return ("logits",) if net.cfg.num_classes > 0 else ("embedding",)
+
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def embedded_weights(model: str) -> str | None:
+    """Path of the checkpoint shipped with the package for ``model`` (None if it ships none)."""
+    name = get_config(model).embedded_weights
+    if name is None:
+        return None
+    path = ASSETS / name
+    if not path.is_file():
+        raise ConfigError(f"the embedded checkpoint {path} of {model} is missing from this install; reinstall "
+                          "edgevit or run tools/train_reference.py")
+    return str(path)
+
+
+def embedded_labels(model: str) -> str | None:
+    name = get_config(model).embedded_labels
+    return str(ASSETS / name) if name and (ASSETS / name).is_file() else None
+
+
+def embedded_data(model: str, split: str) -> str | None:
+    """The shipped ``calib`` or ``eval`` image folder of ``model``'s reference data set, if any."""
+    name = get_config(model).embedded_data
+    path = ASSETS / name / split if name else None
+    return str(path) if path is not None and path.is_dir() else None

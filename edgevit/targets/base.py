@@ -74,6 +74,7 @@ class Target:
     suffix: str = ""
     precisions: tuple[str, ...] = ("fp32",)
     default_precision: str = "fp32"
+    needs_calibration: tuple[str, ...] = ()  # precisions that need calibration images
     delegates: tuple[str | None, ...] = (None,)
     extra: str = ""  # pip extra that installs the toolchain ("" = core dependency)
     runtime: str = ""  # the desktop runtime that runs its artifacts
@@ -102,8 +103,13 @@ class Target:
         """The artifact's output names; a target may turn ``logits`` into ``probabilities``."""
         return names
 
-    def export(self, model, example, out_dir: Path, io_spec: IOSpec, cfg) -> ExportResult:
-        """Write the artifact for ``model`` into ``out_dir``; ``cfg`` is the ConvertConfig (precision, opset...)."""
+    def export(self, model, example, out_dir: Path, io_spec: IOSpec, cfg, *, calibration=None,
+               keep_float: tuple[str, ...] = ()) -> ExportResult:
+        """Write the artifact for ``model`` into ``out_dir``; ``cfg`` is the ConvertConfig (precision, opset...).
+
+        ``calibration`` holds preprocessed calibration inputs (artifact format) for quantized precisions;
+        ``keep_float`` names PyTorch modules that stay in floating point (accuracy-budget mode).
+        """
         raise NotImplementedError
 
     def load(self, artifact_path: Path, manifest: dict, *, threads: int | None = None) -> Runner:

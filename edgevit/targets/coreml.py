@@ -77,8 +77,9 @@ def coreml_names(cfg, names: tuple[str, ...], labels) -> tuple[str, ...]:
 class CoreMLTarget(Target):
     name = "coreml"
     suffix = ".mlpackage"
-    precisions = ("fp16", "fp32")
+    precisions = ("fp16", "fp32", "int8", "int8w", "pal8", "pal6", "pal4")
     default_precision = "fp16"
+    needs_calibration = ("int8",)
 
     @property
     def runtime(self) -> str:  # verify says which one it used
@@ -99,8 +100,11 @@ class CoreMLTarget(Target):
             raise ConfigError(f"--input-type must be image or tensor, got {cfg.input_type}")
         if cfg.dynamic_batch:
             raise ConfigError("coreml artifacts have a fixed batch here; drop --dynamic-batch")
+        from edgevit.quantize.coreml_quant import check
 
-    def export(self, model, example, out_dir, io_spec, cfg) -> ExportResult:
+        check(cfg.precision, cfg.min_ios)
+
+    def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         import torch
 
         ct = self.require("coremltools")
@@ -126,7 +130,12 @@ class CoreMLTarget(Target):
         target = {16: ct.target.iOS16, 17: ct.target.iOS17, 18: ct.target.iOS18}[cfg.min_ios]
         units = {"all": ct.ComputeUnit.ALL, "cpu_only": ct.ComputeUnit.CPU_ONLY,
                  "cpu_and_gpu": ct.ComputeUnit.CPU_AND_GPU, "cpu_and_ne": ct.ComputeUnit.CPU_AND_NE}
-        precision = ct.precision.FLOAT16 if cfg.precision == "fp16" else ct.precision.FLOAT32
+        precision = ct.precision.FLOAT32 if cfg.precision == "fp32" else ct.precision.FLOAT16
+        if cfg.precision == "int8":  # W8A8: quantize/dequantize around every op, calibrated in PyTorch
+            from edgevit.quantize.executorch_quant import quantize_xnnpack
+
+            with _quiet():
+                net = quantize_xnnpack(net, example, calibration, tuple(f"model.{k}" for k in keep_float))
         try:
             with _quiet():
                 exported = torch.export.export(net, (example,), strict=False).run_decompositions({})
@@ -135,6 +144,18 @@ class CoreMLTarget(Target):
                                      compute_units=units[cfg.compute_units], convert_to="mlprogram")
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"CoreML conversion failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        quant = None
+        if cfg.precision in ("int8w", "pal8", "pal6", "pal4"):
+            from edgevit.quantize.coreml_quant import compress_weights
+
+            with _quiet():
+                mlmodel = compress_weights(mlmodel, cfg.precision)
+        if cfg.precision not in ("fp16", "fp32"):
+            from edgevit.quantize.coreml_quant import SCHEMES
+
+            quant = {"scheme": SCHEMES[cfg.precision]}
+            if calibration is not None:
+                quant["calibration_images"] = int(len(calibration))
         mlmodel.author = "edgevit"
         mlmodel.license = cfg_license(cfg)
         mlmodel.short_description = (f"{cfg.model} ({'features' if cfg.features else 'classifier'}), {cfg.precision}, "
@@ -155,6 +176,8 @@ class CoreMLTarget(Target):
             "op_counts": counts,
             "neural_engine_layout_ops": {k: counts[k] for k in LAYOUT_OPS if k in counts},
         }
+        if quant:
+            details["quantization"] = quant
         return ExportResult(artifact=path.name, details=details)
 
     def load(self, artifact_path, manifest, *, threads=None) -> Runner:

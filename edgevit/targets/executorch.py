@@ -43,14 +43,18 @@ class ExecuTorchTarget(Target):
     name = "executorch"
     suffix = ".pte"
     delegates = ("xnnpack", "coreml", None)
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
+    needs_calibration = ("int8",)
     runtime = "executorch"
 
     def check(self, precision, delegate=None):
         super().check(precision, delegate)
         if precision == "fp16" and delegate != "coreml":
-            raise ConfigError("executorch fp16 is available with --delegate coreml; XNNPACK here is fp32 "
-                              "(supported: fp32 with xnnpack, fp16/fp32 with coreml)")
+            raise ConfigError("executorch fp16 is available with --delegate coreml; XNNPACK takes fp32 or int8 "
+                              "(supported: fp32/int8 with xnnpack, fp16/fp32 with coreml)")
+        if precision == "int8" and delegate == "coreml":
+            raise ConfigError("executorch int8 is available with the xnnpack delegate (supported: fp32/int8 with "
+                              "xnnpack, fp16/fp32 with coreml); for CoreML int8 use --target coreml")
 
     def runtime_for(self, delegate: str | None) -> str:
         if delegate == "coreml":
@@ -79,7 +83,7 @@ class ExecuTorchTarget(Target):
             return [CoreMLPartitioner(compile_specs=specs)]
         raise ConfigError(f"executorch delegate {delegate!r} is not supported; use xnnpack or coreml")
 
-    def export(self, model, example, out_dir, io_spec, cfg) -> ExportResult:
+    def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         import torch
 
         self.require("executorch.exir")
@@ -91,12 +95,16 @@ class ExecuTorchTarget(Target):
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
                 warnings.simplefilter("ignore")
+                if cfg.precision == "int8":
+                    from edgevit.quantize.executorch_quant import quantize_xnnpack
+
+                    model = quantize_xnnpack(model, example, calibration, keep_float)
                 exported = torch.export.export(model, (example,), strict=False)
                 edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners(delegate, cfg),
                                                    generate_etrecord=cfg.etrecord)
                 report = delegation_report(edge)
                 program = edge.to_executorch()
-        except ConfigError:
+        except (ConfigError, ExportError):
             raise
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"ExecuTorch lowering failed: {type(e).__name__}: "
@@ -104,6 +112,11 @@ class ExecuTorchTarget(Target):
         path = out_dir / "model.pte"
         path.write_bytes(program.buffer)
         extra, details = [], {"delegate": delegate, "delegation": report}
+        if cfg.precision == "int8":
+            from edgevit.quantize.executorch_quant import DETAILS
+
+            details["quantization"] = dict(DETAILS, calibration_images=int(len(calibration)),
+                                           kept_float_modules=len(keep_float))
         if cfg.etrecord:
             # the ETRecord maps on-device ETDump events back to graph nodes (edgevit profile ingest)
             program.get_etrecord().save(str(out_dir / "model.etrecord"))

@@ -72,17 +72,37 @@ def _versions() -> dict[str, str]:
     return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
 
+def export_precision(model, example, path: Path, io_spec: IOSpec, cfg, calibration, keep_float) -> dict:
+    """Export fp32 ONNX to ``path``, then quantize or halve it there per ``cfg.precision``."""
+    if cfg.precision == "fp32":
+        export_onnx(model, example, path, io_spec, opset=cfg.opset)
+        return {}
+    from edgevit.quantize.onnx_quant import convert_fp16, quantize_int8
+
+    with tempfile.TemporaryDirectory(prefix="edgevit-onnx-") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        export_onnx(model, example, fp32, io_spec, opset=cfg.opset)
+        if cfg.precision == "fp16":
+            return {"quantization": convert_fp16(fp32, path)}
+        batch = None if io_spec.dynamic_batch else io_spec.input_shape[0]
+        return {"quantization": quantize_int8(fp32, path, calibration, input_name=io_spec.input_name, batch=batch,
+                                              method=cfg.calib_method, keep_float=keep_float)}
+
+
 @register_target
 class OnnxTarget(Target):
     name = "onnx"
     suffix = ".onnx"
     runtime = "onnxruntime"
+    precisions = ("fp32", "fp16", "int8")
+    needs_calibration = ("int8",)
 
-    def export(self, model, example, out_dir, io_spec, cfg) -> ExportResult:
+    def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         self.require("onnxscript")
         path = out_dir / "model.onnx"
-        export_onnx(model, example, path, io_spec, opset=cfg.opset)
-        return ExportResult(artifact=path.name, details={"opset": cfg.opset, "op_counts": onnx_op_counts(path)})
+        details = export_precision(model, example, path, io_spec, cfg, calibration, keep_float)
+        return ExportResult(artifact=path.name, details={"opset": cfg.opset, "op_counts": onnx_op_counts(path),
+                                                         **details})
 
     def load(self, artifact_path, manifest, *, threads=None) -> Runner:
         self.require("onnxruntime")
@@ -99,14 +119,16 @@ class OrtTarget(Target):
     name = "ort"
     suffix = ".ort"
     runtime = "onnxruntime"
+    precisions = ("fp32", "fp16", "int8")
+    needs_calibration = ("int8",)
 
-    def export(self, model, example, out_dir, io_spec, cfg) -> ExportResult:
+    def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         self.require("onnxscript")
         from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
         with tempfile.TemporaryDirectory(prefix="edgevit-ort-") as tmp:
             onnx_path = Path(tmp) / "model.onnx"
-            export_onnx(model, example, onnx_path, io_spec, opset=cfg.opset)
+            quant = export_precision(model, example, onnx_path, io_spec, cfg, calibration, keep_float)
             usability = mobile_usability(onnx_path)
             t0 = time.perf_counter()
             captured = io.StringIO()
@@ -127,7 +149,7 @@ class OrtTarget(Target):
         return ExportResult(artifact=ort_file.name, extra_files=[config.name],
                             details={"opset": cfg.opset, "required_operators_config": config.name,
                                      "required_operators": ops, "mobile_usability": usability,
-                                     "optimization_style": "Fixed", "target_platform": "arm"})
+                                     "optimization_style": "Fixed", "target_platform": "arm", **quant})
 
     def load(self, artifact_path, manifest, *, threads=None) -> Runner:
         self.require("onnxruntime")

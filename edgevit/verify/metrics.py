@@ -44,11 +44,13 @@ def is_classifier(output_names) -> bool:
     return tuple(output_names) in (("logits",), ("probabilities",))
 
 
-def _topk_agreement(ref: np.ndarray, out: np.ndarray, k: int, tie: float) -> float:
-    """Share of samples whose top-k class sets agree; classes within ``tie`` of the k-th reference score are ties."""
+def _topk_agreement(ref: np.ndarray, out: np.ndarray, k: int, tie_rel: float) -> float:
+    """Share of samples whose top-k class sets agree; classes within ``tie_rel`` x the sample's largest
+    reference magnitude of the k-th reference score are ties."""
     k = min(k, ref.shape[1])
     agree = 0
     for r, o in zip(ref, out):
+        tie = tie_rel * float(np.abs(r).max())
         kth = np.sort(r)[-k]
         strict = set(np.flatnonzero(r > kth + tie))  # must be in the artifact's top-k
         allowed = set(np.flatnonzero(r >= kth - tie))  # may be in it
@@ -58,6 +60,7 @@ def _topk_agreement(ref: np.ndarray, out: np.ndarray, k: int, tie: float) -> flo
 
 
 def compare(name: str, ref: np.ndarray, out: np.ndarray, *, classification: bool, tie: float) -> OutputMetrics:
+    """``tie``: relative score gap (to the sample's largest reference magnitude) under which classes tie."""
     """Metrics of ``out`` against ``ref`` (both batched, first axis = sample).
 
     max_abs = max |out - ref|; max_rel = max_abs / max |ref|; cosine per sample over the flattened output.

@@ -66,7 +66,7 @@ def measure(report: ParityReport, data: str, runner, x: np.ndarray, reference: d
     ms = []
     for (name, ref), out in zip(reference.items(), outs):
         m = compare(name, ref, np.asarray(out), classification=classification and name in CLASS_OUTPUTS,
-                    tie=report.tolerance.max_abs)
+                    tie=report.tolerance.max_rel)
         ms.append(m)
         report.failures += [f"{data} {f}" for f in m.failures(report.tolerance)]
     report.sets[data] = ms

@@ -1,0 +1,93 @@
+"""ONNX / ORT: int8 static QDQ through onnxruntime.quantization, fp16 through onnxruntime's float16 converter."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from edgevit.errors import ConfigError, ExportError
+
+log = logging.getLogger(__name__)
+
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+
+
+def _reader(name: str, data: np.ndarray, batch: int | None):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            step = batch or 1
+            self.items = iter([{name: data[i:i + step].astype(np.float32)} for i in range(0, len(data), step)
+                               if len(data[i:i + step]) == step])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    return Reader()
+
+
+def module_of_nodes(path: Path) -> dict[str, str]:
+    """ONNX node name -> the PyTorch module path it came from (torch's exporter records it as metadata)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    out = {}
+    for node in model.graph.node:
+        meta = {p.key: p.value for p in node.metadata_props}
+        scope = meta.get("pkg.torch.onnx.name_scopes") or meta.get("namespace") or ""
+        names = [s for s in scope.strip("[]").replace("'", "").replace('"', "").split(", ") if s]
+        if names:
+            out[node.name] = names[-2] if len(names) > 1 else names[-1]
+    return out
+
+
+def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_name: str, batch: int | None,
+                  method: str = "minmax", keep_float: tuple[str, ...] = ()) -> dict:
+    """Static int8 QDQ: per-channel int8 weights, uint8 activations calibrated on ``calib``.
+
+    ``keep_float`` lists PyTorch module paths whose nodes stay in float (budget mode).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    if method not in CALIB_METHODS:
+        raise ConfigError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIB_METHODS)}")
+    pre_path = out_path.with_name("preprocessed.onnx")
+    owners = module_of_nodes(fp32_path)
+    exclude = sorted(n for n, mod in owners.items() if any(mod == k or mod.startswith(k + ".") for k in keep_float))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            quant_pre_process(str(fp32_path), str(pre_path), skip_symbolic_shape=True)
+            quantize_static(str(pre_path), str(out_path), _reader(input_name, calib, batch),
+                            quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, calibrate_method={
+                                "minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+                                "percentile": CalibrationMethod.Percentile}[method],
+                            nodes_to_exclude=exclude or None,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"onnxruntime int8 quantization failed: {type(e).__name__}: {e}") from e
+    finally:
+        pre_path.unlink(missing_ok=True)
+    return {"scheme": "int8 static QDQ (onnxruntime.quantization)", "weights": "int8 per-channel symmetric",
+            "activations": "uint8 per-tensor asymmetric", "calibration_method": method,
+            "calibration_images": int(len(calib)), "kept_float_nodes": len(exclude)}
+
+
+def convert_fp16(fp32_path: Path, out_path: Path) -> dict:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(fp32_path))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            half = convert_float_to_float16(model, keep_io_types=True)
+    except Exception as e:  # noqa: BLE001
+        raise ExportError(f"onnxruntime fp16 conversion failed: {type(e).__name__}: {e}") from e
+    onnx.save(half, str(out_path))
+    return {"scheme": "fp16 weights and activations, fp32 inputs/outputs (onnxruntime float16 converter)"}
