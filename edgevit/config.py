@@ -84,6 +84,8 @@ class ConvertConfig:
             value = getattr(self, key)
             if value is not None and not Path(value).is_dir():
                 raise ConfigError(f"{key.replace('_', '-')} folder {value} does not exist")
+        if self.calib_method not in ("minmax", "entropy", "percentile"):
+            raise ConfigError(f"calib_method must be one of minmax, entropy, percentile; got {self.calib_method!r}")
         if self.calib_count < 1:
             raise ConfigError(f"calib_count must be >= 1, got {self.calib_count}")
         if self.max_accuracy_drop is not None and self.min_agreement is not None:
