@@ -117,7 +117,8 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
         pre = Preprocess.for_size(size)
         raw_input = target.takes_raw_pixels(cfg)
         art_names = target.output_names(cfg, names, labels)
-        image = _golden_picture(cfg.model, size)
+        # saved at the resize size, so an app's preprocessing of it is crop + normalise, exactly reproducible
+        image = pre.resized(_golden_picture(cfg.model, size))
         raw1 = pre.raw(image)[None]
         x = np.repeat(pre.normalize(raw1), cfg.batch, axis=0)  # what the PyTorch model sees
         x_in = np.repeat(raw1, cfg.batch, axis=0) if raw_input else x  # what the artifact takes

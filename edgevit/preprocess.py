@@ -59,17 +59,25 @@ class Preprocess:
         return ((x - np.asarray(self.mean, np.float32).reshape(shape)) /
                 np.asarray(self.std, np.float32).reshape(shape)).astype(np.float32)
 
-    def raw(self, image) -> np.ndarray:
-        """PIL image (any mode) -> resized, center-cropped RGB pixels (3, H, W) float32 in 0..255."""
+    def resized(self, image):
+        """PIL image (any mode) -> RGB, resized (bicubic) so that it covers ``resize_shorter_to()``."""
         from PIL import Image
 
         img = image.convert("RGB")
         th, tw = self.resize_shorter_to()
         scale = max(th / img.height, tw / img.width)
         new = (max(tw, round(img.width * scale)), max(th, round(img.height * scale)))
-        img = img.resize(new, Image.BICUBIC)
-        left, top = (img.width - self.size[1]) // 2, (img.height - self.size[0]) // 2
-        img = img.crop((left, top, left + self.size[1], top + self.size[0]))
+        return img if new == img.size else img.resize(new, Image.BICUBIC)
+
+    def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(left, top, right, bottom) of the center crop in a ``width`` x ``height`` resized picture."""
+        left, top = (width - self.size[1]) // 2, (height - self.size[0]) // 2
+        return left, top, left + self.size[1], top + self.size[0]
+
+    def raw(self, image) -> np.ndarray:
+        """PIL image (any mode) -> resized, center-cropped RGB pixels (3, H, W) float32 in 0..255."""
+        img = self.resized(image)
+        img = img.crop(self.crop_box(img.width, img.height))
         return np.ascontiguousarray(np.asarray(img, dtype=np.float32).transpose(2, 0, 1))
 
 

@@ -1,0 +1,45 @@
+package dev.edgevit.demo.core
+
+/**
+ * The manifest's preprocessing, in plain Kotlin: the picture is first scaled (by the platform, bicubic) so it
+ * covers `resize`, then center-cropped to `size`, then each channel becomes (v / 255 - mean) / std, in NCHW order.
+ */
+class Preprocessor(private val spec: PreprocessSpec, private val rawPixels: Boolean) {
+    val height = spec.size[0]
+    val width = spec.size[1]
+
+    /** Size (width, height) to scale a `srcWidth` x `srcHeight` picture to before cropping (same rule as Python). */
+    fun scaledSize(srcWidth: Int, srcHeight: Int): Pair<Int, Int> {
+        val th = spec.resize[0]
+        val tw = spec.resize[1]
+        val scale = maxOf(th.toDouble() / srcHeight, tw.toDouble() / srcWidth)
+        return Pair(maxOf(tw, Math.round(srcWidth * scale).toInt()), maxOf(th, Math.round(srcHeight * scale).toInt()))
+    }
+
+    /** Left and top of the center crop inside a scaled picture. */
+    fun cropOrigin(scaledWidth: Int, scaledHeight: Int): Pair<Int, Int> =
+        Pair((scaledWidth - width) / 2, (scaledHeight - height) / 2)
+
+    /**
+     * `argb`: a scaled picture's pixels, row-major, 0xAARRGGBB (Android's Bitmap.getPixels layout).
+     * Returns the model input (3 x height x width), normalized, or raw 0-255 values for image-input artifacts.
+     */
+    fun toTensor(argb: IntArray, scaledWidth: Int, scaledHeight: Int): FloatArray {
+        require(argb.size == scaledWidth * scaledHeight) { "pixel count ${argb.size} != $scaledWidth x $scaledHeight" }
+        require(scaledWidth >= width && scaledHeight >= height) { "picture smaller than the crop" }
+        val (left, top) = cropOrigin(scaledWidth, scaledHeight)
+        val out = FloatArray(3 * height * width)
+        val plane = height * width
+        for (y in 0 until height) {
+            for (x in 0 until width) {
+                val p = argb[(top + y) * scaledWidth + left + x]
+                val rgb = intArrayOf((p shr 16) and 0xff, (p shr 8) and 0xff, p and 0xff)
+                for (c in 0 until 3) {
+                    val v = rgb[c].toFloat()
+                    out[c * plane + y * width + x] = if (rawPixels) v else (v / 255f - spec.mean[c]) / spec.std[c]
+                }
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,30 @@
+package dev.edgevit.demo.engine
+
+import dev.edgevit.demo.core.Manifest
+import java.io.File
+
+/** One engine protocol, one implementation per runtime. */
+interface InferenceEngine : AutoCloseable {
+    val runtime: String
+    val computeUnits: String
+
+    /** Runs the artifact on one NCHW float input; returns the outputs in manifest order, flattened. */
+    fun run(input: FloatArray, shape: LongArray): List<FloatArray>
+
+    companion object {
+        /** The engine for an artifact folder, chosen by the manifest's target. */
+        fun open(folder: File, manifest: Manifest, threads: Int): InferenceEngine {
+            val artifact = File(folder, manifest.artifact)
+            require(artifact.exists()) { "artifact ${artifact.path} named in the manifest is missing" }
+            return when (manifest.target) {
+                "executorch" -> ExecuTorchEngine(artifact, threads)
+
+                "onnx", "ort" -> OrtEngine(artifact, threads)
+
+                else -> throw IllegalArgumentException(
+                    "target ${manifest.target} does not run on Android; convert with --target executorch or ort"
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+package dev.edgevit.demo
+
+import dev.edgevit.demo.core.BenchmarkResult
+import dev.edgevit.demo.core.DeviceInfo
+import dev.edgevit.demo.core.Golden
+import dev.edgevit.demo.core.Json
+import dev.edgevit.demo.core.LatencyStats
+import dev.edgevit.demo.core.Manifest
+import dev.edgevit.demo.core.Preprocessor
+import dev.edgevit.demo.core.TopK
+import dev.edgevit.demo.core.Yuv
+import java.io.File
+import javax.imageio.ImageIO
+import kotlin.math.abs
+
+/**
+ * JVM tests of the app's pure-Kotlin core against the golden pairs that `edgevit convert` writes
+ * (tests/data/app_fixture). Run by android_demo/ci/check.sh: `java ... CoreTestKt FIXTURE_DIR SCHEMA_JSON`.
+ */
+private var passed = 0
+private var failed = 0
+
+private fun test(name: String, body: () -> Unit) {
+    try {
+        body()
+        passed++
+        println("PASS $name")
+    } catch (t: Throwable) {
+        failed++
+        println("FAIL $name: $t")
+    }
+}
+
+private fun check(cond: Boolean, msg: () -> String) {
+    if (!cond) throw AssertionError(msg())
+}
+
+private fun argbOf(file: File): Triple<IntArray, Int, Int> {
+    val img = ImageIO.read(file) ?: throw AssertionError("cannot decode $file")
+    val px = IntArray(img.width * img.height)
+    img.getRGB(0, 0, img.width, img.height, px, 0, img.width)
+    return Triple(px, img.width, img.height)
+}
+
+fun main(args: Array<String>) {
+    val fixtures = File(args[0])
+    val schema = File(args[1])
+    val folders = fixtures.listFiles()!!.filter { File(it, "manifest.json").isFile }.sortedBy { it.name }
+    check(folders.size >= 2) { "expected fixture folders in $fixtures" }
+
+    for (folder in folders) {
+        val manifest = Manifest.parse(File(folder, "manifest.json").readText())
+
+        test("${folder.name}: manifest parses") {
+            check(manifest.input.shape == listOf(1, 3, 64, 64)) { "input shape ${manifest.input.shape}" }
+            check(manifest.preprocess.mean.size == 3 && manifest.preprocess.std.size == 3) { "mean/std" }
+            check(manifest.labels?.size == 10) { "labels ${manifest.labels}" }
+            check(manifest.goldenOutputs.isNotEmpty()) { "no golden outputs" }
+        }
+
+        test("${folder.name}: preprocessing reproduces the Python golden vector") {
+            val pre = Preprocessor(manifest.preprocess, manifest.takesRawPixels)
+            val (px, w, h) = argbOf(File(folder, manifest.goldenImage))
+            check(Pair(w, h) == pre.scaledSize(w, h)) { "golden image is not at the resize size" }
+            val mine = pre.toTensor(px, w, h)
+            val golden = Golden.readFloats(File(folder, manifest.goldenInput.file).readBytes())
+            check(mine.size == golden.size) { "size ${mine.size} vs ${golden.size}" }
+            var worst = 0f
+            for (i in mine.indices) worst = maxOf(worst, abs(mine[i] - golden[i]))
+            check(worst <= 1e-5f) { "max abs difference $worst" }
+        }
+
+        test("${folder.name}: golden outputs compare to themselves and detect drift") {
+            val out = Golden.readFloats(File(folder, manifest.goldenOutputs[0].file).readBytes())
+            val (rel, cos) = Golden.limits(manifest.precision)
+            check(Golden.compare(out, out).passes(rel, cos)) { "self comparison failed" }
+            val drifted = FloatArray(out.size) {
+                out[it] + 0.5f * (out.maxOrNull() ?: 1f) * (
+                    if (it % 2 ==
+                        0
+                    ) {
+                        1
+                    } else {
+                        -1
+                    }
+                    )
+            }
+            check(!Golden.compare(out, drifted).passes(rel, cos)) { "drift not detected" }
+        }
+    }
+
+    test("scaled size and crop follow the Python rule") {
+        val m = Manifest.parse(File(folders[0], "manifest.json").readText())
+        val pre = Preprocessor(m.preprocess, false)
+        check(pre.scaledSize(640, 480) == Pair(89, 67)) { "got ${pre.scaledSize(640, 480)}" }
+        check(pre.cropOrigin(89, 67) == Pair(12, 1)) { "got ${pre.cropOrigin(89, 67)}" }
+    }
+
+    test("top-k orders scores and names labels") {
+        val top = TopK.topK(floatArrayOf(0.1f, 3f, -1f, 2f), 3, listOf("a", "b", "c", "d"))
+        check(top.map { it.label } == listOf("b", "d", "a")) { "got $top" }
+        check(TopK.topK(floatArrayOf(1f, 2f), 5, null).map { it.label } == listOf("class 1", "class 0")) { "no labels" }
+        val p = TopK.softmax(floatArrayOf(1f, 2f, 3f))
+        check(abs(p.sum() - 1f) < 1e-6 && p[2] > p[1]) { "softmax ${p.toList()}" }
+    }
+
+    test("latency statistics match edgevit bench (nearest rank)") {
+        val s = LatencyStats.of((1..100).map { it.toDouble() })
+        check(s.p50Ms == 50.0 && s.p90Ms == 90.0 && s.p99Ms == 99.0 && s.minMs == 1.0) { "$s" }
+        check(abs(s.meanMs - 50.5) < 1e-9 && abs(s.stdMs - 29.011491975882016) < 1e-9) { "$s" }
+    }
+
+    test("NV21 frames convert to ARGB") {
+        val w = 2
+        val h = 2
+        val nv21 = byteArrayOf(76, 76, 76, 76, 0xff.toByte(), 85) // Y = 76, V = 255, U = 85: pure red
+        val px = Yuv.nv21ToArgb(nv21, w, h)
+        val r = (px[0] shr 16) and 0xff
+        val g = (px[0] shr 8) and 0xff
+        val b = px[0] and 0xff
+        check(r > 240 && g < 15 && b < 15) { "got $r $g $b" }
+    }
+
+    test("results JSON carries every key the schema requires") {
+        val m = Manifest.parse(File(folders[0], "manifest.json").readText())
+        val result = BenchmarkResult(
+            "0.1.0", DeviceInfo("Pixel 8", "Android", "15", "Tensor G3"), "executorch", null, "xnnpack", 4, m,
+            1234L, 10, 12.5, 3.0, listOf(1.0, 2.0, 3.0), 100.0, "unknown", null, "2026-11-21T00:00:00Z"
+        )
+
+        @Suppress("UNCHECKED_CAST")
+        val json = Json.parse(result.toJson()) as Map<String, Any?>
+
+        @Suppress("UNCHECKED_CAST")
+        val spec = Json.parse(schema.readText()) as Map<String, Any?>
+        val required = spec["required"] as List<*>
+        check(required.all { it in json }) { "missing ${required.filter { it !in json }}" }
+        @Suppress("UNCHECKED_CAST")
+        val props = spec["properties"] as Map<String, Map<String, Any?>>
+        for (key in listOf("app", "device", "artifact")) {
+            @Suppress("UNCHECKED_CAST")
+            val sub = (props[key]!!["required"] as List<*>)
+
+            @Suppress("UNCHECKED_CAST")
+            val obj = json[key] as Map<String, Any?>
+            check(sub.all { it in obj }) { "$key lacks ${sub.filter { it !in obj }}" }
+        }
+        check(json["schema"] == "edgevit.device-results") { "schema id" }
+    }
+
+    test("JSON reader handles escapes, numbers and nesting") {
+        val v = Json.parse("""{"a": [1, -2.5e1, "x\"y\u0041"], "b": {"c": null, "d": true}}""") as Map<*, *>
+        check((v["a"] as List<*>)[1] == -25.0 && (v["a"] as List<*>)[2] == "x\"yA") { "$v" }
+        check(Json.parse(Json.write(v)) == v) { "round trip" }
+    }
+
+    println("core: $passed passed, $failed failed")
+    if (failed > 0) kotlin.system.exitProcess(1)
+}
