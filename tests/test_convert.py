@@ -74,7 +74,8 @@ def test_manifest_schema(converted, target, suffix):
     assert set(REQUIRED_KEYS) <= set(m)
     assert m["artifact"].endswith(suffix) and (folder / m["artifact"]).is_file()
     assert m["artifact_sha256"] == sha256_file(folder / m["artifact"])
-    assert m["input"] == {"name": "image", "shape": [1, 3, 64, 64], "dtype": "float32", "layout": "NCHW"}
+    assert m["input"] == {"name": "image", "shape": [1, 3, 64, 64], "dtype": "float32", "layout": "NCHW",
+                          "pixels": "normalized", "type": "tensor"}
     assert set(m["preprocess"]) >= {"mean", "std", "resize", "crop_pct", "interpolation", "color"}
     assert m["preprocess"]["mean"] == [0.485, 0.456, 0.406] and m["preprocess"]["interpolation"] == "bicubic"
     assert m["outputs"] == [{"name": "logits", "shape": [1, 10]}]
@@ -231,7 +232,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,code,text", [
-    (["--target", "tflite"], 2, "supported targets: executorch, onnx, ort"),
+    (["--target", "tflite"], 2, "supported targets: coreml, executorch, onnx, ort"),
     (["--target", "onnx", "--precision", "int3"], 2, "supported: fp32"),
     (["--target", "executorch", "--delegate", "vulkan"], 2, "supported: xnnpack"),
     (["--target", "onnx", "--opset", "13"], 2, "opset must be >= 17"),
