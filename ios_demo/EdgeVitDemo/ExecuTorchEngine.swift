@@ -16,7 +16,9 @@ final class ExecuTorchEngine: InferenceEngine {
         let tensor = Tensor<Float>(input, shape: shape)
         let outputs = try module.forward(tensor)
         return try outputs.map { value in
-            let t: Tensor<Float> = try value.tensor()
+            guard let t: Tensor<Float> = value.tensor() else {
+                throw DemoError.unsupported("an ExecuTorch output is not a float tensor")
+            }
             return t.scalars()
         }
     }
