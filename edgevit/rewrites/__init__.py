@@ -29,9 +29,9 @@ FORMS: dict[str, tuple[tuple[str, ...], str]] = {
              "key transpose into MatMul"),
     "ort": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
             "as onnx: the .ort file is the same graph optimised for the CPU EP"),
-    "coreml": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
-               "BN folded; channels-first attention with no transpose of any activation (the key transpose "
-               "folds into matmul's transpose_x), per Apple's Neural Engine guidance; heads split by reshape"),
+    "coreml": (_BN_FOLDS + ("bchw_attention_split", "delegate_friendly_ops"),
+               "BN folded; channels-first attention split per head by channel slices, every activation rank 4, "
+               "no transposes (the key transpose folds into matmul's transpose_x): Apple's Neural Engine guidance"),
     "executorch": (_BN_FOLDS + ("delegate_friendly_ops",),
                    "BN folded; token-layout attention with 3-D bmm: XNNPACK runs NHWC internally, where tokens are "
                    "the native layout, and its softmax takes only the last axis; every op stays in the delegate"),

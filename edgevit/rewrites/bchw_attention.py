@@ -11,7 +11,9 @@ Two score layouts, both exact, chosen per runtime (see ``edgevit.rewrites.FORMS`
   transposed: no full feature map is transposed, which is Apple's guidance for the Neural Engine and what
   ONNX Runtime fuses into one MatMul with a transposed operand;
 * ``qk``: s = q^T k, softmax over the last axis, out = v s^T. Transposes q, but every op stays inside the XNNPACK
-  delegate, whose softmax takes only the last axis.
+  delegate, whose softmax takes only the last axis;
+* ``split``: the ``kq`` math with the heads split by channel slices and every tensor kept rank 4
+  ((B, 1, d, N) per head), Apple's recipe for the Neural Engine: no transpose and no rank change of activations.
 
 The 1/sqrt(head_dim) scale is folded into q's weights and bias.
 """
@@ -26,7 +28,7 @@ from edgevit.errors import ConfigError
 from edgevit.models.nextvit import NTB, EMHSA
 from edgevit.rewrites.base import ChannelAffine, PassReport, bn_scale_shift, register_pass
 
-FORMS = ("kq", "qk")
+FORMS = ("kq", "qk", "split")
 
 
 def _conv1x1(linear: nn.Linear, scale: float = 1.0) -> nn.Conv2d:
@@ -58,7 +60,8 @@ class BCHWAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         n, bh, d = h * w, b * self.num_heads, self.head_dim
-        q = self.q(x).reshape(bh, d, n)
+        q = self.q(x)
+        q = q if self.form == "split" else q.reshape(bh, d, n)
         r = self.n_ratio
         if r > 1:
             m = n // r
@@ -70,6 +73,8 @@ class BCHWAttention(nn.Module):
             kv = self.norm(F.avg_pool2d(t, kernel_size=(1, r), stride=(1, r)))
         else:
             m, kv = n, x
+        if self.form == "split":
+            return self.proj(self._split_heads(q.reshape(b, c, h, w), self.k(kv), self.v(kv), b, d, n, m, h, w))
         k = self.k(kv).reshape(bh, d, m)
         v = self.v(kv).reshape(bh, d, m)
         if self.form == "kq":
@@ -79,6 +84,17 @@ class BCHWAttention(nn.Module):
             attn = torch.bmm(q.transpose(1, 2), k).softmax(dim=-1)  # (bh, n, m)
             out = torch.bmm(v, attn.transpose(1, 2))
         return self.proj(out.reshape(b, c, h, w))
+
+    def _split_heads(self, q, k, v, b, d, n, m, h, w):
+        outs = []
+        for i in range(self.num_heads):
+            ch = slice(i * d, (i + 1) * d)
+            qh = q[:, ch].reshape(b, 1, d, n)
+            kh = k[:, ch].reshape(b, 1, d, m)
+            vh = v[:, ch].reshape(b, 1, d, m)
+            attn = torch.matmul(kh.transpose(-1, -2), qh).softmax(dim=2)  # (b, 1, m, n) over keys
+            outs.append(torch.matmul(vh, attn).reshape(b, d, h, w))
+        return torch.cat(outs, dim=1)
 
 
 def bchw_attention_pass(model: nn.Module, form: str) -> PassReport:
@@ -93,6 +109,12 @@ def bchw_attention_pass(model: nn.Module, form: str) -> PassReport:
 @register_pass("bchw_attention_kq", "E-MHSA on BCHW tensors, scores as k^T q (no full-map transpose)")
 def bchw_kq(model: nn.Module) -> PassReport:
     return bchw_attention_pass(model, "kq")
+
+
+@register_pass("bchw_attention_split", "E-MHSA on BCHW tensors, heads split by channel slices, all rank 4 "
+                                       "(Neural Engine form)")
+def bchw_split(model: nn.Module) -> PassReport:
+    return bchw_attention_pass(model, "split")
 
 
 @register_pass("bchw_attention_qk", "E-MHSA on BCHW tensors, scores as q^T k (softmax over the last axis)")

@@ -169,12 +169,14 @@ class CoreMLTarget(Target):
             mlmodel.save(str(path))
         from edgevit.verify.coreml_sim import CoreMLSimulator
 
-        counts = CoreMLSimulator(path).op_counts()
+        sim = CoreMLSimulator(path)
+        counts = sim.op_counts()
         details = {
             "min_ios": cfg.min_ios, "compute_units": cfg.compute_units, "input_type": cfg.input_type,
             "normalization_in_model": cfg.input_type == "image", "classifier": bool(softmax),
             "op_counts": counts,
             "neural_engine_layout_ops": {k: counts[k] for k in LAYOUT_OPS if k in counts},
+            "rank_changing_ops": sim.rank_changes(),
         }
         if quant:
             details["quantization"] = quant

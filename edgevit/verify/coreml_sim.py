@@ -429,6 +429,16 @@ class CoreMLSimulator:
 
         return dict(sorted(Counter(o.op_type for o in self.function.operations).items()))
 
+    def rank_changes(self) -> int:
+        """Operations whose first input and output differ in rank (reshape, squeeze, expand_dims ...)."""
+        count = 0
+        for o in self.function.operations:
+            if o.op_type in ("reshape", "squeeze", "expand_dims") and o.outputs:
+                x = o.inputs.get("x")
+                if x is not None and hasattr(x, "shape") and len(x.shape) != len(o.outputs[0].shape):
+                    count += 1
+        return count
+
     def _check_supported(self) -> None:
         unknown = sorted({o.op_type for o in self.function.operations if o.op_type != "const"} - set(OPS))
         if unknown:

@@ -17,6 +17,7 @@ ALL_PASS_LISTS = {
     "fold+merge": ("fold_conv_bn", "merge_pre_bn"),
     "bchw_kq": ("bchw_attention_kq",),
     "bchw_qk": ("fold_conv_bn", "merge_pre_bn", "bchw_attention_qk"),
+    "bchw_split": ("fold_conv_bn", "merge_pre_bn", "bchw_attention_split"),
     "delegate_ops": ("delegate_friendly_ops",),
     **{f"target_{t}": FORMS[t][0] for t in FORMS},
 }
@@ -116,7 +117,7 @@ def _reference_tokens_attention(attn: EMHSA, x: torch.Tensor) -> torch.Tensor:
     return attn.proj(out)
 
 
-@pytest.mark.parametrize("form", ["kq", "qk"])
+@pytest.mark.parametrize("form", ["kq", "qk", "split"])
 @pytest.mark.parametrize("sr,h,w", [(1, 3, 5), (2, 4, 4), (2, 3, 5), (4, 5, 7), (4, 8, 6)])
 def test_bchw_attention_matches_raster_token_reference(form, sr, h, w):
     torch.manual_seed(sr + h * w)

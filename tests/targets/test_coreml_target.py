@@ -99,6 +99,10 @@ def test_layout_ops_counted_and_no_transposes(image_fp16):
     # coremltools fuses the pixel normalisation (per-channel mul + add) into one batch_norm op; every model
     # BatchNorm was folded away before conversion
     assert counts.get("batch_norm", 0) == 1 and counts.get("transpose", 0) == 0
+    # heads are split by channel slices and every activation stays rank 4; the only rank change is the
+    # classifier's flatten of the pooled (B, C, 1, 1) map
+    assert counts["slice_by_index"] > 0 and m["coreml"]["rank_changing_ops"] <= 1
+    assert [p["name"] for p in m["rewrite"]["passes"]][2] == "bchw_attention_split"
     assert m["coreml"]["neural_engine_layout_ops"] == {k: v for k, v in counts.items()
                                                         if k in ("reshape", "transpose", "squeeze", "expand_dims",
                                                                  "slice_by_index", "slice_by_size", "split")}
