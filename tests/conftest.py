@@ -19,3 +19,42 @@ def tiny_model():
 @pytest.fixture
 def tiny_input():
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(123))
+
+
+def _make_emhsa(sr: int, seed: int, dim: int = 64):
+    """An E-MHSA with random weights and random BatchNorm1d statistics (for sr > 1)."""
+    from edgevit.models.nextvit import EMHSA
+
+    torch.manual_seed(seed)
+    attn = EMHSA(dim, head_dim=32, sr_ratio=sr).eval()
+    if attn.norm is not None:
+        attn.norm.running_mean.normal_()
+        attn.norm.running_var.uniform_(0.5, 2.0)
+        attn.norm.weight.data.uniform_(0.5, 1.5)
+        attn.norm.bias.data.normal_()
+    return attn
+
+
+def _reference_emhsa(attn, x: torch.Tensor) -> torch.Tensor:
+    """Independent E-MHSA on tokens (B, N, C): explicit raster runs of sr*sr tokens (trailing ones dropped),
+    BatchNorm written out, per-head loops."""
+    b, n, c = x.shape
+    r = attn.n_ratio if attn.sr is not None else 1
+    kv = x
+    if r > 1:
+        pooled = torch.stack([x[:, i * r:(i + 1) * r].mean(1) for i in range(n // r)], 1)
+        bn = attn.norm
+        kv = (pooled - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
+    q, k, v = attn.q(x), attn.k(kv), attn.v(kv)
+    out = torch.empty_like(q)
+    d = attn.head_dim
+    for h in range(attn.num_heads):
+        s = slice(h * d, (h + 1) * d)
+        out[..., s] = (q[..., s] @ k[..., s].transpose(1, 2) * d ** -0.5).softmax(-1) @ v[..., s]
+    return attn.proj(out)
+
+
+@pytest.fixture
+def emhsa_reference():
+    """(make(sr, seed) -> EMHSA, reference(attn, tokens) -> tokens)."""
+    return _make_emhsa, _reference_emhsa

@@ -106,39 +106,13 @@ def test_num_classes_zero_returns_pooled_features(tiny_model, tiny_input):
     torch.testing.assert_close(pooled, expected, rtol=0, atol=0)
 
 
-def _reference_emhsa(attn: EMHSA, x: torch.Tensor) -> torch.Tensor:
-    """Independent E-MHSA: per head, per token loops over explicit raster runs of sr*sr tokens."""
-    b, n, c = x.shape
-    r = attn.n_ratio if attn.sr is not None else 1
-    if r > 1:
-        runs = n // r  # trailing tokens dropped
-        pooled = torch.stack([x[:, i * r:(i + 1) * r, :].mean(dim=1) for i in range(runs)], dim=1)
-        bn = attn.norm
-        kv = (pooled - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
-    else:
-        kv = x
-    q, k, v = attn.q(x), attn.k(kv), attn.v(kv)
-    out = torch.empty_like(q)
-    d = attn.head_dim
-    for h in range(attn.num_heads):
-        sl = slice(h * d, (h + 1) * d)
-        scores = q[..., sl] @ k[..., sl].transpose(1, 2) * d ** -0.5
-        out[..., sl] = scores.softmax(-1) @ v[..., sl]
-    return attn.proj(out)
-
-
 @pytest.mark.parametrize("sr,n", [(1, 12), (2, 16), (2, 18), (4, 40), (3, 20)])
-def test_emhsa_raster_pooling_matches_independent_reference(sr, n):
-    torch.manual_seed(sr * 100 + n)
-    attn = EMHSA(64, head_dim=32, sr_ratio=sr).eval()
-    if attn.norm is not None:
-        attn.norm.running_mean.normal_()
-        attn.norm.running_var.uniform_(0.5, 2.0)
-        attn.norm.weight.data.uniform_(0.5, 1.5)
-        attn.norm.bias.data.normal_()
+def test_emhsa_raster_pooling_matches_independent_reference(sr, n, emhsa_reference):
+    make, reference = emhsa_reference
+    attn = make(sr, seed=sr * 100 + n)
     x = torch.randn(2, n, 64)
     with torch.no_grad():
-        torch.testing.assert_close(attn(x), _reference_emhsa(attn, x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(attn(x), reference(attn, x), rtol=1e-5, atol=1e-5)
 
 
 def test_emhsa_too_few_tokens_is_a_clear_error():

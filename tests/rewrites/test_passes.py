@@ -4,7 +4,7 @@ from torch import nn
 
 from edgevit.errors import ConfigError
 from edgevit.models import create_model, randomize_
-from edgevit.models.nextvit import EMHSA, NTB
+from edgevit.models.nextvit import NTB
 from edgevit.rewrites import FORMS, RewriteParityError, deploy
 from edgevit.rewrites.base import apply_pass, register_pass
 from edgevit.rewrites.bchw_attention import BCHWAttention
@@ -99,38 +99,15 @@ def test_broken_pass_is_named_with_its_block():
     assert "stages.2.blocks.1" in str(e.value)
 
 
-def _reference_tokens_attention(attn: EMHSA, x: torch.Tensor) -> torch.Tensor:
-    """Independent E-MHSA: explicit raster runs of sr*sr tokens, per-head loops (tokens in, tokens out)."""
-    b, n, c = x.shape
-    r = attn.n_ratio if attn.sr is not None else 1
-    kv = x
-    if r > 1:
-        pooled = torch.stack([x[:, i * r:(i + 1) * r].mean(1) for i in range(n // r)], 1)
-        bn = attn.norm
-        kv = (pooled - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight + bn.bias
-    q, k, v = attn.q(x), attn.k(kv), attn.v(kv)
-    out = torch.empty_like(q)
-    d = attn.head_dim
-    for h in range(attn.num_heads):
-        s = slice(h * d, (h + 1) * d)
-        out[..., s] = (q[..., s] @ k[..., s].transpose(1, 2) * d ** -0.5).softmax(-1) @ v[..., s]
-    return attn.proj(out)
-
-
 @pytest.mark.parametrize("form", ["kq", "qk", "split"])
 @pytest.mark.parametrize("sr,h,w", [(1, 3, 5), (2, 4, 4), (2, 3, 5), (4, 5, 7), (4, 8, 6)])
-def test_bchw_attention_matches_raster_token_reference(form, sr, h, w):
-    torch.manual_seed(sr + h * w)
-    attn = EMHSA(64, head_dim=32, sr_ratio=sr).eval()
-    if attn.norm is not None:
-        attn.norm.running_mean.normal_()
-        attn.norm.running_var.uniform_(0.5, 2)
-        attn.norm.weight.data.uniform_(0.5, 1.5)
-        attn.norm.bias.data.normal_()
+def test_bchw_attention_matches_raster_token_reference(form, sr, h, w, emhsa_reference):
+    make, reference = emhsa_reference
+    attn = make(sr, seed=sr + h * w)
     with torch.no_grad():
         fast = BCHWAttention(attn, form).eval()
         x = torch.randn(2, 64, h, w)
-        ref = _reference_tokens_attention(attn, x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(2, 64, h, w)
+        ref = reference(attn, x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(2, 64, h, w)
         torch.testing.assert_close(fast(x), ref, rtol=1e-5, atol=1e-5)
 
 
