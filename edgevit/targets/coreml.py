@@ -136,12 +136,17 @@ class CoreMLTarget(Target):
 
             with _quiet():
                 net = quantize_xnnpack(net, example, calibration, tuple(f"model.{k}" for k in keep_float))
+        # coremltools would fuse the pixel normalisation (mul + add) into a batch_norm with variance 1 and
+        # epsilon 1e-5, silently scaling every input by 1/sqrt(1 + 1e-5); keep the exact mul + add instead
+        pipeline = ct.PassPipeline.DEFAULT
+        pipeline.remove_passes({"common::fuse_elementwise_to_batchnorm"})
         try:
             with _quiet():
                 exported = torch.export.export(net, (example,), strict=False).run_decompositions({})
                 mlmodel = ct.convert(exported, inputs=inputs, outputs=outputs, classifier_config=classifier,
                                      minimum_deployment_target=target, compute_precision=precision,
-                                     compute_units=units[cfg.compute_units], convert_to="mlprogram")
+                                     compute_units=units[cfg.compute_units], convert_to="mlprogram",
+                                     pass_pipeline=pipeline)
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"CoreML conversion failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
         quant = None
