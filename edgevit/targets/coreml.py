@@ -57,13 +57,16 @@ class ImageNormalize:
             def __init__(self):
                 super().__init__()
                 self.model = model
-                s = torch.tensor([1.0 / (255.0 * v) for v in std]).reshape(1, 3, 1, 1)
-                b = torch.tensor([-m / v for m, v in zip(mean, std)]).reshape(1, 3, 1, 1)
-                self.register_buffer("scale", s)
-                self.register_buffer("shift", b)
+                # a per-channel 1x1 convolution: exact, and not the mul + add pattern that coremltools fuses
+                # into a batch_norm with epsilon (which scales every input by 1/sqrt(1 + 1e-5) and trips its
+                # own dtype checks when weights are compressed afterwards)
+                self.normalize = nn.Conv2d(3, 3, 1, groups=3, bias=True)
+                with torch.no_grad():
+                    self.normalize.weight.copy_(torch.tensor([1.0 / (255.0 * v) for v in std]).reshape(3, 1, 1, 1))
+                    self.normalize.bias.copy_(torch.tensor([-m / v for m, v in zip(mean, std)]))
 
             def forward(self, x):
-                y = self.model(x * self.scale + self.shift)
+                y = self.model(self.normalize(x))
                 return y.softmax(-1) if softmax else y
 
         return Wrapped().eval()
@@ -136,17 +139,12 @@ class CoreMLTarget(Target):
 
             with _quiet():
                 net = quantize_xnnpack(net, example, calibration, tuple(f"model.{k}" for k in keep_float))
-        # coremltools would fuse the pixel normalisation (mul + add) into a batch_norm with variance 1 and
-        # epsilon 1e-5, silently scaling every input by 1/sqrt(1 + 1e-5); keep the exact mul + add instead
-        pipeline = ct.PassPipeline.DEFAULT
-        pipeline.remove_passes({"common::fuse_elementwise_to_batchnorm"})
         try:
             with _quiet():
                 exported = torch.export.export(net, (example,), strict=False).run_decompositions({})
                 mlmodel = ct.convert(exported, inputs=inputs, outputs=outputs, classifier_config=classifier,
                                      minimum_deployment_target=target, compute_precision=precision,
-                                     compute_units=units[cfg.compute_units], convert_to="mlprogram",
-                                     pass_pipeline=pipeline)
+                                     compute_units=units[cfg.compute_units], convert_to="mlprogram")
         except Exception as e:  # noqa: BLE001
             raise ExportError(f"CoreML conversion failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
         quant = None

@@ -96,8 +96,9 @@ def test_classifier_with_labels(tmp_path):
 def test_layout_ops_counted_and_no_transposes(image_fp16):
     m = image_fp16.manifest
     counts = m["coreml"]["op_counts"]
-    # every model BatchNorm was folded away before conversion, and the pixel normalisation stays an exact
-    # mul + add (coremltools' fusion into a batch_norm with epsilon would scale every input by 1/sqrt(1 + 1e-5))
+    # every model BatchNorm was folded away before conversion, and the pixel normalisation is an exact
+    # per-channel 1x1 conv (coremltools fuses a mul + add into a batch_norm with epsilon, scaling inputs by
+    # 1/sqrt(1 + 1e-5))
     assert "batch_norm" not in counts and counts.get("transpose", 0) == 0
     # heads are split by channel slices and every activation stays rank 4; the only rank change is the
     # classifier's flatten of the pooled (B, C, 1, 1) map
