@@ -34,6 +34,18 @@ def path_bytes(path: str | os.PathLike) -> int:
     return path.stat().st_size
 
 
+def read_json(path: str | os.PathLike):
+    """Parse a JSON file; a syntax error becomes a ConfigError naming the file."""
+    import json
+
+    from edgevit.errors import ConfigError
+
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

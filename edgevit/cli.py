@@ -297,7 +297,7 @@ def _sweep_folders(args) -> list[str]:
     from edgevit.config import ConvertConfig
     from edgevit.errors import ConfigError
     from edgevit.manifest import read_manifest
-    from edgevit.pipeline import convert
+    from edgevit.pipeline import convert, portable_source
 
     if not (args.model and args.target):
         raise ConfigError("--sizes needs --model and --target (and --weights or --random-init)")
@@ -312,8 +312,7 @@ def _sweep_folders(args) -> list[str]:
             src = m["source"]
             reuse = (m["model"], m["target"], m["precision"], m["input"]["shape"][2:], src["random_init"],
                      src["weights"]) == (args.model, args.target, args.precision, [size, size], args.random_init,
-                                         cfg.weights and str(Path(cfg.weights).resolve()) if cfg.weights and
-                                         Path(cfg.weights).exists() else cfg.weights)
+                                         portable_source(cfg.weights))
         if reuse:
             print(f"edgevit: reusing {out}", file=sys.stderr)
         else:

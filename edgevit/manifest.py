@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevit._io import read_json
 from edgevit.errors import ConfigError
 
 FORMAT_VERSION = 1
@@ -62,10 +63,7 @@ def read_manifest(folder: str | Path) -> dict:
     path = folder / "manifest.json"
     if not path.is_file():
         raise ConfigError(f"{folder} is not an edgevit artifact folder: no manifest.json in it")
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path} is not valid JSON: {e}") from e
+    manifest = read_json(path)
     missing = [k for k in REQUIRED_KEYS if k not in manifest]
     if missing:
         raise ConfigError(f"{path} lacks required keys {missing}; re-create the folder with edgevit convert")

@@ -97,14 +97,14 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
     out_dir = Path(cfg.out)
     check_writable(out_dir, cfg.overwrite, "output folder")  # fail before the slow steps
     size = parse_img_size(cfg.img_size if cfg.img_size is not None else get_config(cfg.model).default_img_size)
-    labels = _read_labels(cfg.labels)
+    labels = read_labels(cfg.labels)
     if labels is None and not cfg.features and cfg.num_classes is None and cfg.weights is None \
             and not cfg.random_init:
         from edgevit.models.factory import embedded_labels
 
         if embedded_labels(cfg.model):  # the shipped model's class names
             cfg = cfg.replace(labels=embedded_labels(cfg.model))
-            labels = _read_labels(cfg.labels)
+            labels = read_labels(cfg.labels)
 
     with steps("load model"):
         net = build_model(model=cfg.model, weights=cfg.weights, random_init=cfg.random_init, seed=cfg.seed,
@@ -146,7 +146,8 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
         if export_model is not net:
             rewrite_info["op_counts"]["deployed"] = aten_op_counts(export_model, example)
     io_spec = IOSpec(input_name="image", input_shape=tuple(x.shape), output_names=art_names,
-                     dynamic_batch=cfg.dynamic_batch)
+                     dynamic_batch=cfg.dynamic_batch, preprocess=pre.to_manifest(),
+                     labels=tuple(labels) if labels else None)
 
     calib_set, eval_set = _quantization_data(cfg, target, pre, labels, steps)
     calib_in = None if calib_set is None else (calib_set.raw if raw_input else calib_set.normalized)
@@ -209,11 +210,11 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
                       else list(x.shape), "dtype": "float32", "layout": "NCHW",
                       "pixels": "raw_rgb_0_255" if raw_input else "normalized",
                       "type": "image" if raw_input else "tensor"},
-            "preprocess": pre.to_manifest(),
+            "preprocess": io_spec.preprocess,
             "outputs": [{"name": n, "shape": list(golden_ref[n].shape)} for n in art_names],
             "labels": labels,
             "num_classes": net.cfg.num_classes if not cfg.features else None,
-            "source": {"model": cfg.model, "weights": _portable_source(cfg.weights), "random_init": cfg.random_init,
+            "source": {"model": cfg.model, "weights": portable_source(cfg.weights), "random_init": cfg.random_init,
                        "seed": cfg.seed, "num_classes": cfg.num_classes, "features": cfg.features,
                        "reset_head": cfg.reset_head},
             "weights_sha256": weights_hash,
@@ -303,7 +304,7 @@ def _measure_accuracy(target, artifact, cfg, net, names, art_names, eval_set, ra
     return accuracy_report(flat_ref, flat_out, eval_set.labels, source=eval_set.source)
 
 
-def _read_labels(path: str | None) -> list[str] | None:
+def read_labels(path: str | None) -> list[str] | None:
     if path is None:
         return None
     labels = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
@@ -312,7 +313,7 @@ def _read_labels(path: str | None) -> list[str] | None:
     return labels
 
 
-def _portable_source(weights: str | None) -> str | None:
+def portable_source(weights: str | None) -> str | None:
     """A local weights path made absolute so ``verify`` finds it from any folder; hub ids stay as they are."""
     if weights and Path(weights).exists():
         return str(Path(weights).resolve())

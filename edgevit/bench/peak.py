@@ -5,7 +5,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
 
 # (M, K, N): a square GEMM, and the shapes of Next-ViT's stage-1 and stage-2 MLPs at 224, where small K
@@ -65,6 +64,3 @@ def _gemm_runners_one(threads: int, m: int, k: int, n: int, runtimes: tuple[str,
 def gflops(flops: float, seconds: float) -> float:
     return flops / seconds / 1e9 if seconds > 0 else float("nan")
 
-
-def median(xs: list[float]) -> float:
-    return float(np.median(xs))

@@ -15,6 +15,7 @@ import math
 import re
 from pathlib import Path
 
+from edgevit._io import read_json
 from edgevit.bench.timing import summarize
 from edgevit.errors import ConfigError
 
@@ -177,11 +178,7 @@ def ingest(path: str | Path, *, etrecord: str | Path | None = None) -> dict:
     if not path.is_file():
         raise ConfigError(f"profile file {path} does not exist")
     if path.suffix == ".json":
-        try:
-            obj = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path} is not valid JSON: {e}") from e
-        return {"kind": "device", "result": normalize_device_results(obj, where=str(path))}
+        return {"kind": "device", "result": normalize_device_results(read_json(path), where=str(path))}
     return ingest_etdump(path, etrecord)
 
 

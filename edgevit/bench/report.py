@@ -9,12 +9,11 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edgevit._io import atomic_file
+from edgevit._io import atomic_file, read_json
 from edgevit.errors import ConfigError
 
 
@@ -27,10 +26,7 @@ def load_inputs(paths: list[str | Path], *, etrecord: str | Path | None = None) 
         if not p.is_file():
             raise ConfigError(f"results file {p} does not exist")
         if p.suffix == ".json":
-            try:
-                obj = json.loads(p.read_text())
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{p} is not valid JSON: {e}") from e
+            obj = read_json(p)
             if isinstance(obj, dict) and obj.get("kind") == "etdump":
                 profiles.append(obj)
             elif isinstance(obj, dict) and obj.get("schema") == "edgevit.device-results":

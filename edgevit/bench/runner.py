@@ -56,7 +56,7 @@ def _input_for(folder: Path, manifest: dict, batch: int | None) -> np.ndarray:
         return x
     if isinstance(fixed, int) and fixed != batch:
         raise ConfigError(f"{folder} was converted with batch {fixed}; re-convert with --batch {batch} "
-                          "(or --dynamic-batch for onnx/ort) to bench at batch {batch}")
+                          f"(or --dynamic-batch for onnx/ort) to bench at batch {batch}")
     return np.repeat(x[:1], batch, axis=0)
 
 

@@ -55,6 +55,8 @@ class IOSpec:
     input_shape: tuple[int, ...]
     output_names: tuple[str, ...]
     dynamic_batch: bool = False
+    preprocess: dict | None = None  # the manifest's preprocess section
+    labels: tuple[str, ...] | None = None
 
 
 @dataclass

@@ -72,10 +72,6 @@ class ImageNormalize:
         return Wrapped().eval()
 
 
-def coreml_names(cfg, names: tuple[str, ...], labels) -> tuple[str, ...]:
-    return ("probabilities",) if labels and names == ("logits",) else names
-
-
 @register_target
 class CoreMLTarget(Target):
     name = "coreml"
@@ -92,7 +88,7 @@ class CoreMLTarget(Target):
         return cfg.input_type == "image"
 
     def output_names(self, cfg, names, labels):
-        return coreml_names(cfg, names, labels)
+        return ("probabilities",) if labels and names == ("logits",) else names
 
     def check_options(self, cfg) -> None:
         if cfg.min_ios not in MIN_IOS:
@@ -112,8 +108,8 @@ class CoreMLTarget(Target):
 
         ct = self.require("coremltools")
         self.check_options(cfg)
-        labels = cfg_labels(cfg)
-        pre = cfg_preprocess(cfg)
+        labels = io_spec.labels
+        pre = io_spec.preprocess
         softmax = io_spec.output_names == ("probabilities",)
         net = ImageNormalize.wrap(model, pre["mean"], pre["std"], softmax) if cfg.input_type == "image" else \
             _maybe_softmax(model, softmax)
@@ -251,21 +247,6 @@ def _maybe_softmax(model, softmax: bool):
             return self.model(x).softmax(-1)
 
     return WithSoftmax().eval()
-
-
-def cfg_labels(cfg):
-    if not cfg.labels:
-        return None
-    return [line.strip() for line in Path(cfg.labels).read_text().splitlines() if line.strip()]
-
-
-def cfg_preprocess(cfg) -> dict:
-    from edgevit.info import parse_img_size
-    from edgevit.models import get_config
-    from edgevit.preprocess import Preprocess
-
-    size = parse_img_size(cfg.img_size if cfg.img_size is not None else get_config(cfg.model).default_img_size)
-    return Preprocess.for_size(size).to_manifest()
 
 
 def cfg_license(cfg) -> str:

@@ -57,19 +57,12 @@ def make_session(path: Path, *, threads: int | None = None):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _session_runner(path: Path, manifest: dict, threads: int | None) -> Runner:
+def _session_runner(path: Path, threads: int | None) -> Runner:
     sess = make_session(path, threads=threads)
     name = sess.get_inputs()[0].name
     fixed = sess.get_inputs()[0].shape[0]
     batch = fixed if isinstance(fixed, int) else None
     return lambda x: run_batched(lambda b: sess.run(None, {name: b.astype(np.float32)}), x, batch)
-
-
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-
-    return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
 
 def export_precision(model, example, path: Path, io_spec: IOSpec, cfg, calibration, keep_float) -> dict:
@@ -106,21 +99,21 @@ class OnnxTarget(Target):
 
     def load(self, artifact_path, manifest, *, threads=None) -> Runner:
         self.require("onnxruntime")
-        return _session_runner(artifact_path, manifest, threads)
+        return _session_runner(artifact_path, threads)
 
     def versions(self):
-        return _versions()
+        import onnx
+        import onnxruntime
+
+        return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
 
 @register_target
-class OrtTarget(Target):
+class OrtTarget(OnnxTarget):
     """ONNX Runtime Mobile: the ``.ort`` format, the reduced-operator config, and the mobile usability check."""
 
     name = "ort"
     suffix = ".ort"
-    runtime = "onnxruntime"
-    precisions = ("fp32", "fp16", "int8")
-    needs_calibration = ("int8",)
 
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         self.require("onnxscript")
@@ -150,13 +143,6 @@ class OrtTarget(Target):
                             details={"opset": cfg.opset, "required_operators_config": config.name,
                                      "required_operators": ops, "mobile_usability": usability,
                                      "optimization_style": "Fixed", "target_platform": "arm", **quant})
-
-    def load(self, artifact_path, manifest, *, threads=None) -> Runner:
-        self.require("onnxruntime")
-        return _session_runner(artifact_path, manifest, threads)
-
-    def versions(self):
-        return _versions()
 
 
 def _read_required_ops(config: Path) -> dict[str, list[str]]:

@@ -11,16 +11,12 @@ An operation the interpreter does not know raises ``UnsupportedOpError`` naming 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from edgevit.errors import EdgeVitError
-
-log = logging.getLogger(__name__)
-
 
 class UnsupportedOpError(EdgeVitError):
     """The CoreML simulator met an operation it cannot evaluate."""
