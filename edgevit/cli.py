@@ -126,6 +126,14 @@ def _add_convert(sub):
                    help="coreml: image (raw RGB pixels, normalisation in the model; default) or tensor")
     p.add_argument("--min-ios", type=int, help="coreml: deployment target 16, 17 or 18 (default 16)")
     p.add_argument("--compute-units", help="coreml: all (default), cpu_only, cpu_and_gpu, cpu_and_ne")
+    pp = p.add_argument_group("preprocessing (default: what the checkpoint comes with; see the manifest's "
+                              "preprocess.sources)")
+    pp.add_argument("--mean", type=_triple, help="R,G,B mean of the [0, 1] pixels, e.g. 0.5,0.5,0.5")
+    pp.add_argument("--std", type=_triple, help="R,G,B standard deviation, e.g. 0.5,0.5,0.5")
+    pp.add_argument("--crop-pct", type=float, help="center crop share of the resized picture (0-1]")
+    pp.add_argument("--interpolation", choices=["bicubic", "bilinear", "nearest"], help="resize filter")
+    p.add_argument("--license", help="license of the weights, recorded in the artifact's metadata")
+    p.add_argument("--author", help="author of the weights, recorded in the artifact's metadata")
     p.add_argument("--out", help="artifact folder (default out)")
     p.add_argument("--overwrite", action="store_const", const=True, default=None,
                    help="replace an existing output folder (only once the new one is complete)")
@@ -133,6 +141,16 @@ def _add_convert(sub):
                    help="keep the artifact even if parity fails (its manifest says so); exit code is still 3")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.set_defaults(func=_cmd_convert)
+
+
+def _triple(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers R,G,B such as 0.5,0.5,0.5, got {text!r}") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three numbers R,G,B, got {len(values)} in {text!r}")
+    return values
 
 
 def _convert_config(args):
@@ -143,7 +161,7 @@ def _convert_config(args):
                 "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
                 "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "min_ios", "compute_units",
                 "calib_dir", "calib_count", "calib_method", "eval_dir", "eval_count", "max_accuracy_drop",
-                "min_agreement"):
+                "min_agreement", "mean", "std", "crop_pct", "interpolation", "license", "author"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
@@ -437,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
             handler.addFilter(_own_records_only)
         for name in ("torch.utils._pytree", "torch.onnx._internal.exporter._registration"):  # torch's own handlers
             logging.getLogger(name).setLevel(logging.ERROR)
+    from edgevit import _progress
+
+    _progress.enable(not getattr(args, "json", False))
     try:
         return int(args.func(args) or 0)
     except EdgeVitError as e:

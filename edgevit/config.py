@@ -68,6 +68,14 @@ class ConvertConfig:
     max_accuracy_drop: float | None = None
     min_agreement: float | None = None
     delegate: str | None = None
+    # preprocessing overrides; by default they come from the checkpoint (edgevit.models.pretrained)
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    crop_pct: float | None = None
+    interpolation: str | None = None
+    # CoreML metadata: recorded only when given (nothing is invented about a user's checkpoint)
+    license: str | None = None
+    author: str | None = None
 
     def __post_init__(self):
         if self.weights and self.random_init:
@@ -76,8 +84,9 @@ class ConvertConfig:
             raise ConfigError(f"batch must be >= 1, got {self.batch}")
         if self.opset < 17:
             raise ConfigError(f"ONNX opset must be >= 17, got {self.opset}")
-        if isinstance(self.img_size, list):
-            object.__setattr__(self, "img_size", tuple(self.img_size))
+        for key in ("img_size", "mean", "std"):
+            if isinstance(getattr(self, key), list):
+                object.__setattr__(self, key, tuple(getattr(self, key)))
         if self.labels is not None and not Path(self.labels).is_file():
             raise ConfigError(f"labels file {self.labels} does not exist; pass a text file with one class name a line")
         for key in ("images", "calib_dir", "eval_dir"):

@@ -37,18 +37,31 @@ def state_dict_sha256(model) -> str:
     return h.hexdigest()
 
 
-def write_golden(folder: Path, image, x: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
+def write_golden(folder: Path, pictures: list, x: np.ndarray, outputs: dict[str, np.ndarray], *,
+                 resize_check: tuple | None = None) -> dict:
+    """Write the golden batch (one picture per batch entry, each stored at the resize size, so an app's
+    preprocessing of it is crop + normalise and exactly reproducible), and optionally the resize check: a picture
+    that needs resizing and its preprocessed input, which apps compare their own resize against."""
     gdir = folder / "golden"
     gdir.mkdir()
-    image.save(gdir / "image.png")
+    names = ["image.png"] + [f"image_{i}.png" for i in range(1, len(pictures))]
+    for name, picture in zip(names, pictures):
+        picture.save(gdir / name)
     x.astype("<f4").tofile(gdir / "input.bin")
     outs = []
     for name, arr in outputs.items():
         arr.astype("<f4").tofile(gdir / f"{name}.bin")
         outs.append({"name": name, "file": f"golden/{name}.bin", "shape": list(arr.shape), "dtype": "float32"})
-    return {"image": "golden/image.png", "input": {"file": "golden/input.bin", "shape": list(x.shape),
-                                                   "dtype": "float32"},
-            "outputs": outs}
+    out = {"image": "golden/image.png", "images": [f"golden/{n}" for n in names],
+           "input": {"file": "golden/input.bin", "shape": list(x.shape), "dtype": "float32"}, "outputs": outs}
+    if resize_check is not None:
+        source, arr = resize_check
+        source.save(gdir / "resize_source.png")
+        arr.astype("<f4").tofile(gdir / "resize_input.bin")
+        out["resize_check"] = {"image": "golden/resize_source.png", "width": source.width, "height": source.height,
+                               "input": {"file": "golden/resize_input.bin", "shape": list(arr.shape),
+                                         "dtype": "float32"}}
+    return out
 
 
 def read_golden(folder: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:

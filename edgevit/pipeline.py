@@ -1,9 +1,20 @@
 """``edgevit convert``: checkpoint -> artifact folder (artifact + manifest + golden pair), parity-gated.
 
-Flow: build the model and load weights -> prepare the export form -> export with the target's toolchain into a
-staging folder -> run the artifact in its own runtime against PyTorch on the golden input (and ``images``) ->
-write the manifest -> move the folder into place. A parity failure raises ``ParityError`` and keeps nothing unless
-``keep_failed``; any failure or interrupt leaves no partial folder and an existing one untouched.
+``convert`` is a short list of named steps, each a function below that can be tested alone:
+
+1. ``plan``: resolve every option (target, precision, tolerance row, preprocessing and its sources, labels) and
+   check the output path, before any model is built;
+2. ``load_source``: the PyTorch model, its output names and weights hash;
+3. ``golden_data``: N different golden pictures for ``--batch N``, their reference outputs, and the app's
+   resize-check picture; ``parity_images``: ``--images``;
+4. ``rewrite``: the deploy rewrites (parity-checked per pass) and aten op counts;
+5. ``quantization_data`` and ``budget_candidates``: calibration/evaluation images, the layer ranking;
+6. ``export_within_budget``: export into the staging folder (again with more layers in float while a budget fails);
+7. ``build_manifest``, ``verify_artifact``: run the artifact in its own runtime against PyTorch, record everything;
+   the staging folder is moved into place only when parity passed (or ``keep_failed``).
+
+A parity failure raises ``ParityError`` and keeps nothing unless ``keep_failed``; any failure or interrupt leaves
+no partial folder and an existing one untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import numpy as np
 from edgevit._io import atomic_dir, check_writable, path_bytes, sha256_file
 from edgevit.config import ConvertConfig
 from edgevit.errors import ConfigError, ParityError
-from edgevit.models.factory import build_model, output_names
+from edgevit.models.factory import build_model, embedded_data, embedded_labels, embedded_weights, output_names
 from edgevit.quantize.accuracy import accuracy_report, format_accuracy, within_budget
 from edgevit.verify.metrics import is_classifier
 
@@ -57,13 +68,23 @@ class _Steps:
             self.callback(name, "done", self.timings[name])
 
 
-def _versions(target) -> dict[str, str]:
-    import torch
+@dataclass(frozen=True)
+class Plan:
+    """Every resolved option of one conversion; made before any model is built."""
 
-    import edgevit
+    cfg: ConvertConfig
+    target: object  # edgevit.targets.Target
+    tol_key: str
+    tolerance: object  # edgevit.verify.tolerances.Tolerance
+    out_dir: Path
+    pre: object  # edgevit.preprocess.Preprocess
+    pre_sources: dict
+    labels: list[str] | None
+    raw_input: bool
 
-    return {"edgevit": edgevit.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            **target.versions()}
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.pre.size
 
 
 def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> ConvertResult:
@@ -75,17 +96,52 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
         result = convert(cfg)
         print(result.manifest["parity"]["sets"]["golden"][0]["max_abs"])
     """
-    import torch
+    steps = _Steps(on_step)
+    p = plan(cfg)
+    with steps("load model"):
+        net, names, weights_hash = load_source(p.cfg)
+        art_names = p.target.output_names(p.cfg, names, p.labels)
+        golden = golden_data(p, net, names, art_names)
+        real = parity_images(p, net, names, art_names)
+    with steps("deploy rewrites" if p.cfg.rewrite else "keep original form"):
+        export_model, rewrite_info = rewrite(p, net, golden.x)
+    io_spec = _io_spec(p, golden, art_names, weights_hash)
+    calib_set, eval_set = quantization_data(p, steps)
+    ranking, candidates = budget_candidates(p, export_model, calib_set, eval_set, steps)
+    with atomic_dir(p.out_dir, overwrite=p.cfg.overwrite) as staging:
+        result, accuracy = export_within_budget(p, export_model, golden.x_in, io_spec, calib_set, eval_set,
+                                                candidates, ranking, staging, steps, net, names)
+        manifest = build_manifest(p, staging, result, io_spec, golden, names, net, weights_hash, rewrite_info,
+                                  accuracy)
+        with steps(f"verify in {p.target.runtime_for(p.cfg.delegate)}"):
+            report = verify_artifact(p, staging / result.artifact, _runtime_spec(p, io_spec, result), golden, real)
+        manifest["parity"] = report.to_dict()
+        manifest["timings_s"] = steps.timings
+        from edgevit.manifest import write_manifest
 
+        write_manifest(staging, manifest)
+        if not report.passed and not p.cfg.keep_failed:
+            raise ParityError(f"{report.table()}\nno artifact was kept; pass --keep-failed to keep it for "
+                              "inspection")
+        if not report.passed:
+            log.warning("parity failed; keeping the artifact because keep_failed was set")
+    return ConvertResult(out_dir=p.out_dir, manifest=manifest, parity_passed=report.passed,
+                         seconds=round(time.perf_counter() - steps.t0, 2))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. plan
+
+
+def plan(cfg: ConvertConfig) -> Plan:
+    """Resolve and check every option; nothing slow happens here."""
     from edgevit.info import parse_img_size
-    from edgevit.manifest import FORMAT_VERSION, state_dict_sha256, write_golden, write_manifest
     from edgevit.models import get_config
-    from edgevit.preprocess import Preprocess, load_images
-    from edgevit.targets import IOSpec, get_target
-    from edgevit.verify.parity import ParityReport, measure, reference_for_artifact
+    from edgevit.models.pretrained import resolve_preprocess
+    from edgevit.preprocess import Preprocess
+    from edgevit.targets import get_target
     from edgevit.verify.tolerances import tolerance_for
 
-    steps = _Steps(on_step)
     target = get_target(cfg.target)
     if cfg.precision is None:
         cfg = cfg.replace(precision=target.default_precision)
@@ -96,179 +152,162 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
     tolerance = tolerance_for(tol_key, cfg.precision)
     out_dir = Path(cfg.out)
     check_writable(out_dir, cfg.overwrite, "output folder")  # fail before the slow steps
-    size = parse_img_size(cfg.img_size if cfg.img_size is not None else get_config(cfg.model).default_img_size)
+    model_cfg = get_config(cfg.model)
+    lookup = cfg.weights or (None if cfg.random_init else embedded_weights(cfg.model))
+    values, sources = resolve_preprocess(
+        model_default_size=model_cfg.default_img_size, weights=lookup,
+        overrides={"img_size": parse_img_size(cfg.img_size) if cfg.img_size is not None else None,
+                   "mean": cfg.mean, "std": cfg.std, "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation})
+    pre = Preprocess(size=parse_img_size(values["img_size"]), mean=tuple(values["mean"]), std=tuple(values["std"]),
+                     crop_pct=values["crop_pct"], interpolation=values["interpolation"])
+    if cfg.labels is None and not cfg.features and cfg.num_classes is None and cfg.weights is None \
+            and not cfg.random_init and embedded_labels(cfg.model):
+        cfg = cfg.replace(labels=embedded_labels(cfg.model))  # the shipped model's class names
     labels = read_labels(cfg.labels)
-    if labels is None and not cfg.features and cfg.num_classes is None and cfg.weights is None \
-            and not cfg.random_init:
-        from edgevit.models.factory import embedded_labels
+    num_classes = cfg.num_classes if cfg.num_classes is not None else model_cfg.num_classes
+    if labels is not None and (cfg.features or len(labels) != num_classes):
+        raise ConfigError(f"labels file {cfg.labels} has {len(labels)} names but the model has "
+                          f"{num_classes} classes{' (features mode)' if cfg.features else ''}")
+    if cfg.max_accuracy_drop is not None and cfg.eval_dir is not None:
+        from edgevit.quantize.calibration import folder_labels
 
-        if embedded_labels(cfg.model):  # the shipped model's class names
-            cfg = cfg.replace(labels=embedded_labels(cfg.model))
-            labels = read_labels(cfg.labels)
-
-    with steps("load model"):
-        net = build_model(model=cfg.model, weights=cfg.weights, random_init=cfg.random_init, seed=cfg.seed,
-                          num_classes=cfg.num_classes, features=cfg.features, reset_head=cfg.reset_head)
-        names = output_names(net)
-        if labels is not None and (names != ("logits",) or len(labels) != net.cfg.num_classes):
-            raise ConfigError(f"labels file {cfg.labels} has {len(labels)} names but the model has "
-                              f"{net.cfg.num_classes} classes{' (features mode)' if cfg.features else ''}")
-        weights_hash = state_dict_sha256(net)
-        pre = Preprocess.for_size(size)
-        raw_input = target.takes_raw_pixels(cfg)
-        art_names = target.output_names(cfg, names, labels)
-        # saved at the resize size, so an app's preprocessing of it is crop + normalise, exactly reproducible
-        image = pre.resized(_golden_picture(cfg.model, size))
-        raw1 = pre.raw(image)[None]
-        x = np.repeat(pre.normalize(raw1), cfg.batch, axis=0)  # what the PyTorch model sees
-        x_in = np.repeat(raw1, cfg.batch, axis=0) if raw_input else x  # what the artifact takes
-        golden_ref = reference_for_artifact(net, x, names, art_names)
-        real = None
-        if cfg.images:
-            real_raw, used = load_images(cfg.images, pre, raw=True)
-            log.info("parity images: %d from %s", len(used), cfg.images)
-            real_ref = reference_for_artifact(net, pre.normalize(real_raw), names, art_names)
-            real = real_raw if raw_input else pre.normalize(real_raw)
-
-    with steps("deploy rewrites" if cfg.rewrite else "keep original form"):
-        if cfg.rewrite:
-            from edgevit.rewrites import deploy
-
-            deployed = deploy(net, "coreml" if cfg.delegate == "coreml" else cfg.target, img_size=size)
-            export_model, rewrite_info = deployed.model, deployed.to_manifest()
-        else:
-            export_model, rewrite_info = net, {"form": "original", "reason": "rewrites disabled (--no-rewrite)",
-                                               "passes": []}
-        from edgevit.rewrites import aten_op_counts
-
-        example = torch.from_numpy(x)  # normalized, as the model itself takes it
-        rewrite_info["op_counts"] = {"original": aten_op_counts(net, example)}
-        if export_model is not net:
-            rewrite_info["op_counts"]["deployed"] = aten_op_counts(export_model, example)
-    io_spec = IOSpec(input_name="image", input_shape=tuple(x.shape), output_names=art_names,
-                     dynamic_batch=cfg.dynamic_batch, preprocess=pre.to_manifest(),
-                     labels=tuple(labels) if labels else None)
-
-    calib_set, eval_set = _quantization_data(cfg, target, pre, labels, steps)
-    calib_in = None if calib_set is None else (calib_set.raw if raw_input else calib_set.normalized)
-    budget = cfg.max_accuracy_drop is not None or cfg.min_agreement is not None
-    ranking: list[dict] = []
-    candidates: list[tuple[str, ...]] = [()]
-    if budget:
-        if calib_set is None:
-            raise ConfigError(f"an accuracy budget needs a quantized precision with calibration; {cfg.target}/"
-                              f"{cfg.precision} has nothing to keep in float")
-        with steps("rank layers by quantization sensitivity"):
-            from edgevit.quantize.sensitivity import rank_layers
-
-            ranking = rank_layers(export_model, calib_set.normalized, eval_set.normalized)
-        layers = [r["layer"] for r in ranking]
-        k = 1
-        while k < len(layers):
-            candidates.append(tuple(layers[:k]))
-            k *= 2
-        candidates.append(tuple(layers))
-
-    with atomic_dir(out_dir, overwrite=cfg.overwrite) as staging:
-        accuracy = None
-        for attempt, keep in enumerate(candidates):
-            for leftover in staging.iterdir():  # a previous attempt's files
-                shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-            label = f"export {cfg.target} {cfg.precision}" + (f" ({len(keep)} layers kept in float)" if keep else "")
-            with steps(label):
-                with torch.no_grad():
-                    result = target.export(export_model, torch.from_numpy(x_in), staging, io_spec, cfg,
-                                           calibration=calib_in, keep_float=keep)
-            if eval_set is None:
-                break
-            with steps("measure accuracy"):
-                accuracy = _measure_accuracy(target, staging / result.artifact, cfg, net, names, art_names,
-                                             eval_set, raw_input, x_in.shape[0] if not cfg.dynamic_batch else None)
-                accuracy["kept_float"] = list(keep)
-            if not budget or within_budget(accuracy, max_accuracy_drop=cfg.max_accuracy_drop,
-                                           min_agreement=cfg.min_agreement):
-                break
-            log.info("budget not met with %d layers in float: %s", len(keep), format_accuracy(accuracy))
-        else:
-            raise ParityError(f"the accuracy budget (max drop {cfg.max_accuracy_drop}, min agreement "
-                              f"{cfg.min_agreement}) is not met even with all {len(candidates[-1])} quantizable "
-                              f"layers in float:\n{format_accuracy(accuracy)}")
-        if accuracy is not None and ranking:
-            accuracy["budget"] = {"max_accuracy_drop": cfg.max_accuracy_drop, "min_agreement": cfg.min_agreement,
-                                  "attempts": attempt + 1}
-            accuracy["sensitivity"] = ranking[:10]
-        artifact = staging / result.artifact
-        golden = write_golden(staging, image, x_in, golden_ref)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "model": cfg.model,
-            "target": cfg.target,
-            "precision": cfg.precision,
-            "artifact": result.artifact,
-            "files": sorted([result.artifact, *result.extra_files]),
-            "input": {"name": io_spec.input_name, "shape": ["batch", *x.shape[1:]] if cfg.dynamic_batch
-                      else list(x.shape), "dtype": "float32", "layout": "NCHW",
-                      "pixels": "raw_rgb_0_255" if raw_input else "normalized",
-                      "type": "image" if raw_input else "tensor"},
-            "preprocess": io_spec.preprocess,
-            "outputs": [{"name": n, "shape": list(golden_ref[n].shape)} for n in art_names],
-            "labels": labels,
-            "num_classes": net.cfg.num_classes if not cfg.features else None,
-            "source": {"model": cfg.model, "weights": portable_source(cfg.weights), "random_init": cfg.random_init,
-                       "seed": cfg.seed, "num_classes": cfg.num_classes, "features": cfg.features,
-                       "reset_head": cfg.reset_head},
-            "weights_sha256": weights_hash,
-            "artifact_sha256": sha256_file(artifact),
-            "artifact_bytes": path_bytes(artifact),
-            "versions": _versions(target),
-            "rewrite": rewrite_info,
-            "accuracy": accuracy,
-            target.name: result.details,
-            "golden": golden,
-        }
-
-        with steps(f"verify in {target.runtime}"):
-            runner = target.load(artifact, manifest)
-            report = ParityReport(target=tol_key, precision=cfg.precision, runtime=target.runtime_for(cfg.delegate),
-                                  tolerance=tolerance)
-            classification = is_classifier(art_names)
-            measure(report, "golden", runner, x_in, golden_ref, classification=classification)
-            if real is not None:
-                measure(report, "images", runner, real, real_ref, classification=classification)
-        manifest["parity"] = report.to_dict()
-        manifest["timings_s"] = steps.timings
-        write_manifest(staging, manifest)
-        if not report.passed and not cfg.keep_failed:
-            raise ParityError(f"{report.table()}\nno artifact was kept; pass --keep-failed to keep it for "
-                              "inspection")
-        if not report.passed:
-            log.warning("parity failed; keeping the artifact because keep_failed was set")
-    return ConvertResult(out_dir=out_dir, manifest=manifest, parity_passed=report.passed,
-                         seconds=round(time.perf_counter() - steps.t0, 2))
+        folder_labels(cfg.eval_dir, labels, num_classes, required_for="--max-accuracy-drop")
+    return Plan(cfg=cfg, target=target, tol_key=tol_key, tolerance=tolerance, out_dir=out_dir, pre=pre,
+                pre_sources=sources, labels=labels, raw_input=target.takes_raw_pixels(cfg))
 
 
-def _golden_picture(model: str, size):
-    """The golden input: the first held-out image of a model's shipped data set, else a synthetic picture."""
+# ---------------------------------------------------------------------------------------------------------------
+# 2-3. model, golden data, parity images
+
+
+def load_source(cfg: ConvertConfig):
+    """(eval-mode model, its output names, weights hash)."""
+    from edgevit.manifest import state_dict_sha256
+
+    net = build_model(model=cfg.model, weights=cfg.weights, random_init=cfg.random_init, seed=cfg.seed,
+                      num_classes=cfg.num_classes, features=cfg.features, reset_head=cfg.reset_head)
+    return net, output_names(net), state_dict_sha256(net)
+
+
+@dataclass
+class Golden:
+    pictures: list  # PIL pictures at the resize size, one per batch entry (apps reproduce them exactly)
+    x: np.ndarray  # normalized, what the PyTorch model takes
+    x_in: np.ndarray  # what the artifact takes (raw pixels for image-input artifacts)
+    ref: dict[str, np.ndarray]  # PyTorch outputs under the artifact's output names
+    resize_source: object  # PIL picture that needs resizing (apps check their resize against it)
+    resize_input: np.ndarray  # its preprocessed input as the artifact takes it, (1, 3, H, W)
+
+
+def golden_pictures(model: str, pre, n: int) -> list:
+    """``n`` different golden pictures at the resize size: the shipped held-out images of a model that has them,
+    else deterministic synthetic pictures (one seed each)."""
     from PIL import Image
 
-    from edgevit.models.factory import embedded_data
     from edgevit.preprocess import golden_image, list_images
 
     folder = embedded_data(model, "eval")
     if folder is not None:
-        with Image.open(list_images(folder)[0]) as img:
-            return img.convert("RGB")
-    return golden_image(size)
+        files = list_images(folder)
+        pictures = []
+        for i in range(n):
+            with Image.open(files[i % len(files)]) as img:
+                pictures.append(pre.resized(img.convert("RGB")))
+        return pictures
+    return [pre.resized(golden_image(pre.size, seed=i)) for i in range(n)]
 
 
-def _quantization_data(cfg, target, pre, labels, steps):
+def resize_check_picture(pre):
+    """A non-square picture larger than the resize extent, so an app's resize (downscaling, antialiased) runs."""
+    from edgevit.preprocess import golden_image
+
+    h, w = pre.resize_shorter_to()
+    return golden_image((round(h * 2.3) + 3, round(w * 1.7) + 5), seed=11)
+
+
+def golden_data(p: Plan, net, names, art_names) -> Golden:
+    from edgevit.verify.parity import reference_for_artifact
+
+    pictures = golden_pictures(p.cfg.model, p.pre, p.cfg.batch)
+    raw = np.stack([p.pre.raw(img) for img in pictures])  # the pictures are already at the resize size
+    x = p.pre.normalize(raw)
+    source = resize_check_picture(p.pre)
+    resize_raw = p.pre.raw(source)[None]
+    return Golden(pictures=pictures, x=x, x_in=raw if p.raw_input else x,
+                  ref=reference_for_artifact(net, x, names, art_names), resize_source=source,
+                  resize_input=resize_raw if p.raw_input else p.pre.normalize(resize_raw))
+
+
+def parity_images(p: Plan, net, names, art_names):
+    """(inputs as the artifact takes them, reference outputs) for ``--images``, or None."""
+    if not p.cfg.images:
+        return None
+    from edgevit.preprocess import load_images
+    from edgevit.verify.parity import reference_for_artifact
+
+    raw, used = load_images(p.cfg.images, p.pre, raw=True)
+    log.info("parity images: %d from %s", len(used), p.cfg.images)
+    ref = reference_for_artifact(net, p.pre.normalize(raw), names, art_names)
+    return (raw if p.raw_input else p.pre.normalize(raw)), ref
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. rewrite
+
+
+def rewrite(p: Plan, net, x: np.ndarray):
+    """(model to export, the manifest's rewrite section with aten op counts before/after)."""
+    import torch
+
+    from edgevit.rewrites import aten_op_counts, deploy
+
+    if p.cfg.rewrite:
+        deployed = deploy(net, "coreml" if p.cfg.delegate == "coreml" else p.cfg.target, img_size=p.size)
+        export_model, info = deployed.model, deployed.to_manifest()
+    else:
+        export_model, info = net, {"form": "original", "reason": "rewrites disabled (--no-rewrite)", "passes": []}
+    example = torch.from_numpy(x)  # normalized, as the model itself takes it
+    info["op_counts"] = {"original": aten_op_counts(net, example)}
+    if export_model is not net:
+        info["op_counts"]["deployed"] = aten_op_counts(export_model, example)
+    return export_model, info
+
+
+def _io_spec(p: Plan, golden: Golden, art_names, weights_hash: str):
+    from edgevit.targets import IOSpec
+
+    return IOSpec(input_name="image", input_shape=tuple(golden.x.shape), output_names=art_names,
+                  dynamic_batch=p.cfg.dynamic_batch, preprocess=_preprocess_manifest(p),
+                  labels=tuple(p.labels) if p.labels else None, provenance=provenance(p.cfg, weights_hash))
+
+
+def _preprocess_manifest(p: Plan) -> dict:
+    return dict(p.pre.to_manifest(), sources=dict(p.pre_sources))
+
+
+def provenance(cfg: ConvertConfig, weights_hash: str) -> dict:
+    """What is known about the weights, and only that: file name and hash, or the random init; license/author
+    only when the user stated them."""
+    if cfg.random_init:
+        weights = f"deterministic random init (seed {cfg.seed})"
+    elif cfg.weights:
+        weights = Path(cfg.weights).name if Path(cfg.weights).exists() else cfg.weights
+    else:
+        weights = f"{Path(embedded_weights(cfg.model)).name} (shipped with edgevit)"
+    return {"weights": weights, "weights_sha256": weights_hash, "license": cfg.license, "author": cfg.author}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5. quantization data and the budget
+
+
+def quantization_data(p: Plan, steps):
     """Calibration images (for precisions that need them) and evaluation images (for every reduced precision)."""
-    from edgevit.models.factory import embedded_data
     from edgevit.quantize.calibration import calibration_set, evaluation_set
 
-    needs_calib = cfg.precision in target.needs_calibration
-    reduced = cfg.precision != "fp32"
-    if not (needs_calib or reduced):
+    cfg = p.cfg
+    needs_calib = cfg.precision in p.target.needs_calibration
+    if not (needs_calib or cfg.precision != "fp32"):
         return None, None
     calib_dir = cfg.calib_dir or embedded_data(cfg.model, "calib")
     if needs_calib and calib_dir is None:
@@ -277,31 +316,174 @@ def _quantization_data(cfg, target, pre, labels, steps):
     calib = eval_set = None
     with steps("load calibration/evaluation images"):
         if calib_dir is not None:
-            calib = calibration_set(calib_dir, pre, cfg.calib_count, seed=cfg.seed)
+            calib = calibration_set(calib_dir, p.pre, cfg.calib_count, seed=cfg.seed)
             log.info("calibration: %d images from %s (%d unreadable skipped)", len(calib.files), calib_dir,
                      calib.skipped)
         eval_dir = cfg.eval_dir or embedded_data(cfg.model, "eval")
         if eval_dir is not None:
-            eval_set = evaluation_set(eval_dir, pre, labels, cfg.eval_count)
+            eval_set = evaluation_set(eval_dir, p.pre, p.labels, cfg.eval_count)
             eval_set.source = "evaluation"
         elif calib is not None:
             eval_set = calib
             eval_set.source = "calibration"
+    if cfg.max_accuracy_drop is not None and (eval_set is None or eval_set.labels is None):
+        raise ConfigError("--max-accuracy-drop needs labeled evaluation images (DIR/<class>/*.png); use "
+                          "--min-agreement to budget on agreement with fp32 instead")
     return calib, eval_set
 
 
-def _measure_accuracy(target, artifact, cfg, net, names, art_names, eval_set, raw_input, batch) -> dict:
+def budget_candidates(p: Plan, export_model, calib_set, eval_set, steps):
+    """(sensitivity ranking, the sets of layers to keep in float, tried in order: none, 1, 2, 4 ..., all)."""
+    cfg = p.cfg
+    if cfg.max_accuracy_drop is None and cfg.min_agreement is None:
+        return [], [()]
+    if calib_set is None:
+        raise ConfigError(f"an accuracy budget needs a quantized precision with calibration; {cfg.target}/"
+                          f"{cfg.precision} has nothing to keep in float")
+    with steps("rank layers by quantization sensitivity"):
+        from edgevit.quantize.sensitivity import rank_layers
+
+        ranking = rank_layers(export_model, calib_set.normalized, eval_set.normalized)
+    layers = [r["layer"] for r in ranking]
+    candidates: list[tuple[str, ...]] = [()]
+    k = 1
+    while k < len(layers):
+        candidates.append(tuple(layers[:k]))
+        k *= 2
+    candidates.append(tuple(layers))
+    return ranking, candidates
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6. export
+
+
+def _runtime_spec(p: Plan, io_spec, result):
+    from edgevit.targets import RuntimeSpec
+
+    return RuntimeSpec.from_export(io_spec, result, raw_pixels=p.raw_input)
+
+
+def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_set, candidates, ranking, staging,
+                         steps, net, names):
+    """Export into ``staging``; with a budget, again with more layers in float until it holds.
+
+    Returns (ExportResult, accuracy report or None). The accuracy report's ``kept_float`` lists the layers the
+    toolchain really kept in float (read back from the export), not the ones asked for.
+    """
+    import torch
+
+    cfg = p.cfg
+    calib_in = None if calib_set is None else (calib_set.raw if p.raw_input else calib_set.normalized)
+    budget = len(candidates) > 1
+    accuracy = None
+    for attempt, keep in enumerate(candidates):
+        for leftover in staging.iterdir():  # a previous attempt's files
+            shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+        label = f"export {cfg.target} {cfg.precision}" + (f" ({len(keep)} layers kept in float)" if keep else "")
+        with steps(label):
+            with torch.no_grad():
+                result = p.target.export(export_model, torch.from_numpy(x_in), staging, io_spec, cfg,
+                                         calibration=calib_in, keep_float=keep)
+        if eval_set is None:
+            return result, None
+        with steps("measure accuracy"):
+            accuracy = measure_accuracy(p, staging / result.artifact, _runtime_spec(p, io_spec, result), net, names,
+                                        io_spec.output_names, eval_set)
+            accuracy["kept_float"] = list(result.details.get("quantization", {}).get("kept_float", []))
+        if not budget or within_budget(accuracy, max_accuracy_drop=cfg.max_accuracy_drop,
+                                       min_agreement=cfg.min_agreement):
+            break
+        log.info("budget not met with %d layers in float: %s", len(keep), format_accuracy(accuracy))
+    else:
+        raise ParityError(f"the accuracy budget (max drop {cfg.max_accuracy_drop}, min agreement "
+                          f"{cfg.min_agreement}) is not met even with all {len(candidates[-1])} quantizable "
+                          f"layers in float:\n{format_accuracy(accuracy)}")
+    if ranking:
+        accuracy["budget"] = {"max_accuracy_drop": cfg.max_accuracy_drop, "min_agreement": cfg.min_agreement,
+                              "attempts": attempt + 1}
+        accuracy["sensitivity"] = ranking[:10]
+    return result, accuracy
+
+
+def measure_accuracy(p: Plan, artifact: Path, spec, net, names, art_names, eval_set) -> dict:
     from edgevit.verify.parity import reference_for_artifact
 
-    runner = target.load(artifact, {"input": {"name": "image", "shape": [batch or "batch"]}, "outputs":
-                                    [{"name": n} for n in art_names], "labels": None,
-                                    target.name: {"delegate": cfg.delegate}}, threads=None)
+    runner = p.target.load(artifact, spec, threads=None)
     ref = reference_for_artifact(net, eval_set.normalized, names, art_names)
-    out = runner(eval_set.raw if raw_input else eval_set.normalized)
+    out = runner(eval_set.raw if p.raw_input else eval_set.normalized)
     flat_ref = np.concatenate([r.reshape(len(r), -1) for r in ref.values()], 1) if len(ref) > 1 else \
         next(iter(ref.values()))
     flat_out = np.concatenate([o.reshape(len(o), -1) for o in out], 1) if len(out) > 1 else out[0]
     return accuracy_report(flat_ref, flat_out, eval_set.labels, source=eval_set.source)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 7. manifest and verification
+
+
+def _versions(target) -> dict[str, str]:
+    import torch
+
+    import edgevit
+
+    return {"edgevit": edgevit.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            **target.versions()}
+
+
+def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, names, net, weights_hash: str,
+                   rewrite_info: dict, accuracy) -> dict:
+    """The manifest of the staged artifact (parity is added by ``convert`` once verified), with its golden files."""
+    from edgevit.manifest import FORMAT_VERSION, write_golden
+
+    cfg = p.cfg
+    artifact = staging / result.artifact
+    gold = write_golden(staging, golden.pictures, golden.x_in, golden.ref,
+                        resize_check=(golden.resize_source, golden.resize_input))
+    x_shape = list(golden.x.shape)
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": cfg.model,
+        "target": cfg.target,
+        "precision": cfg.precision,
+        "artifact": result.artifact,
+        "files": sorted([result.artifact, *result.extra_files]),
+        "input": {"name": io_spec.input_name, "shape": ["batch", *x_shape[1:]] if cfg.dynamic_batch else x_shape,
+                  "dtype": "float32", "layout": "NCHW",
+                  "pixels": "raw_rgb_0_255" if p.raw_input else "normalized",
+                  "type": "image" if p.raw_input else "tensor"},
+        "preprocess": io_spec.preprocess,
+        "outputs": [{"name": n, "shape": list(golden.ref[n].shape)} for n in io_spec.output_names],
+        "labels": p.labels,
+        "num_classes": net.cfg.num_classes if not cfg.features else None,
+        "source": {"model": cfg.model, "weights": portable_source(cfg.weights), "random_init": cfg.random_init,
+                   "seed": cfg.seed, "num_classes": cfg.num_classes, "features": cfg.features,
+                   "reset_head": cfg.reset_head},
+        "provenance": io_spec.provenance,
+        "weights_sha256": weights_hash,
+        "artifact_sha256": sha256_file(artifact),
+        "artifact_bytes": path_bytes(artifact),
+        "versions": _versions(p.target),
+        "runtime_requirements": p.target.runtime_requirements(cfg),
+        "rewrite": rewrite_info,
+        "accuracy": accuracy,
+        cfg.target: result.details,
+        "golden": gold,
+    }
+
+
+def verify_artifact(p: Plan, artifact: Path, spec, golden: Golden, real):
+    """Run the staged artifact in its own runtime on the golden batch (and ``--images``) against PyTorch."""
+    from edgevit.verify.parity import ParityReport, measure
+
+    runner = p.target.load(artifact, spec)
+    report = ParityReport(target=p.tol_key, precision=p.cfg.precision, runtime=p.target.runtime_for(p.cfg.delegate),
+                          tolerance=p.tolerance)
+    classification = is_classifier(spec.output_names)
+    measure(report, "golden", runner, golden.x_in, golden.ref, classification=classification)
+    if real is not None:
+        measure(report, "images", runner, real[0], real[1], classification=classification)
+    return report
 
 
 def read_labels(path: str | None) -> list[str] | None:
@@ -318,5 +500,3 @@ def portable_source(weights: str | None) -> str | None:
     if weights and Path(weights).exists():
         return str(Path(weights).resolve())
     return weights
-
-

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")  # PIL filters of the same names (antialiased when shrinking)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,6 +36,15 @@ class Preprocess:
     def for_size(cls, size: tuple[int, int]) -> "Preprocess":
         # the published checkpoints use crop_pct 0.95 at 224 and 1.0 at 384 (and above)
         return cls(size=size, crop_pct=1.0 if min(size) >= 384 else 0.95)
+
+    @classmethod
+    def from_manifest(cls, p: dict) -> "Preprocess":
+        return cls(size=tuple(p["size"]), mean=tuple(p["mean"]), std=tuple(p["std"]), crop_pct=p["crop_pct"],
+                   interpolation=p["interpolation"], color=p["color"])
+
+    def __post_init__(self):
+        if self.interpolation not in INTERPOLATIONS:
+            raise ConfigError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
 
     def to_manifest(self) -> dict:
         d = asdict(self)
@@ -60,14 +70,20 @@ class Preprocess:
                 np.asarray(self.std, np.float32).reshape(shape)).astype(np.float32)
 
     def resized(self, image):
-        """PIL image (any mode) -> RGB, resized (bicubic) so that it covers ``resize_shorter_to()``."""
+        """PIL image (any mode) -> RGB, resized with ``interpolation`` so that it covers ``resize_shorter_to()``."""
         from PIL import Image
 
         img = image.convert("RGB")
+        new = self.resized_size(img.width, img.height)
+        filters = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+        return img if new == img.size else img.resize(new, filters[self.interpolation])
+
+    def resized_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) a ``width`` x ``height`` picture is resized to: the smallest that covers the crop's
+        ``resize_shorter_to()`` extent at the picture's aspect ratio (what the apps reproduce)."""
         th, tw = self.resize_shorter_to()
-        scale = max(th / img.height, tw / img.width)
-        new = (max(tw, round(img.width * scale)), max(th, round(img.height * scale)))
-        return img if new == img.size else img.resize(new, Image.BICUBIC)
+        scale = max(th / height, tw / width)
+        return max(tw, round(width * scale)), max(th, round(height * scale))
 
     def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         """(left, top, right, bottom) of the center crop in a ``width`` x ``height`` resized picture."""

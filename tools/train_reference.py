@@ -127,7 +127,11 @@ def main(argv=None) -> int:
     info = {"model": "nextvit_digits", "dataset": "sklearn.datasets.load_digits (UCI optdigits test set)",
             "train_images": int(len(train_idx)), "held_out_images": int(len(held_idx)),
             "held_out_top1": acc, "epochs": args.epochs, "seconds": round(time.time() - t0, 1),
-            "torch": torch.__version__}
+            "torch": torch.__version__,
+            # the sidecar edgevit reads the shipped checkpoint's preprocessing from (edgevit.models.pretrained)
+            "pretrained_cfg": {"input_size": [3, *pre.size], "crop_pct": pre.crop_pct,
+                               "interpolation": pre.interpolation, "mean": list(pre.mean), "std": list(pre.std),
+                               "note": "what tools/train_reference.py trained with: Preprocess.for_size((64, 64))"}}
     (ASSETS / "nextvit_digits.json").write_text(json.dumps(info, indent=2) + "\n")
     print(json.dumps(info, indent=2))
     return 0

@@ -61,7 +61,7 @@ def _input_for(folder: Path, manifest: dict, batch: int | None) -> np.ndarray:
 
 
 def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None) -> Loaded:
-    from edgevit.targets import get_target
+    from edgevit.targets import RuntimeSpec, get_target
 
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -74,7 +74,7 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
     x = _input_for(folder, manifest, batch)
     target.import_runtime()  # one-time import cost is not the artifact's load time
     t0 = time.perf_counter()
-    runner = target.load(folder / manifest["artifact"], manifest, threads=threads)
+    runner = target.load(folder / manifest["artifact"], RuntimeSpec.from_manifest(manifest), threads=threads)
     load_ms = (time.perf_counter() - t0) * 1000
     t0 = time.perf_counter()
     runner(x)

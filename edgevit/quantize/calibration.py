@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import random
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,19 +33,13 @@ def select(files: list[Path], count: int | None, seed: int = 0) -> list[Path]:
     return sorted(rng.sample(files, count))
 
 
-def _progress(done: int, total: int, what: str) -> None:
-    if sys.stderr.isatty():
-        width = 30
-        filled = int(width * done / max(total, 1))
-        print(f"\r{what}: [{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="" if done < total else "\n",
-              file=sys.stderr, flush=True)
-
-
 def load_set(files: list[Path], pre: Preprocess, what: str, labels: list[int] | None = None) -> ImageSet:
     from PIL import Image, UnidentifiedImageError
 
+    from edgevit._progress import progress
+
     raws, used, used_labels, skipped = [], [], [], 0
-    for i, path in enumerate(files):
+    for i, path in enumerate(progress(files, desc=f"{what} images")):
         try:
             with Image.open(path) as img:
                 raws.append(pre.raw(img))
@@ -56,7 +49,6 @@ def load_set(files: list[Path], pre: Preprocess, what: str, labels: list[int] | 
         except (UnidentifiedImageError, OSError, ValueError) as e:
             skipped += 1
             log.warning("skipping unreadable image %s: %s", path, e)
-        _progress(i + 1, len(files), what)
     if not raws:
         raise ConfigError(f"none of the {len(files)} {what} images could be read ({skipped} unreadable)")
     if skipped:
@@ -66,29 +58,67 @@ def load_set(files: list[Path], pre: Preprocess, what: str, labels: list[int] | 
                     labels=np.asarray(used_labels) if labels is not None else None)
 
 
+def calibration_batches(calibration: np.ndarray, batch: int):
+    """Every calibration image in batches of the artifact's fixed ``batch``; a short last batch is filled with
+    images from the start of the set (wrap-around), so no image is dropped and none is invented."""
+    n = len(calibration)
+    if n == 0:
+        raise ConfigError("no calibration images: pass --calib-dir with at least one readable image")
+    for i in range(0, n, batch):
+        yield np.ascontiguousarray(calibration[[(i + j) % n for j in range(batch)]], dtype=np.float32)
+
+
 def calibration_set(folder: str | Path, pre: Preprocess, count: int | None = 128, seed: int = 0) -> ImageSet:
     """Calibration images from ``folder`` (any size or mode: converted to RGB), ``count`` of them at most."""
     files = select(list_images(folder), count, seed)
     return load_set(files, pre, "calibration")
 
 
-def evaluation_set(folder: str | Path, pre: Preprocess, class_names: list[str] | None,
-                   count: int | None = None) -> ImageSet:
-    """Evaluation images. ``folder/<class>/*.png`` is labeled when the subfolder names match ``class_names``
-    (or are class indices); a flat folder is unlabeled (agreement with fp32 only)."""
+def folder_labels(folder: str | Path, class_names: list[str] | None, num_classes: int | None = None, *,
+                  required_for: str | None = None) -> tuple[list[Path], list[int] | None]:
+    """(image files, class index per file or None) of an evaluation folder.
+
+    ``folder/<class>/*`` is labeled when every subfolder is one of ``class_names`` or a class index below
+    ``num_classes``; a flat folder is unlabeled. With ``required_for`` (the option that needs labels), an unlabeled
+    folder is an error saying how to lay it out; a class index outside the model's classes always is.
+    """
     folder = Path(folder)
     files = list_images(folder)
-    labels = None
-    subdirs = {p.parent.relative_to(folder).as_posix() for p in files}
-    if "." not in subdirs:
-        names = class_names or []
-        index = {n: i for i, n in enumerate(names)}
-        try:
-            labels = [index[d] if d in index else int(d) for d in (p.parent.name for p in files)]
-        except ValueError:
-            labels = None
-            log.warning("%s has subfolders that are neither class names nor indices; evaluating without labels",
-                        folder)
+    names = list(class_names or [])
+    index = {n: i for i, n in enumerate(names)}
+    subdirs = sorted({p.relative_to(folder).parts[0] for p in files if len(p.relative_to(folder).parts) > 1})
+    flat = any(len(p.relative_to(folder).parts) == 1 for p in files)
+    problem = None
+    if flat or not subdirs:
+        problem = f"{folder} has images directly in it, not in one subfolder per class"
+    else:
+        unknown = [d for d in subdirs if d not in index and not d.isdigit()]
+        if unknown:
+            known = f"the model's labels ({', '.join(names[:5])}{' ...' if len(names) > 5 else ''})" if names \
+                else "class indices (the model has no labels file)"
+            problem = (f"subfolders of {folder} such as {', '.join(unknown[:3])} are neither {known} nor class "
+                       "indices")
+    if problem is None:
+        labels = [index[d] if d in index else int(d) for d in (p.relative_to(folder).parts[0] for p in files)]
+        limit = num_classes if num_classes is not None else (len(names) or None)
+        bad = sorted({v for v in labels if limit is not None and v >= limit})
+        if bad:
+            raise ConfigError(f"evaluation folder {folder} has class folders {bad[:5]} but the model has {limit} "
+                              f"classes (0..{limit - 1}); remove them or pass the matching --labels")
+        return files, labels
+    if required_for:
+        raise ConfigError(f"{required_for} needs labeled evaluation images, but {problem}. Lay the folder out as "
+                          "DIR/<class name>/*.png (names from --labels) or DIR/<class index>/*.png, or use "
+                          "--min-agreement, which compares with fp32 and needs no labels")
+    if subdirs:
+        log.warning("%s; evaluating without labels (agreement with fp32 only)", problem)
+    return files, None
+
+
+def evaluation_set(folder: str | Path, pre: Preprocess, class_names: list[str] | None,
+                   count: int | None = None, num_classes: int | None = None) -> ImageSet:
+    """Evaluation images, labeled per ``folder_labels`` (a flat folder gives agreement with fp32 only)."""
+    files, labels = folder_labels(folder, class_names, num_classes)
     if count is not None and count < len(files):
         keep = select(list(range(len(files))), count)
         files = [files[i] for i in keep]

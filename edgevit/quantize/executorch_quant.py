@@ -3,31 +3,73 @@ per-tensor int8 activations), calibrated on real images, then lowered to the XNN
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from edgevit.errors import ExportError
+from edgevit.errors import ConfigError, ExportError
+from edgevit.quantize.calibration import calibration_batches
 
 
-def quantize_xnnpack(model, example: torch.Tensor, calibration: np.ndarray, keep_float: tuple[str, ...] = ()):
-    """The model with quantize/dequantize around every op XNNPACK runs in int8 (a torch GraphModule)."""
+def module_paths(node) -> list[str]:
+    """Fully qualified names of the modules a torch.export node was traced in, outermost first."""
+    stack = node.meta.get("nn_module_stack") or {}
+    return [name.removeprefix("L['self'].") for name, _ in stack.values()]
+
+
+def _in_any(paths: list[str], modules: tuple[str, ...]) -> str | None:
+    for m in modules:
+        if any(p == m or p.startswith(m + ".") for p in paths):
+            return m
+    return None
+
+
+@dataclass
+class Quantized:
+    module: torch.nn.Module  # the converted pt2e graph (quantize/dequantize around every int8 op)
+    kept_float: list[str]  # modules of ``keep_float`` that really matched graph nodes, kept in float
+    observers: int  # activation observers that saw calibration data
+
+
+def quantize_xnnpack(model, example: torch.Tensor, calibration: np.ndarray,
+                     keep_float: tuple[str, ...] = ()) -> Quantized:
+    """Quantize ``model`` for XNNPACK; modules named in ``keep_float`` (paths inside ``model``) stay in float.
+
+    Every name in ``keep_float`` must match nodes of the traced graph, so the caller's record of what stayed in
+    float is the truth; calibration must reach every observer.
+    """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                           get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    for name in keep_float:
-        quantizer.set_module_name(name, None)
+    # XNNPACKQuantizer.set_module_name(name, None) asserts ("not supported yet"); a node filter excludes instead
+    if keep_float:
+        quantizer.set_filter_function(lambda node: _in_any(module_paths(node), keep_float) is None)
     batch = example.shape[0]
     try:
         graph = torch.export.export(model, (example,), strict=False).module()
+        matched = {m for node in graph.graph.nodes if (m := _in_any(module_paths(node), keep_float))}
         prepared = prepare_pt2e(graph, quantizer)
         with torch.no_grad():
-            for i in range(0, len(calibration) - batch + 1, batch):
-                prepared(torch.from_numpy(np.ascontiguousarray(calibration[i:i + batch], dtype=np.float32)))
-        return convert_pt2e(prepared)
+            for x in calibration_batches(calibration, batch):
+                prepared(torch.from_numpy(x))
+        observers = [m for m in prepared.modules() if hasattr(m, "min_val") and hasattr(m, "max_val")]
+        seen = sum(1 for m in observers if m.min_val.numel() and torch.isfinite(m.min_val).all())
+        if observers and seen == 0:
+            raise ExportError("calibration reached none of the int8 observers; the calibration images did not run "
+                              "through the model")
+        converted = convert_pt2e(prepared)
+    except (ConfigError, ExportError):
+        raise
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"pt2e int8 quantization for XNNPACK failed: {type(e).__name__}: {e}") from e
+    missing = sorted(set(keep_float) - matched)
+    if missing:
+        raise ExportError(f"modules to keep in float were not found in the traced graph: {missing[:5]}; this is a "
+                          "bug in the layer ranking (names must be paths inside the exported model)")
+    return Quantized(module=converted, kept_float=sorted(matched), observers=seen)
 
 
 DETAILS = {"scheme": "int8 static (pt2e, ExecuTorch XNNPACKQuantizer)", "weights": "int8 per-channel symmetric",

@@ -17,13 +17,14 @@ CALIB_METHODS = ("minmax", "entropy", "percentile")
 
 
 def _reader(name: str, data: np.ndarray, batch: int | None):
+    """Every calibration image, in batches of the model's fixed batch (wrap-around fill, as for ExecuTorch)."""
     from onnxruntime.quantization import CalibrationDataReader
+
+    from edgevit.quantize.calibration import calibration_batches
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            step = batch or 1
-            self.items = iter([{name: data[i:i + step].astype(np.float32)} for i in range(0, len(data), step)
-                               if len(data[i:i + step]) == step])
+            self.items = iter([{name: x} for x in calibration_batches(data, batch or 1)])
 
         def get_next(self):
             return next(self.items, None)
@@ -59,7 +60,12 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_n
         raise ConfigError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIB_METHODS)}")
     pre_path = out_path.with_name("preprocessed.onnx")
     owners = module_of_nodes(fp32_path)
-    exclude = sorted(n for n, mod in owners.items() if any(mod == k or mod.startswith(k + ".") for k in keep_float))
+    matched = {n: k for n, mod in owners.items() for k in keep_float if mod == k or mod.startswith(k + ".")}
+    exclude = sorted(matched)
+    missing = sorted(set(keep_float) - set(matched.values()))
+    if missing:
+        raise ExportError(f"modules to keep in float have no nodes in the ONNX graph: {missing[:5]}; this is a bug "
+                          "in the layer ranking (names must be paths inside the exported model)")
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             quant_pre_process(str(fp32_path), str(pre_path), skip_symbolic_shape=True)
@@ -76,7 +82,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_n
         pre_path.unlink(missing_ok=True)
     return {"scheme": "int8 static QDQ (onnxruntime.quantization)", "weights": "int8 per-channel symmetric",
             "activations": "uint8 per-tensor asymmetric", "calibration_method": method,
-            "calibration_images": int(len(calib)), "kept_float_nodes": len(exclude)}
+            "calibration_images": int(len(calib)), "kept_float": sorted(set(matched.values())),
+            "kept_float_nodes": len(exclude)}
 
 
 def convert_fp16(fp32_path: Path, out_path: Path) -> dict:

@@ -57,6 +57,7 @@ class IOSpec:
     dynamic_batch: bool = False
     preprocess: dict | None = None  # the manifest's preprocess section
     labels: tuple[str, ...] | None = None
+    provenance: dict | None = None  # weights file/hash, license, author: what an artifact's metadata may state
 
 
 @dataclass
@@ -64,6 +65,38 @@ class ExportResult:
     artifact: str  # file name inside the artifact folder
     extra_files: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # target-specific manifest section
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSpec:
+    """Everything a target's runtime needs to run an artifact, and nothing else.
+
+    During conversion it comes from the export (``from_export``: the ``IOSpec`` plus the target's own
+    ``ExportResult.details``); later from the artifact folder's manifest (``from_manifest``). Both carry the same
+    fields, so ``Target.load`` never sees a half-built manifest.
+    """
+
+    input_name: str
+    batch: int | None  # the batch baked into the artifact; None when it is dynamic
+    output_names: tuple[str, ...]
+    raw_pixels: bool  # True: the artifact takes 0-255 RGB (normalisation inside the model)
+    labels: tuple[str, ...] | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # the target's manifest section
+
+    @classmethod
+    def from_export(cls, io_spec: IOSpec, result: ExportResult, *, raw_pixels: bool) -> "RuntimeSpec":
+        return cls(input_name=io_spec.input_name, batch=None if io_spec.dynamic_batch else io_spec.input_shape[0],
+                   output_names=tuple(io_spec.output_names), raw_pixels=raw_pixels, labels=io_spec.labels,
+                   details=dict(result.details))
+
+    @classmethod
+    def from_manifest(cls, manifest: dict) -> "RuntimeSpec":
+        batch = manifest["input"]["shape"][0]
+        labels = manifest.get("labels")
+        return cls(input_name=manifest["input"]["name"], batch=batch if isinstance(batch, int) else None,
+                   output_names=tuple(o["name"] for o in manifest["outputs"]),
+                   raw_pixels=manifest["input"].get("pixels") == "raw_rgb_0_255",
+                   labels=tuple(labels) if labels else None, details=dict(manifest.get(manifest["target"], {})))
 
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]
@@ -114,10 +147,16 @@ class Target:
         """
         raise NotImplementedError
 
-    def load(self, artifact_path: Path, manifest: dict, *, threads: int | None = None) -> Runner:
+    def load(self, artifact_path: Path, spec: RuntimeSpec, *, threads: int | None = None) -> Runner:
+        """A callable running the artifact in this target's desktop runtime on any number of samples."""
         raise NotImplementedError
 
     def versions(self) -> dict[str, str]:
+        return {}
+
+    def runtime_requirements(self, cfg) -> dict:
+        """The oldest runtime that can load this target's artifacts (the manifest's ``runtime_requirements``; the
+        apps check it on load): ``{"runtime": name, "min_version": "x.y.z", "why": reason}``."""
         return {}
 
     def import_runtime(self) -> None:

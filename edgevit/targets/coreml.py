@@ -1,5 +1,5 @@
 """CoreML target: ``.mlpackage`` ML program, ImageNet normalisation inside the model, parity via predict or the
-numpy simulator (``edgevit.verify.coreml_sim``) where CoreML cannot run."""
+numpy simulator (``edgevit.targets.coreml_sim``) where CoreML cannot run."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ import contextlib
 import io
 import json
 import logging
-import platform
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from edgevit.errors import ConfigError, ExportError
-from edgevit.targets.base import ExportResult, Runner, Target, register_target, run_batched
+from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, register_target, run_batched
+from edgevit.targets.coreml_sim import can_predict, runtime_name, simulator_runner
 
 log = logging.getLogger(__name__)
 
@@ -32,17 +32,6 @@ def _quiet():
     stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
     stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
     return stack
-
-
-def can_predict() -> bool:
-    """CoreML predictions need macOS and coremltools' native runtime."""
-    if platform.system() != "Darwin":
-        return False
-    try:
-        import coremltools.libcoremlpython  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 class ImageNormalize:
@@ -82,7 +71,7 @@ class CoreMLTarget(Target):
 
     @property
     def runtime(self) -> str:  # verify says which one it used
-        return "coreml predict (macOS)" if can_predict() else "coreml simulator (numpy)"
+        return runtime_name()
 
     def takes_raw_pixels(self, cfg) -> bool:
         return cfg.input_type == "image"
@@ -113,6 +102,7 @@ class CoreMLTarget(Target):
         softmax = io_spec.output_names == ("probabilities",)
         net = ImageNormalize.wrap(model, pre["mean"], pre["std"], softmax) if cfg.input_type == "image" else \
             _maybe_softmax(model, softmax)
+        inner = "model." if net is not model else ""  # where ``model``'s modules sit inside ``net``
         shape = tuple(example.shape)
         if cfg.input_type == "image":
             inputs = [ct.ImageType(name=io_spec.input_name, shape=shape, color_layout=ct.colorlayout.RGB,
@@ -134,7 +124,8 @@ class CoreMLTarget(Target):
             from edgevit.quantize.executorch_quant import quantize_xnnpack
 
             with _quiet():
-                net = quantize_xnnpack(net, example, calibration, tuple(f"model.{k}" for k in keep_float))
+                quantized = quantize_xnnpack(net, example, calibration, tuple(inner + k for k in keep_float))
+            net = quantized.module
         try:
             with _quiet():
                 exported = torch.export.export(net, (example,), strict=False).run_decompositions({})
@@ -153,20 +144,17 @@ class CoreMLTarget(Target):
             from edgevit.quantize.coreml_quant import SCHEMES
 
             quant = {"scheme": SCHEMES[cfg.precision]}
-            if calibration is not None:
+            if cfg.precision == "int8":
                 quant["calibration_images"] = int(len(calibration))
-        mlmodel.author = "edgevit"
-        mlmodel.license = cfg_license(cfg)
-        mlmodel.short_description = (f"{cfg.model} ({'features' if cfg.features else 'classifier'}), {cfg.precision}, "
-                                     f"converted and verified by edgevit")
-        mlmodel.version = _edgevit_version()
+                quant["kept_float"] = [k.removeprefix(inner) for k in quantized.kept_float]
+        _set_metadata(mlmodel, cfg, io_spec)
         mlmodel.user_defined_metadata["edgevit.manifest"] = json.dumps(
             {"model": cfg.model, "target": "coreml", "precision": cfg.precision, "input_type": cfg.input_type,
              "preprocess": pre, "outputs": list(io_spec.output_names), "labels": labels})
         path = out_dir / "model.mlpackage"
         with _quiet():
             mlmodel.save(str(path))
-        from edgevit.verify.coreml_sim import CoreMLSimulator
+        from edgevit.targets.coreml_sim import CoreMLSimulator
 
         sim = CoreMLSimulator(path)
         counts = sim.op_counts()
@@ -181,54 +169,38 @@ class CoreMLTarget(Target):
             details["quantization"] = quant
         return ExportResult(artifact=path.name, details=details)
 
-    def load(self, artifact_path, manifest, *, threads=None) -> Runner:
-        names = [o["name"] for o in manifest["outputs"]]
-        input_name = manifest["input"]["name"]
-        batch = manifest["input"]["shape"][0]
+    def load(self, artifact_path, spec: RuntimeSpec, *, threads=None) -> Runner:
+        names = list(spec.output_names)
         if can_predict():  # pragma: no cover - macOS only
             import coremltools as ct
             from PIL import Image
 
             model = ct.models.MLModel(str(artifact_path))
-            image_input = manifest["coreml"]["input_type"] == "image"
 
             def predict(x):
                 outs = []
                 for sample in x:
                     feed = Image.fromarray(np.clip(sample.transpose(1, 2, 0), 0, 255).astype(np.uint8)) \
-                        if image_input else sample[None]
-                    res = model.predict({input_name: feed})
-                    outs.append([_as_array(res[n], manifest) for n in names])
+                        if spec.raw_pixels else sample[None]
+                    res = model.predict({spec.input_name: feed})
+                    outs.append([_as_array(res[n], spec.labels) for n in names])
                 return [np.concatenate([o[i] for o in outs]) for i in range(len(names))]
 
-            return lambda x: run_batched(predict, x, batch)
-        return simulator_runner(artifact_path, input_name, names, batch)
+            return lambda x: run_batched(predict, x, spec.batch)
+        return simulator_runner(artifact_path, spec.input_name, names, spec.batch)
 
     def versions(self):
         import coremltools
 
         return {"coremltools": coremltools.__version__}
 
-
-def simulator_runner(package: Path, input_name: str, names: list[str], batch: int) -> Runner:
-    from edgevit.verify.coreml_sim import CoreMLSimulator
-
-    sim = CoreMLSimulator(package)
-    input_name = input_name or sim.input_names[0]
-
-    def run(x):
-        outs = sim.run({input_name: x.astype(np.float32)})
-        if set(names) - set(outs):  # a delegate payload names its outputs itself, in the same order
-            return [np.asarray(outs[n], dtype=np.float32) for n in sim.output_names]
-        return [np.asarray(outs[n], dtype=np.float32).reshape(x.shape[0], -1) if n == "probabilities"
-                else np.asarray(outs[n], dtype=np.float32) for n in names]
-
-    return lambda x: run_batched(run, x, batch)
+    def runtime_requirements(self, cfg) -> dict:
+        return {"runtime": "ios", "min_version": str(cfg.min_ios),
+                "why": "the ML program's minimum_deployment_target (--min-ios)"}
 
 
-def _as_array(value, manifest) -> np.ndarray:  # pragma: no cover - macOS only
+def _as_array(value, labels) -> np.ndarray:  # pragma: no cover - macOS only
     if isinstance(value, dict):
-        labels = manifest["labels"]
         return np.asarray([[value[label] for label in labels]], dtype=np.float32)
     return np.asarray(value, dtype=np.float32)
 
@@ -249,9 +221,22 @@ def _maybe_softmax(model, softmax: bool):
     return WithSoftmax().eval()
 
 
-def cfg_license(cfg) -> str:
-    return "Apache-2.0 (Next-ViT reference weights); check your checkpoint's license" if cfg.weights else \
-        "deterministic random weights (no license restrictions)"
+def _set_metadata(mlmodel, cfg, io_spec) -> None:
+    """Author, license and description: what is known, nothing invented. License and author are the user's
+    ``--license`` / ``--author`` (left unstated otherwise); the weights are named by file and hash; the parity
+    check is named by the runtime that will run it here (the simulator on Linux, predict on macOS)."""
+    prov = io_spec.provenance or {}
+    mlmodel.version = _edgevit_version()
+    mlmodel.author = prov.get("author") or "not stated (pass --author)"
+    mlmodel.license = prov.get("license") or "not stated (pass --license; check your checkpoint's license)"
+    mode = "features" if cfg.features else "classifier"
+    mlmodel.short_description = (
+        f"{cfg.model} ({mode}), {cfg.precision}, converted by edgevit {_edgevit_version()} from "
+        f"{prov.get('weights', 'unknown weights')} (weights sha256 {str(prov.get('weights_sha256', ''))[:12]}); "
+        f"parity against PyTorch gated with the {runtime_name()}, result in the artifact folder's manifest")
+    for key in ("weights", "weights_sha256"):
+        if prov.get(key):
+            mlmodel.user_defined_metadata[f"edgevit.{key}"] = str(prov[key])
 
 
 def _edgevit_version() -> str:

@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from edgevit.errors import ConfigError, ExportError
-from edgevit.targets.base import ExportResult, Runner, Target, register_target, run_batched
+from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, register_target, run_batched
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,9 @@ class ExecuTorchTarget(Target):
 
     def runtime_for(self, delegate: str | None) -> str:
         if delegate == "coreml":
-            from edgevit.targets.coreml import CoreMLTarget
+            from edgevit.targets.coreml_sim import runtime_name
 
-            return f"{CoreMLTarget().runtime} on the .pte's CoreML delegate payload"
+            return f"{runtime_name()} on the .pte's CoreML delegate payload"
         return self.runtime
 
     def tolerance_key(self, cfg) -> str:
@@ -98,7 +98,8 @@ class ExecuTorchTarget(Target):
                 if cfg.precision == "int8":
                     from edgevit.quantize.executorch_quant import quantize_xnnpack
 
-                    model = quantize_xnnpack(model, example, calibration, keep_float)
+                    quantized = quantize_xnnpack(model, example, calibration, keep_float)
+                    model = quantized.module
                 exported = torch.export.export(model, (example,), strict=False)
                 edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners(delegate, cfg),
                                                    generate_etrecord=cfg.etrecord)
@@ -116,7 +117,7 @@ class ExecuTorchTarget(Target):
             from edgevit.quantize.executorch_quant import DETAILS
 
             details["quantization"] = dict(DETAILS, calibration_images=int(len(calibration)),
-                                           kept_float_modules=len(keep_float))
+                                           kept_float=quantized.kept_float)
         if cfg.etrecord:
             # the ETRecord maps on-device ETDump events back to graph nodes (edgevit profile ingest)
             program.get_etrecord().save(str(out_dir / "model.etrecord"))
@@ -126,24 +127,23 @@ class ExecuTorchTarget(Target):
             log.info("operators outside the %s delegate: %s", delegate, report["portable_operators"])
         return ExportResult(artifact=path.name, extra_files=extra, details=details)
 
-    def load(self, artifact_path, manifest, *, threads=None) -> Runner:
+    def load(self, artifact_path, spec: RuntimeSpec, *, threads=None) -> Runner:
         import torch
 
-        if manifest.get("executorch", {}).get("delegate") == "coreml":
-            return coreml_delegate_runner(artifact_path, manifest)
+        if spec.details.get("delegate") == "coreml":
+            return coreml_delegate_runner(artifact_path, spec)
         self.require("executorch.runtime")
         from executorch.runtime import Runtime
 
         if threads:
             set_threads(threads)
         method = Runtime.get().load_program(str(artifact_path)).load_method("forward")
-        batch = manifest["input"]["shape"][0]
 
         def fn(x: np.ndarray) -> list[np.ndarray]:
             outs = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
             return [o.detach().numpy().copy() for o in outs]
 
-        return lambda x: run_batched(fn, x, batch)
+        return lambda x: run_batched(fn, x, spec.batch)
 
     def import_runtime(self) -> None:
         self.require("executorch.runtime").Runtime.get()
@@ -152,6 +152,11 @@ class ExecuTorchTarget(Target):
         from importlib.metadata import version
 
         return {"executorch": version("executorch")}
+
+    def runtime_requirements(self, cfg) -> dict:
+        return {"runtime": "executorch", "min_version": self.versions()["executorch"],
+                "why": "a .pte is promised to load in the ExecuTorch runtime of the release that wrote it or a newer "
+                       "one, not an older one"}
 
 
 def set_threads(threads: int) -> None:
@@ -162,7 +167,7 @@ def set_threads(threads: int) -> None:
         portable_lib._unsafe_reset_threadpool(threads)
 
 
-def coreml_delegate_runner(artifact_path, manifest) -> Runner:
+def coreml_delegate_runner(artifact_path, spec: RuntimeSpec) -> Runner:
     """The ExecuTorch runtime here has no CoreML backend: extract the delegate's ML program from the .pte and run
     it in the CoreML simulator (or predict on macOS). The whole graph must be one CoreML delegate for this."""
     import tempfile
@@ -171,19 +176,19 @@ def coreml_delegate_runner(artifact_path, manifest) -> Runner:
     from executorch.backends.apple.coreml import executorchcoreml
     from executorch.exir._serialize._program import _extract_delegate_payload
 
-    from edgevit.targets.coreml import simulator_runner
+    from edgevit.targets.coreml_sim import simulator_runner
 
-    deleg = manifest["executorch"]["delegation"]
+    deleg = spec.details["delegation"]
     if deleg["portable_nodes"] or deleg["delegated_subgraphs"] != 1:
         raise ConfigError("this .pte mixes CoreML and portable kernels; its parity can only be checked on a device")
     payload = _extract_delegate_payload(Path(artifact_path).read_bytes(), "coreml")
     if payload is None:
         raise ConfigError(f"{artifact_path} holds no CoreML delegate payload")
-    tmp = Path(tempfile.mkdtemp(prefix="edgevit-etcoreml-"))
-    if not executorchcoreml.unflatten_directory_contents(payload, str(tmp)):
-        raise ConfigError(f"could not unpack the CoreML delegate payload of {artifact_path}")
-    packages = sorted(p for p in tmp.rglob("*.mlpackage"))
-    if not packages:
-        raise ConfigError(f"the CoreML delegate payload of {artifact_path} holds no .mlpackage")
-    names = [o["name"] for o in manifest["outputs"]]
-    return simulator_runner(packages[0], None, names, manifest["input"]["shape"][0])
+    # the simulator reads the whole program and its weights when built, so the unpacked copy is not kept
+    with tempfile.TemporaryDirectory(prefix="edgevit-etcoreml-") as tmp:
+        if not executorchcoreml.unflatten_directory_contents(payload, tmp):
+            raise ConfigError(f"could not unpack the CoreML delegate payload of {artifact_path}")
+        packages = sorted(Path(tmp).rglob("*.mlpackage"))
+        if not packages:
+            raise ConfigError(f"the CoreML delegate payload of {artifact_path} holds no .mlpackage")
+        return simulator_runner(packages[0], None, list(spec.output_names), spec.batch)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevit.errors import ExportError
-from edgevit.targets.base import ExportResult, IOSpec, Runner, Target, register_target, run_batched
+from edgevit.targets.base import ExportResult, IOSpec, Runner, RuntimeSpec, Target, register_target, run_batched
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class OnnxTarget(Target):
         return ExportResult(artifact=path.name, details={"opset": cfg.opset, "op_counts": onnx_op_counts(path),
                                                          **details})
 
-    def load(self, artifact_path, manifest, *, threads=None) -> Runner:
+    def load(self, artifact_path, spec: RuntimeSpec, *, threads=None) -> Runner:
         self.require("onnxruntime")
         return _session_runner(artifact_path, threads)
 
@@ -107,6 +107,10 @@ class OnnxTarget(Target):
 
         return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
+    def runtime_requirements(self, cfg) -> dict:
+        return {"runtime": "onnxruntime", "min_version": self.versions()["onnxruntime"],
+                "why": f"the version parity was checked with (opset {cfg.opset}); older ones may lack its kernels"}
+
 
 @register_target
 class OrtTarget(OnnxTarget):
@@ -114,6 +118,11 @@ class OrtTarget(OnnxTarget):
 
     name = "ort"
     suffix = ".ort"
+
+    def runtime_requirements(self, cfg) -> dict:
+        return {"runtime": "onnxruntime", "min_version": self.versions()["onnxruntime"],
+                "why": "a .ort file carries the ORT format version of the converter that wrote it; an older "
+                       "runtime is not promised to read it"}
 
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         self.require("onnxscript")

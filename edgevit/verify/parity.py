@@ -80,7 +80,7 @@ def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights:
     ``source`` (its weights file, ``weights`` to point at another copy, or its deterministic random init) and must
     hash to the manifest's ``weights_sha256``.
     """
-    from edgevit.targets import get_target
+    from edgevit.targets import RuntimeSpec, get_target
 
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -91,7 +91,7 @@ def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights:
         raise ConfigError(f"artifact {artifact} does not match the manifest's artifact_sha256: the file was "
                           "changed or damaged after conversion; re-convert it")
     target = get_target(manifest["target"])
-    runner = target.load(artifact, manifest, threads=threads)
+    runner = target.load(artifact, RuntimeSpec.from_manifest(manifest), threads=threads)
     delegate = manifest.get(manifest["target"], {}).get("delegate")
     key = manifest["parity"]["tolerance"]["target"]  # the table row the artifact was converted under
     report = ParityReport(target=key, precision=manifest["precision"], runtime=target.runtime_for(delegate),

@@ -167,7 +167,7 @@ def test_budget_needs_labels_for_accuracy_drop(tmp_path):
 
 def test_lut_and_affine_decoding_match_coremltools(tmp_path):
     """The simulator's own decoding of compressed weights against coremltools' materialisation."""
-    from edgevit.verify.coreml_sim import OPS, CoreMLSimulator
+    from edgevit.targets.coreml_sim import OPS, CoreMLSimulator
 
     checked = set()
     for precision, min_ios in (("pal6", 16), ("pal4", 18), ("int8w", 16)):

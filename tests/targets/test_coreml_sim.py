@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgevit.verify.coreml_sim import CoreMLSimulator, UnsupportedOpError
+from edgevit.targets.coreml_sim import CoreMLSimulator, UnsupportedOpError
 from edgevit.targets.coreml import can_predict
 
 ct = pytest.importorskip("coremltools")

@@ -11,12 +11,16 @@ An operation the interpreter does not know raises ``UnsupportedOpError`` naming 
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from edgevit.errors import EdgeVitError
+from edgevit.targets.base import Runner, run_batched
+
+
 
 class UnsupportedOpError(EdgeVitError):
     """The CoreML simulator met an operation it cannot evaluate."""
@@ -484,3 +488,34 @@ class CoreMLSimulator:
         for alias, name in self.aliases.items():
             outs.setdefault(alias, env[name])
         return outs
+
+
+def can_predict() -> bool:
+    """CoreML predictions need macOS and coremltools' native runtime."""
+    if platform.system() != "Darwin":
+        return False
+    try:
+        import coremltools.libcoremlpython  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def runtime_name() -> str:
+    """What runs CoreML programs here: ``predict`` on macOS, this simulator elsewhere (verify says which)."""
+    return "coreml predict (macOS)" if can_predict() else "coreml simulator (numpy)"
+
+
+def simulator_runner(package: Path, input_name: str | None, names: list[str], batch: int | None) -> Runner:
+    """Run an ML program in the simulator; ``input_name`` None takes the program's first input."""
+    sim = CoreMLSimulator(package)
+    input_name = input_name or sim.input_names[0]
+
+    def run(x):
+        outs = sim.run({input_name: x.astype(np.float32)})
+        if set(names) - set(outs):  # a delegate payload names its outputs itself, in the same order
+            return [np.asarray(outs[n], dtype=np.float32) for n in sim.output_names]
+        return [np.asarray(outs[n], dtype=np.float32).reshape(x.shape[0], -1) if n == "probabilities"
+                else np.asarray(outs[n], dtype=np.float32) for n in names]
+
+    return lambda x: run_batched(run, x, batch)

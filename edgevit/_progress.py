@@ -1,0 +1,26 @@
+"""Progress bars for long steps (image loading, export rounds, benchmark rounds), drawn with tqdm.
+
+The library draws none by default; the CLI turns them on (``enable(True)``), and tqdm itself keeps quiet when
+stderr is not a terminal, so logs and CI output stay clean.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, TypeVar
+
+T = TypeVar("T")
+_enabled = False
+
+
+def enable(on: bool = True) -> None:
+    global _enabled
+    _enabled = on
+
+
+def progress(items: Iterable[T], *, desc: str, total: int | None = None) -> Iterable[T]:
+    if not _enabled:
+        return items
+    from tqdm import tqdm
+
+    # disable=None: tqdm draws only on a TTY
+    return tqdm(items, desc=f"edgevit: {desc}", total=total, disable=None, leave=False, unit="it")
