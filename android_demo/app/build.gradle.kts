@@ -25,7 +25,7 @@ android {
 }
 
 dependencies {
-    implementation("org.pytorch:executorch-android:0.7.0")
-    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.22.0")
+    implementation("org.pytorch:executorch-android:1.5.1")
+    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.31.0")
     testImplementation("junit:junit:4.13.2")
 }

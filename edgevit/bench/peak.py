@@ -1,15 +1,61 @@
-"""GEMM peak of this machine, measured with each runtime's own fp32 GEMM on the same threads."""
+"""Compute peaks of this machine: a measured fp32 GEMM peak (each runtime's own GEMM, several shapes, the same
+threads as the model) and a theoretical peak from the CPU's vector flags and clock, for fp32 and int8.
+
+The measured peak is the best rate any runtime reaches on any shape, including Next-ViT's own largest GEMM
+shapes; a model can still edge past it when its runtime tiles a whole network better than one GEMM, which is why
+the theoretical peak is printed beside it: nothing can exceed that one.
+"""
 
 from __future__ import annotations
 
+import re
 import tempfile
 from pathlib import Path
 
+# (M, K, N): a square GEMM; Next-ViT-S's stage-1 and stage-2 MLPs at 224 (small K, operands in cache); its
+# stage-3 MLP at 224 and 384 and its stage-4 MLP at 384, the shapes most of its MACs run in.
+SHAPES = ((1024, 1024, 1024), (3136, 96, 288), (784, 192, 576), (196, 384, 1152), (576, 384, 1152),
+          (144, 768, 2304))
 
 
-# (M, K, N): a square GEMM, and the shapes of Next-ViT's stage-1 and stage-2 MLPs at 224, where small K
-# keeps operands in cache; the peak is the best rate any runtime reaches on any of them.
-SHAPES = ((1024, 1024, 1024), (3136, 96, 288), (784, 192, 576))
+def cpu_facts(cpuinfo: str | None = None) -> dict:
+    """Vector width, VNNI and clock of this CPU from /proc/cpuinfo (Linux x86 and ARM); {} where unreadable."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {}
+    flags = set((re.search(r"^(?:flags|Features)\s*:\s*(.*)$", cpuinfo, re.M) or [None, ""])[1].split())
+    mhz = [float(v) for v in re.findall(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M)]
+    if "avx512f" in flags:
+        lanes, isa = 16, "avx512f"
+    elif "avx2" in flags or "avx" in flags:
+        lanes, isa = 8, "avx2" if "avx2" in flags else "avx"
+    elif "asimd" in flags:
+        lanes, isa = 4, "neon"
+    else:
+        lanes, isa = 4, "sse"
+    return {"isa": isa, "fp32_lanes": lanes, "fma": "fma" in flags or isa == "neon",
+            "vnni": bool({"avx512_vnni", "avx_vnni"} & flags) or "asimddp" in flags,
+            "ghz": max(mhz) / 1000 if mhz else None}
+
+
+def theoretical_peak(threads: int, precision: str = "fp32", facts: dict | None = None) -> dict | None:
+    """Upper bound in GFLOP/s (GOP/s for int8): threads x GHz x ops per cycle, assuming two full-width FMA units
+    per core (Zen 4 has two 256-bit units that double-pump AVX-512, so its real rate is half: this is a ceiling,
+    not an estimate). int8 with a dot-product instruction (VNNI / ARM dotprod) does 4 MACs per 32-bit lane, else
+    2 (pmaddubsw-style). None when the clock is not readable."""
+    facts = cpu_facts() if facts is None else facts
+    if not facts or not facts.get("ghz"):
+        return None
+    per_cycle = facts["fp32_lanes"] * 2 * 2  # lanes x (mul + add) x 2 units
+    if precision == "int8":
+        per_cycle *= 4 if facts["vnni"] else 2
+    gflops = threads * facts["ghz"] * per_cycle
+    return {"gflops": gflops, "basis": f"{threads} threads x {facts['ghz']:.2f} GHz (cpuinfo) x {per_cycle} "
+                                       f"{'int8 ops' if precision == 'int8' else 'fp32 flops'}/cycle ({facts['isa']}"
+                                       f"{', vnni' if precision == 'int8' and facts['vnni'] else ''}, 2 FMA units "
+                                       "assumed)"}
 
 
 def gemm_runners(threads: int, runtimes: tuple[str, ...] = ("torch", "onnxruntime", "executorch"),
@@ -37,7 +83,15 @@ def _gemm_runners_one(threads: int, m: int, k: int, n: int, runtimes: tuple[str,
         torch.set_num_threads(threads)
         runners["gemm_torch"] = (lambda: torch.mm(a, b), flops)
     lin = torch.nn.Linear(k, n, bias=False).eval()
-    tmp = Path(tempfile.mkdtemp(prefix="edgevit-gemm-"))
+    with tempfile.TemporaryDirectory(prefix="edgevit-gemm-") as folder:  # runtimes hold the models in memory
+        _runtime_gemms(runners, lin, a, Path(folder), threads, runtimes, flops)
+    return runners
+
+
+def _runtime_gemms(runners, lin, a, tmp: Path, threads: int, runtimes, flops) -> None:
+    import torch
+
+    m, k = a.shape
     if "onnxruntime" in runtimes:
         from edgevit.targets.base import IOSpec
         from edgevit.targets.onnx import export_onnx, make_session
@@ -50,15 +104,15 @@ def _gemm_runners_one(threads: int, m: int, k: int, n: int, runtimes: tuple[str,
     if "executorch" in runtimes:
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
-        from executorch.runtime import Runtime
+
+        from edgevit.targets.executorch import executorch_runtime
 
         edge = to_edge_transform_and_lower(torch.export.export(lin, (a,), strict=False),
                                            partitioner=[XnnpackPartitioner()])
         path = tmp / "gemm.pte"
         path.write_bytes(edge.to_executorch().buffer)
-        method = Runtime.get().load_program(str(path)).load_method("forward")
+        method = executorch_runtime(threads).load_program(str(path)).load_method("forward")
         runners["gemm_executorch"] = (lambda: method.execute([a]), flops)
-    return runners
 
 
 def gflops(flops: float, seconds: float) -> float:

@@ -11,7 +11,6 @@ Two inputs:
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 
@@ -32,49 +31,23 @@ def load_schema() -> dict:
 
 
 def validate_device_results(obj: dict, *, where: str = "results") -> None:
-    """Check an app results object against the schema's required keys and types (clear errors, no dependency)."""
+    """Check an app results object against ``device_results.schema.json`` with ``jsonschema``; the first error
+    becomes a ConfigError naming the key path."""
+    import jsonschema
+
     schema = load_schema()
     if not isinstance(obj, dict):
         raise ConfigError(f"{where}: expected a JSON object")
-    _check_object(obj, schema, where)
-    if obj["schema"] != schema["properties"]["schema"]["const"]:
-        raise ConfigError(f"{where}: 'schema' must be {schema['properties']['schema']['const']!r}")
-    if obj["version"] > schema["properties"]["version"]["maximum"]:
-        raise ConfigError(f"{where}: results version {obj['version']} is newer than this edgevit understands")
-    if not obj["latencies_ms"]:
-        raise ConfigError(f"{where}: latencies_ms is empty; the app recorded no runs")
-
-
-_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "object": dict, "array": list}
-
-
-def _is_type(value, name: str) -> bool:
-    if name == "null":
-        return value is None
-    if isinstance(value, bool):  # JSON true/false are not numbers
-        return name == "boolean"
-    return isinstance(value, _TYPES[name])
-
-
-def _check_object(obj: dict, schema: dict, where: str) -> None:
-    for key in schema.get("required", []):
-        if key not in obj:
-            raise ConfigError(f"{where}: missing required key {key!r}")
-    for key, spec in schema.get("properties", {}).items():
-        if key not in obj or obj[key] is None:
-            continue
-        types = spec.get("type")
-        types = types if isinstance(types, list) else [types] if types else []
-        if types and not any(_is_type(obj[key], t) for t in types):
-            raise ConfigError(f"{where}: {key!r} must be {' or '.join(types)}, got {type(obj[key]).__name__}")
-        if "enum" in spec and obj[key] not in spec["enum"]:
-            raise ConfigError(f"{where}: {key!r} must be one of {spec['enum']}, got {obj[key]!r}")
-        if spec.get("type") == "object" and "properties" in spec:
-            _check_object(obj[key], spec, f"{where}.{key}")
-        if spec.get("type") == "array" and spec.get("items", {}).get("type") == "number":
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                       for v in obj[key]):
-                raise ConfigError(f"{where}: {key!r} must hold non-negative finite numbers")
+    version = obj.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) \
+            and version > schema["properties"]["version"]["maximum"]:
+        raise ConfigError(f"{where}: results version {version} is newer than this edgevit understands; upgrade "
+                          "edgevit")
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(obj), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        path = ".".join([where, *map(str, e.path)])
+        raise ConfigError(f"{path}: {e.message} (schema {SCHEMA_PATH.name})")
 
 
 def normalize_device_results(obj: dict, *, where: str = "results") -> dict:

@@ -127,7 +127,7 @@ def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs:
           batch: int | None = None, memory: bool = True, gemm: bool = True,
           on_progress: Callable[[str], None] | None = None) -> list[dict]:
     """Benchmark artifact folders side by side; returns one result dict per folder (schema: RESULT_KEYS and more)."""
-    from edgevit.bench.peak import gemm_runners, gflops
+    from edgevit.bench.peak import gemm_runners, gflops, theoretical_peak
 
     say = on_progress or (lambda msg: None)
     if not folders:
@@ -142,6 +142,7 @@ def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs:
     say(f"timing {len(loaded)} artifacts: {warmup} warm-up runs, then {runs} interleaved rounds")
     samples = interleaved(runners, warmup=warmup, rounds=runs, min_time_s=min_time_s)
     peak = max((gflops(fl, float(np.median(samples[k]))) for k, (_, fl) in gemms.items()), default=float("nan"))
+    theory = {p: theoretical_peak(threads, p) for p in ("fp32", "int8")}
     results = []
     for item in loaded:
         m = item.manifest
@@ -155,7 +156,7 @@ def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs:
             "img_size": m["input"]["shape"][2:], "batch": item.batch, "threads": threads,
             "load_ms": item.load_ms, "first_run_ms": item.first_run_ms, **st,
             "size_mb": folder_size_mb(item.folder, m), "macs": macs, "gemm_peak_gflops": peak,
-            "roofline_fraction": (gflops(2.0 * macs, st["p50_ms"] / 1000) / peak) if macs else None,
+            **roofline(macs, st["p50_ms"], m["precision"], peak, theory),
             "peak_rss_mb": None, "parity": parity,
             "rewrite_form": m.get("rewrite", {}).get("form"),
         }
@@ -165,6 +166,24 @@ def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs:
             say(f"measuring peak memory of {res['artifact']} in a fresh process")
             res["peak_rss_mb"] = measure_memory(Path(res["artifact"]), threads=threads, batch=batch)
     return results
+
+
+def roofline(macs: int | None, p50_ms: float, precision: str, measured_fp32: float, theory: dict) -> dict:
+    """2 x MACs / p50 as a share of a peak: fp32/fp16 artifacts against the fp32 GEMM peak measured in the same run,
+    int8 artifacts against the CPU's int8 ceiling (no int8 GEMM is measured); both also against the ceiling."""
+    if not macs:
+        return {"roofline_fraction": None, "roofline_basis": None, "theoretical_fraction": None}
+    from edgevit.bench.peak import gflops
+
+    rate = gflops(2.0 * macs, p50_ms / 1000)
+    ceiling = theory.get("int8" if precision == "int8" else "fp32")
+    if precision == "int8":
+        frac, basis = (rate / ceiling["gflops"], "int8 theoretical peak") if ceiling else (None, None)
+    else:
+        frac, basis = rate / measured_fp32, "fp32 GEMM peak measured in this run"
+    return {"roofline_fraction": frac, "roofline_basis": basis,
+            "theoretical_fraction": rate / ceiling["gflops"] if ceiling else None,
+            "theoretical_peak": ceiling}
 
 
 def _runtimes(loaded: list[Loaded]) -> tuple[str, ...]:
@@ -202,5 +221,10 @@ def format_table(results: list[dict]) -> str:
                     f"{r['p99_ms']:>8.2f} {r.get('std_ms', 0):>6.2f} {rss:>7} {r['size_mb']:>8.1f} {roof:>8}")
     if results and results[0].get("gemm_peak_gflops"):
         rows.append(f"roofline: 2 x MACs / p50 against a {results[0]['gemm_peak_gflops']:.0f} GFLOP/s fp32 GEMM peak "
-                    f"measured in this run; {results[0]['threads']} threads, runs interleaved")
+                    f"measured in this run (int8 artifacts: against the int8 ceiling); {results[0]['threads']} "
+                    "threads, runs interleaved")
+    ceilings = {r["precision"] == "int8": r.get("theoretical_peak") for r in results if r.get("theoretical_peak")}
+    for is_int8, c in sorted(ceilings.items()):
+        rows.append(f"{'int8' if is_int8 else 'fp32'} ceiling {c['gflops']:.0f} G{'OP' if is_int8 else 'FLOP'}/s: "
+                    f"{c['basis']}")
     return "\n".join(rows)

@@ -1,26 +1,23 @@
 """conv -> BatchNorm folding (stem, PatchEmbed, MHCA, NTB projection).
 
-BN(W * x + b) = a * (W * x + b) + s  with a, s from ``bn_scale_shift``
+BN(W * x + b) = a * (W * x + b) + s  with a = gamma / sqrt(var + eps), s = beta - a * mean
              = (a[o] * W[o]) * x + (a * b + s)
 so the convolution takes weight a[o] * W[o, ...] and bias a * b + s, and the BatchNorm becomes Identity.
+PyTorch implements exactly this as ``torch.nn.utils.fusion.fuse_conv_bn_eval``; the pass uses it.
 """
 
 from __future__ import annotations
 
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from edgevit.models.nextvit import MHCA, ConvNormAct, PatchEmbed
-from edgevit.rewrites.base import PassReport, bn_scale_shift, register_pass
+from edgevit.rewrites.base import PassReport, register_pass
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    a, s = bn_scale_shift(bn)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                      padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
-    fused.weight.copy_(conv.weight * a.reshape(-1, 1, 1, 1))
-    bias = conv.bias if conv.bias is not None else 0.0
-    fused.bias.copy_(a * bias + s)
-    return fused
+    """A new eval-mode conv computing ``bn(conv(x))`` (both inputs must be in eval mode)."""
+    return fuse_conv_bn_eval(conv.eval(), bn.eval())
 
 
 @register_pass("fold_conv_bn", "fold every BatchNorm that follows a convolution into it")

@@ -47,6 +47,24 @@ def get_target(name: str) -> "Target":
     return _REGISTRY[name]()
 
 
+def supported_combinations() -> list[tuple[str, str | None, str]]:
+    """Every (target, delegate, precision) a target accepts; README's target tables list exactly these, and each
+    has a conversion test on the shipped reference model (tests/targets/test_matrix.py)."""
+    combos = []
+    for name in list_targets():
+        target = get_target(name)
+        # ``None`` stands for the default delegate where a target names its delegates; list each once
+        delegates = [d for d in target.delegates if d is not None] or [None]
+        for delegate in delegates:
+            for precision in target.precisions:
+                try:
+                    target.check(precision, delegate)
+                except ConfigError:
+                    continue
+                combos.append((name, delegate, precision))
+    return combos
+
+
 @dataclass(frozen=True, kw_only=True)
 class IOSpec:
     """Names and shapes of the artifact's input and outputs."""
@@ -170,6 +188,12 @@ class Target:
         except ImportError as e:
             how = f"pip install 'edgevit[{self.extra}]'" if self.extra else "pip install edgevit (reinstall)"
             raise MissingDependencyError(f"target {self.name} needs {module}, which is not installed: {how}") from e
+
+
+def minor_release(version: str) -> str:
+    """``1.31.1`` -> ``1.31.0``: edgevit asks apps for the converter's minor release, any patch of it."""
+    major, minor = (version.split("+")[0].split(".") + ["0", "0"])[:2]
+    return f"{major}.{minor}.0"
 
 
 def run_batched(fn: Callable[[np.ndarray], list[np.ndarray]], x: np.ndarray, batch: int | None) -> list[np.ndarray]:

@@ -88,6 +88,9 @@ class CoreMLTarget(Target):
             raise ConfigError(f"--input-type must be image or tensor, got {cfg.input_type}")
         if cfg.dynamic_batch:
             raise ConfigError("coreml artifacts have a fixed batch here; drop --dynamic-batch")
+        if cfg.batch > 1 and cfg.input_type == "image":
+            raise ConfigError(f"a CoreML image input takes one picture (batch 1), not --batch {cfg.batch}: pass "
+                              "--input-type tensor for a batched artifact, or drop --batch")
         from edgevit.quantize.coreml_quant import check
 
         check(cfg.precision, cfg.min_ios)

@@ -10,7 +10,8 @@ import warnings
 import numpy as np
 
 from edgevit.errors import ConfigError, ExportError
-from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, register_target, run_batched
+from edgevit.targets.base import (ExportResult, Runner, RuntimeSpec, Target, minor_release, register_target,
+                                  run_batched)
 
 log = logging.getLogger(__name__)
 
@@ -132,12 +133,8 @@ class ExecuTorchTarget(Target):
 
         if spec.details.get("delegate") == "coreml":
             return coreml_delegate_runner(artifact_path, spec)
-        self.require("executorch.runtime")
-        from executorch.runtime import Runtime
-
-        if threads:
-            set_threads(threads)
-        method = Runtime.get().load_program(str(artifact_path)).load_method("forward")
+        runtime = executorch_runtime(threads)
+        method = runtime.load_program(str(artifact_path)).load_method("forward")
 
         def fn(x: np.ndarray) -> list[np.ndarray]:
             outs = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
@@ -146,7 +143,7 @@ class ExecuTorchTarget(Target):
         return lambda x: run_batched(fn, x, spec.batch)
 
     def import_runtime(self) -> None:
-        self.require("executorch.runtime").Runtime.get()
+        executorch_runtime()
 
     def versions(self):
         from importlib.metadata import version
@@ -154,17 +151,31 @@ class ExecuTorchTarget(Target):
         return {"executorch": version("executorch")}
 
     def runtime_requirements(self, cfg) -> dict:
-        return {"runtime": "executorch", "min_version": self.versions()["executorch"],
-                "why": "a .pte is promised to load in the ExecuTorch runtime of the release that wrote it or a newer "
-                       "one, not an older one"}
+        return {"runtime": "executorch", "min_version": minor_release(self.versions()["executorch"]),
+                "why": f"written by ExecuTorch {self.versions()['executorch']}; an older runtime is not promised to "
+                       "load a newer program, so edgevit asks for this minor release or newer"}
+
+
+def executorch_runtime(threads: int | None = None):
+    """ExecuTorch's Python runtime with its thread pool started (sized to ``threads`` when given); the native
+    ``[cpuinfo_utils.cpp ...]`` lines this prints go to the log (``-v``), not the terminal."""
+    from edgevit._native import native_stderr_to_log
+
+    with native_stderr_to_log(log, "executorch runtime"):
+        ExecuTorchTarget().require("executorch.runtime")
+        from executorch.extension.pybindings import portable_lib
+        from executorch.runtime import Runtime
+
+        runtime = Runtime.get()
+        if threads and portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+        portable_lib._threadpool_get_thread_count()  # starts the pool (and its cpuinfo probe) now
+    return runtime
 
 
 def set_threads(threads: int) -> None:
     """Size ExecuTorch's own thread pool (XNNPACK uses it; torch.set_num_threads does not reach it)."""
-    from executorch.extension.pybindings import portable_lib
-
-    if portable_lib._threadpool_get_thread_count() != threads:
-        portable_lib._unsafe_reset_threadpool(threads)
+    executorch_runtime(threads)
 
 
 def coreml_delegate_runner(artifact_path, spec: RuntimeSpec) -> Runner:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edgevit.errors import ExportError
-from edgevit.targets.base import ExportResult, IOSpec, Runner, RuntimeSpec, Target, register_target, run_batched
+from edgevit.targets.base import (ExportResult, IOSpec, Runner, RuntimeSpec, Target, minor_release, register_target,
+                                  run_batched)
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,9 @@ class OnnxTarget(Target):
         return {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
 
     def runtime_requirements(self, cfg) -> dict:
-        return {"runtime": "onnxruntime", "min_version": self.versions()["onnxruntime"],
-                "why": f"the version parity was checked with (opset {cfg.opset}); older ones may lack its kernels"}
+        return {"runtime": "onnxruntime", "min_version": minor_release(self.versions()["onnxruntime"]),
+                "why": f"parity was checked with onnxruntime {self.versions()['onnxruntime']} (opset {cfg.opset}); "
+                       "edgevit asks for this minor release or newer"}
 
 
 @register_target
@@ -120,9 +122,10 @@ class OrtTarget(OnnxTarget):
     suffix = ".ort"
 
     def runtime_requirements(self, cfg) -> dict:
-        return {"runtime": "onnxruntime", "min_version": self.versions()["onnxruntime"],
-                "why": "a .ort file carries the ORT format version of the converter that wrote it; an older "
-                       "runtime is not promised to read it"}
+        return {"runtime": "onnxruntime", "min_version": minor_release(self.versions()["onnxruntime"]),
+                "why": f"a .ort file carries the ORT format version of its converter (onnxruntime "
+                       f"{self.versions()['onnxruntime']}); an older runtime is not promised to read it, so edgevit "
+                       "asks for this minor release or newer"}
 
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         self.require("onnxscript")

@@ -39,8 +39,7 @@ final class DemoModel: ObservableObject {
     func classify(_ image: CGImage) -> [TopK.Entry] {
         guard let m = manifest, let e = engine else { return [] }
         let pre = Preprocessor(spec: m.preprocess, rawPixels: m.takesRawPixels)
-        guard let scaled = pre.scaledRGBA(image) else { return [] }
-        let input = pre.tensor(rgba: scaled.pixels, scaledWidth: scaled.width, scaledHeight: scaled.height)
+        guard let input = pre.prepare(image) else { return [] }
         guard let scores = try? e.run(input, shape: [1, 3, pre.height, pre.width]).first else { return [] }
         let probs = m.outputs.first?.name == "probabilities" ? scores : TopK.softmax(scores)
         return TopK.top(probs, k: 5, labels: m.labels)

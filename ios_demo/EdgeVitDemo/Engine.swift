@@ -22,6 +22,8 @@ enum Engines {
         guard FileManager.default.fileExists(atPath: artifact.path) else {
             throw DemoError.missing("artifact \(manifest.artifact) named in the manifest is missing")
         }
+        let os = ProcessInfo.processInfo.operatingSystemVersion
+        try RuntimeVersions.requireSupported(manifest, iosVersion: "\(os.majorVersion).\(os.minorVersion)")
         switch manifest.target {
         case "coreml": return try CoreMLEngine(package: artifact, manifest: manifest, units: units)
         case "executorch": return try ExecuTorchEngine(program: artifact)

@@ -55,15 +55,40 @@ struct Manifest: Decodable {
         }
     }
 
+    struct ResizeCheck: Decodable {
+        let image: String
+        let input: GoldenFile
+
+        enum CodingKeys: String, CodingKey {
+            case image = "image"
+            case input = "input"
+        }
+    }
+
     struct Golden: Decodable {
         let image: String
         let input: GoldenFile
         let outputs: [GoldenFile]
+        let resizeCheck: ResizeCheck?
 
         enum CodingKeys: String, CodingKey {
             case image = "image"
             case input = "input"
             case outputs = "outputs"
+            case resizeCheck = "resize_check"
+        }
+    }
+
+    /// The oldest runtime (or iOS release, for CoreML) that can load the artifact.
+    struct RuntimeRequirements: Decodable {
+        let runtime: String
+        let minVersion: String
+        let why: String
+
+        enum CodingKeys: String, CodingKey {
+            case runtime = "runtime"
+            case minVersion = "min_version"
+            case why = "why"
         }
     }
 
@@ -91,6 +116,7 @@ struct Manifest: Decodable {
     let outputs: [Output]
     let labels: [String]?
     let golden: Golden
+    let runtimeRequirements: RuntimeRequirements?
 
     enum CodingKeys: String, CodingKey {
         case formatVersion = "format_version"
@@ -104,6 +130,7 @@ struct Manifest: Decodable {
         case outputs = "outputs"
         case labels = "labels"
         case golden = "golden"
+        case runtimeRequirements = "runtime_requirements"
     }
 
     static let maxFormatVersion = 1

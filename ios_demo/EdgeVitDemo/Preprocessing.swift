@@ -1,7 +1,8 @@
 import CoreGraphics
 import Foundation
 
-/// The manifest's preprocessing: scale the picture (bicubic-quality) so it covers `resize`, center-crop to `size`,
+/// The manifest's preprocessing: resize the picture with the manifest's interpolation (`Resize`, Pillow's
+/// algorithm, so "bicubic" means what it means on the Python side) so it covers `resize`, center-crop to `size`,
 /// then (v / 255 - mean) / std per channel in NCHW order, or raw 0-255 values for image-input CoreML artifacts.
 struct Preprocessor {
     let spec: Manifest.Preprocess
@@ -39,20 +40,151 @@ struct Preprocessor {
         return out
     }
 
-    /// Scale a CGImage with high-quality interpolation and return its RGBA bytes.
-    func scaledRGBA(_ image: CGImage) -> (pixels: [UInt8], width: Int, height: Int)? {
-        let size = scaledSize(width: image.width, height: image.height)
-        var pixels = [UInt8](repeating: 0, count: size.width * size.height * 4)
+    /// Any picture -> the model input: its RGBA bytes, resized with the manifest's interpolation, cropped, normalised.
+    func prepare(_ image: CGImage) -> [Float]? {
+        guard let src = Preprocessor.rgba(image) else { return nil }
+        let size = scaledSize(width: src.width, height: src.height)
+        let scaled = Resize.resize(rgba: src.pixels, width: src.width, height: src.height,
+                                   outWidth: size.width, outHeight: size.height, interpolation: spec.interpolation)
+        return tensor(rgba: scaled, scaledWidth: size.width, scaledHeight: size.height)
+    }
+
+    /// A CGImage's own pixels as RGBA bytes (alpha ignored, no scaling: the resize is `Resize`'s, not Core Graphics').
+    static func rgba(_ image: CGImage) -> (pixels: [UInt8], width: Int, height: Int)? {
+        let w = image.width, h = image.height
+        var pixels = [UInt8](repeating: 0, count: w * h * 4)
         let ok = pixels.withUnsafeMutableBytes { buffer -> Bool in
-            guard let ctx = CGContext(data: buffer.baseAddress, width: size.width, height: size.height,
-                                      bitsPerComponent: 8, bytesPerRow: size.width * 4,
+            guard let ctx = CGContext(data: buffer.baseAddress, width: w, height: h,
+                                      bitsPerComponent: 8, bytesPerRow: w * 4,
                                       space: CGColorSpaceCreateDeviceRGB(),
-                                      bitmapInfo: CGImageAlphaInfo.premultipliedLast.rawValue) else { return false }
-            ctx.interpolationQuality = .high
-            ctx.draw(image, in: CGRect(x: 0, y: 0, width: size.width, height: size.height))
+                                      bitmapInfo: CGImageAlphaInfo.noneSkipLast.rawValue) else { return false }
+            ctx.interpolationQuality = .none
+            ctx.draw(image, in: CGRect(x: 0, y: 0, width: w, height: h))
             return true
         }
-        return ok ? (pixels, size.width, size.height) : nil
+        return ok ? (pixels, w, h) : nil
+    }
+}
+
+/// Pillow's `Image.resize` (BICUBIC, BILINEAR, NEAREST) on RGBA bytes, as in the Android app's Resize.kt: separable
+/// convolution, horizontal pass first, output pixel i centred at (i + 0.5) * scale; when shrinking the support
+/// widens by the scale (antialiasing); weights normalised and rounded to 22-bit fixed point; each pass rounds and
+/// clamps to 8 bits. The XCTest compares it with Pillow's output on the fixture's resize-check picture.
+enum Resize {
+    private static let precisionBits = 32 - 8 - 2
+
+    private static func bicubic(_ x: Double) -> Double {
+        let a = -0.5
+        let t = abs(x)
+        if t < 1 { return ((a + 2) * t - (a + 3)) * t * t + 1 }
+        if t < 2 { return (((t - 5) * t + 8) * t - 4) * a }
+        return 0
+    }
+
+    private static func bilinear(_ x: Double) -> Double { max(0, 1 - abs(x)) }
+
+    private static func coeffs(_ inSize: Int, _ outSize: Int, _ filter: (Double) -> Double, _ support: Double)
+        -> (start: [Int], weights: [[Int]]) {
+        let scale = Double(inSize) / Double(outSize)
+        let filterScale = max(scale, 1)
+        let radius = support * filterScale
+        var start = [Int](repeating: 0, count: outSize)
+        var weights = [[Int]](repeating: [], count: outSize)
+        for i in 0..<outSize {
+            let center = (Double(i) + 0.5) * scale
+            let xmin = max(Int(center - radius + 0.5), 0)
+            let xmax = min(Int(center + radius + 0.5), inSize)
+            let k = (0..<(xmax - xmin)).map { filter((Double($0 + xmin) - center + 0.5) / filterScale) }
+            let sum = k.reduce(0, +)
+            start[i] = xmin
+            weights[i] = k.map { v in
+                let w = sum != 0 ? v / sum : 0
+                let fixed = w * Double(1 << precisionBits)
+                return Int(w < 0 ? -(-fixed + 0.5).rounded(.down) : (fixed + 0.5).rounded(.down))
+            }
+        }
+        return (start, weights)
+    }
+
+    private static func pass(_ src: [UInt8], _ w: Int, _ h: Int, _ outW: Int, _ outH: Int,
+                             _ c: (start: [Int], weights: [[Int]]), horizontal: Bool) -> [UInt8] {
+        var out = [UInt8](repeating: 255, count: outW * outH * 4)
+        let half = 1 << (precisionBits - 1)
+        for y in 0..<outH {
+            for x in 0..<outW {
+                for ch in 0..<3 {
+                    var acc = half
+                    if horizontal {
+                        let k = c.weights[x], x0 = c.start[x]
+                        for j in 0..<k.count { acc += Int(src[(y * w + x0 + j) * 4 + ch]) * k[j] }
+                    } else {
+                        let k = c.weights[y], y0 = c.start[y]
+                        for j in 0..<k.count { acc += Int(src[((y0 + j) * w + x) * 4 + ch]) * k[j] }
+                    }
+                    out[(y * outW + x) * 4 + ch] = UInt8(min(max(acc >> precisionBits, 0), 255))
+                }
+            }
+        }
+        return out
+    }
+
+    static func resize(rgba: [UInt8], width w: Int, height h: Int, outWidth: Int, outHeight: Int,
+                       interpolation: String) -> [UInt8] {
+        if w == outWidth && h == outHeight { return rgba }
+        if interpolation == "nearest" {
+            var out = [UInt8](repeating: 255, count: outWidth * outHeight * 4)
+            for y in 0..<outHeight {
+                let sy = min(Int((Double(y) + 0.5) * Double(h) / Double(outHeight)), h - 1)
+                for x in 0..<outWidth {
+                    let sx = min(Int((Double(x) + 0.5) * Double(w) / Double(outWidth)), w - 1)
+                    for ch in 0..<4 { out[(y * outWidth + x) * 4 + ch] = rgba[(sy * w + sx) * 4 + ch] }
+                }
+            }
+            return out
+        }
+        let filter: (Double) -> Double = interpolation == "bilinear" ? bilinear : bicubic
+        let support = interpolation == "bilinear" ? 1.0 : 2.0
+        var pixels = rgba
+        var cw = w
+        if outWidth != w {
+            pixels = pass(pixels, w, h, outWidth, h, coeffs(w, outWidth, filter, support), horizontal: true)
+            cw = outWidth
+        }
+        if outHeight != h {
+            pixels = pass(pixels, cw, h, cw, outHeight, coeffs(h, outHeight, filter, support), horizontal: false)
+        }
+        return pixels
+    }
+}
+
+/// The runtime versions this app links (ci/gen_pbxproj.py pins ExecuTorch's Swift package to the same release;
+/// tests/apps checks both against edgevit's pyproject.toml), and the check every engine runs on load.
+enum RuntimeVersions {
+    static let executorch = "1.5.1"
+
+    static func compare(_ a: String, _ b: String) -> Int {
+        let x = a.split(separator: ".").map { Int($0.prefix { $0.isNumber }) ?? 0 }
+        let y = b.split(separator: ".").map { Int($0.prefix { $0.isNumber }) ?? 0 }
+        for i in 0..<max(x.count, y.count) {
+            let d = (i < x.count ? x[i] : 0) - (i < y.count ? y[i] : 0)
+            if d != 0 { return d > 0 ? 1 : -1 }
+        }
+        return 0
+    }
+
+    /// Throws naming both versions when the artifact needs a newer runtime (or iOS) than this app has.
+    static func requireSupported(_ manifest: Manifest, iosVersion: String) throws {
+        guard let req = manifest.runtimeRequirements else { return }
+        let have: String
+        switch req.runtime {
+        case "executorch": have = executorch
+        case "ios": have = iosVersion
+        default: return
+        }
+        if compare(have, req.minVersion) < 0 {
+            throw DemoError.unsupported("\(manifest.artifact) needs \(req.runtime) >= \(req.minVersion) (\(req.why)), "
+                + "but this app has \(req.runtime) \(have): update the app or convert with a matching edgevit")
+        }
     }
 }
 

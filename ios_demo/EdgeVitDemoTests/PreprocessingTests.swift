@@ -18,14 +18,48 @@ final class PreprocessingTests: XCTestCase {
             let manifest = try Manifest.load(folder: folder)
             let pre = Preprocessor(spec: manifest.preprocess, rawPixels: manifest.takesRawPixels)
             let image = try XCTUnwrap(UIImage(contentsOfFile: folder.appendingPathComponent(manifest.golden.image).path)?.cgImage)
-            let scaled = try XCTUnwrap(pre.scaledRGBA(image))
-            XCTAssertEqual(scaled.width, image.width, "the golden image is stored at the resize size")
-            let mine = pre.tensor(rgba: scaled.pixels, scaledWidth: scaled.width, scaledHeight: scaled.height)
+            let size = pre.scaledSize(width: image.width, height: image.height)
+            XCTAssertEqual(size.width, image.width, "the golden image is stored at the resize size")
+            let mine = try XCTUnwrap(pre.prepare(image))
             let golden = try GoldenCheck.floats(folder.appendingPathComponent(manifest.golden.input.file))
             XCTAssertEqual(mine.count, golden.count)
             let worst = zip(mine, golden).map { abs($0 - $1) }.max() ?? 0
             XCTAssertLessThanOrEqual(worst, 1e-5, name)
         }
+    }
+
+    /// A picture that needs resizing: Resize (Pillow's algorithm) against Pillow's own output, within one pixel
+    /// level (1/255 of the range before normalisation), the tolerance the Android JVM test also states.
+    func testResizeReproducesPython() throws {
+        for name in ["digits_xnnpack", "digits_coreml"] {
+            let folder = try fixture(name)
+            let manifest = try Manifest.load(folder: folder)
+            let check = try XCTUnwrap(manifest.golden.resizeCheck)
+            let pre = Preprocessor(spec: manifest.preprocess, rawPixels: manifest.takesRawPixels)
+            let image = try XCTUnwrap(UIImage(contentsOfFile: folder.appendingPathComponent(check.image).path)?.cgImage)
+            XCTAssertNotEqual(pre.scaledSize(width: image.width, height: image.height).width, image.width)
+            let mine = try XCTUnwrap(pre.prepare(image))
+            let golden = try GoldenCheck.floats(folder.appendingPathComponent(check.input.file))
+            XCTAssertEqual(mine.count, golden.count)
+            let plane = pre.height * pre.width
+            var worst: Float = 0
+            for i in mine.indices {
+                let scale: Float = manifest.takesRawPixels ? 1 : 255 * manifest.preprocess.std[i / plane]
+                worst = max(worst, abs(mine[i] - golden[i]) * scale)
+            }
+            XCTAssertLessThanOrEqual(worst, 1.001, name)
+        }
+    }
+
+    func testArtifactNeedingNewerRuntimeIsRefused() throws {
+        let folder = try fixture("digits_xnnpack")
+        let manifest = try Manifest.load(folder: folder)
+        XCTAssertNoThrow(try RuntimeVersions.requireSupported(manifest, iosVersion: "17.0"))
+        var json = try XCTUnwrap(JSONSerialization.jsonObject(
+            with: Data(contentsOf: folder.appendingPathComponent("manifest.json"))) as? [String: Any])
+        json["runtime_requirements"] = ["runtime": "executorch", "min_version": "99.0.0", "why": "test"]
+        let newer = try JSONDecoder().decode(Manifest.self, from: JSONSerialization.data(withJSONObject: json))
+        XCTAssertThrowsError(try RuntimeVersions.requireSupported(newer, iosVersion: "17.0"))
     }
 
     func testLatencyStatsMatchEdgevitBench() {

@@ -16,8 +16,10 @@ from pathlib import Path
 IOS = Path(__file__).resolve().parents[1]
 APP, TESTS = "EdgeVitDemo", "EdgeVitDemoTests"
 EXECUTORCH_PKG = "https://github.com/pytorch/executorch"
-EXECUTORCH_BRANCH = "swiftpm-0.7.0"
-EXECUTORCH_PRODUCTS = ("executorch", "backend_xnnpack", "backend_coreml", "kernels_optimized")
+EXECUTORCH_BRANCH = "swiftpm-1.5.1"  # the release edgevit makes .pte files with (pyproject.toml)
+# every backend and kernel library a .pte from edgevit may use (ExecuTorch iOS docs: link each one; -all_load
+# below lets their static registrations run)
+EXECUTORCH_PRODUCTS = ("executorch", "backend_xnnpack", "backend_coreml", "kernels_optimized", "kernels_quantized")
 
 
 def oid(*parts: str) -> str:

@@ -80,7 +80,8 @@ def test_manifest_decoding_keys_match_a_real_manifest():
     for folder in sorted(FIXTURE.iterdir()):
         m = json.loads((folder / "manifest.json").read_text())
         objects = {"Manifest": m, "Input": m["input"], "Preprocess": m["preprocess"], "Output": m["outputs"][0],
-                   "Golden": m["golden"], "GoldenFile": m["golden"]["input"]}
+                   "Golden": m["golden"], "GoldenFile": m["golden"]["input"],
+                   "ResizeCheck": m["golden"]["resize_check"], "RuntimeRequirements": m["runtime_requirements"]}
         assert set(keys) == set(objects)
         for swift_type, mapping in keys.items():
             missing = set(mapping.values()) - set(objects[swift_type])

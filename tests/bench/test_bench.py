@@ -124,11 +124,14 @@ def test_device_results_normalize():
 
 
 @pytest.mark.parametrize("mutate,text", [
-    (lambda o: o.pop("latencies_ms"), "missing required key 'latencies_ms'"),
-    (lambda o: o.__setitem__("runtime", "tflite"), "'runtime' must be one of"),
-    (lambda o: o.__setitem__("latencies_ms", [1.0, "fast"]), "non-negative finite numbers"),
-    (lambda o: o["device"].pop("os"), "results.device: missing required key 'os'"),
-    (lambda o: o.__setitem__("warmup", True), "'warmup' must be integer"),
+    (lambda o: o.pop("latencies_ms"), "results: 'latencies_ms' is a required property"),
+    (lambda o: o.__setitem__("runtime", "tflite"), "results.runtime: 'tflite' is not one of"),
+    (lambda o: o.__setitem__("latencies_ms", [1.0, "fast"]), "results.latencies_ms.1: 'fast' is not of type 'number'"),
+    (lambda o: o.__setitem__("latencies_ms", [1.0, -2.0]), "results.latencies_ms.1: -2.0 is less than the minimum"),
+    (lambda o: o.__setitem__("latencies_ms", []), r"results.latencies_ms: \[\] should be non-empty"),
+    (lambda o: o["device"].pop("os"), "results.device: 'os' is a required property"),
+    (lambda o: o.__setitem__("warmup", True), "results.warmup: True is not of type 'integer'"),
+    (lambda o: o.__setitem__("version", 2), "results version 2 is newer"),
 ])
 def test_device_results_validation(mutate, text):
     obj = json.loads((DATA / "device_results_ios.json").read_text())
@@ -190,3 +193,33 @@ def test_report_cli(folders, tmp_path, capsys):
     assert main(["report", str(DATA / "device_results_ios.json"), "--out", str(out)]) == 0
     assert out.is_file() and out.with_suffix(".md").is_file()
     assert main(["report", str(DATA / "device_results_ios.json"), "--out", str(out)]) == 7  # no overwrite
+
+
+CPUINFO_ZEN4 = "processor\t: 0\ncpu MHz\t\t: 2600.000\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512_vnni\n"
+CPUINFO_AVX2 = "processor\t: 0\ncpu MHz\t\t: 3000.000\nflags\t\t: fpu sse2 avx avx2 fma\n"
+
+
+def test_theoretical_peak_from_flags_and_clock():
+    from edgevit.bench.peak import cpu_facts, theoretical_peak
+
+    zen = cpu_facts(CPUINFO_ZEN4)
+    assert zen["fp32_lanes"] == 16 and zen["vnni"] and zen["ghz"] == 2.6
+    assert theoretical_peak(2, "fp32", zen)["gflops"] == pytest.approx(2 * 2.6 * 64)
+    assert theoretical_peak(2, "int8", zen)["gflops"] == pytest.approx(4 * 2 * 2.6 * 64)  # VNNI: 4 MACs a lane
+    avx2 = cpu_facts(CPUINFO_AVX2)
+    assert theoretical_peak(1, "fp32", avx2)["gflops"] == pytest.approx(3.0 * 32)
+    assert theoretical_peak(1, "int8", avx2)["gflops"] == pytest.approx(3.0 * 64)
+    assert theoretical_peak(1, "fp32", {}) is None
+
+
+def test_int8_artifacts_are_scored_against_the_int8_ceiling():
+    from edgevit.bench.peak import cpu_facts, theoretical_peak
+    from edgevit.bench.runner import roofline
+
+    facts = cpu_facts(CPUINFO_ZEN4)
+    theory = {p: theoretical_peak(2, p, facts) for p in ("fp32", "int8")}
+    fp32 = roofline(5_000_000_000, 50.0, "fp32", 200.0, theory)  # 200 GFLOP/s achieved
+    int8 = roofline(5_000_000_000, 50.0, "int8", 200.0, theory)
+    assert fp32["roofline_fraction"] == pytest.approx(1.0) and fp32["roofline_basis"].startswith("fp32 GEMM")
+    assert int8["roofline_fraction"] == pytest.approx(200.0 / theory["int8"]["gflops"])
+    assert fp32["theoretical_fraction"] == pytest.approx(200.0 / theory["fp32"]["gflops"])

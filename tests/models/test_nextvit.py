@@ -177,3 +177,13 @@ def test_random_init_is_deterministic_with_nontrivial_bn():
     assert all(m.running_mean.abs().max() > 1e-3 for m in bns)
     assert all((m.running_var - 1).abs().max() > 1e-3 for m in bns)
     assert all((m.weight - 1).abs().max() > 1e-3 for m in bns)
+
+
+@pytest.mark.parametrize("target", ["onnx", "executorch", "coreml"])
+def test_macs_of_deployed_forms_equal_the_original(tiny_model, target):
+    """MACs are counted from the aten ops (FlopCounterMode), so a rewritten attention is counted like the original."""
+    from edgevit.models.complexity import count_macs
+    from edgevit.rewrites import deploy
+
+    deployed = deploy(tiny_model, target, img_size=(64, 64)).model
+    assert count_macs(deployed, (64, 64)) == count_macs(tiny_model, (64, 64)) > 0

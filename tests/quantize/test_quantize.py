@@ -193,3 +193,109 @@ def test_flat_eval_dir_is_unlabeled(tmp_path):
     assert s.labels is None and len(s.files) == 3
     with Image.open(s.files[0]) as img:
         assert img.size == (96, 80)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# calibration reaches every image; keep-in-float keeps what it says
+
+
+def _tiny_deployed():
+    from edgevit.models import create_model, randomize_
+
+    return deploy(randomize_(create_model("nextvit_test_tiny"), seed=0), "executorch").model
+
+
+def test_xnnpack_calibration_uses_every_image_when_batch_exceeds_them():
+    """--batch 4 with 3 calibration images: they used to be dropped (partial batch), leaving the observers empty."""
+    import torch
+
+    from edgevit.quantize.executorch_quant import quantize_xnnpack
+
+    net = _tiny_deployed()
+    calib = calibration_set(embedded_data(DIGITS, "calib"), PRE, count=3).normalized
+    example = torch.from_numpy(np.repeat(calib[:1], 4, axis=0))
+    q4 = quantize_xnnpack(net, example, calib)
+    assert q4.observers > 0
+    x = torch.from_numpy(np.concatenate([calib, calib[:1]]))
+    with torch.no_grad():
+        ref, out = net(x).numpy(), q4.module(x).numpy()
+    cos = (ref * out).sum(1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(out, axis=1)
+    assert cos.min() > 0.98
+
+
+def test_onnx_int8_with_batch_larger_than_calibration_set(tmp_path):
+    result = convert(ConvertConfig(model=DIGITS, target="onnx", precision="int8", batch=4, calib_count=3,
+                                   eval_count=40, out=str(tmp_path / "o")))
+    m = result.manifest
+    assert result.parity_passed and m["onnx"]["quantization"]["calibration_images"] == 3
+    assert m["accuracy"]["top1_agreement"] >= 0.95
+
+
+def test_calibration_batches_wrap_and_never_drop():
+    from edgevit.quantize.calibration import calibration_batches
+
+    data = np.arange(5, dtype=np.float32).reshape(5, 1)
+    batches = [b[:, 0].tolist() for b in calibration_batches(data, 2)]
+    assert batches == [[0, 1], [2, 3], [4, 0]]
+    with pytest.raises(ConfigError, match="no calibration images"):
+        list(calibration_batches(data[:0], 2))
+
+
+def _weight_is_quantized(graph, module: str) -> bool:
+    """Whether the conv/linear of ``module`` in a converted pt2e graph reads its weight through a dequantize."""
+    from edgevit.quantize.executorch_quant import module_paths
+
+    for node in graph.graph.nodes:
+        if node.op == "call_function" and ("conv" in str(node.target) or "linear" in str(node.target)) \
+                and module in module_paths(node):
+            weight = node.args[1]
+            return "dequantize" in str(getattr(weight, "target", ""))
+    raise AssertionError(f"no conv/linear node of {module}")
+
+
+def test_keep_float_keeps_exactly_the_named_modules():
+    """XNNPACKQuantizer.set_module_name(name, None) asserts; the node filter must keep the named layers in float
+    and report only what it kept."""
+    import torch
+
+    from edgevit.quantize.executorch_quant import quantize_xnnpack
+
+    net = _tiny_deployed()
+    layers = quantizable_layers(net)
+    keep = (layers[3], layers[10])
+    calib = calibration_set(embedded_data(DIGITS, "calib"), PRE, count=4).normalized
+    q = quantize_xnnpack(net, torch.from_numpy(calib[:1]), calib, keep)
+    assert q.kept_float == sorted(keep)
+    assert not _weight_is_quantized(q.module, keep[0]) and not _weight_is_quantized(q.module, keep[1])
+    assert _weight_is_quantized(q.module, layers[4])
+    from edgevit.errors import ExportError
+
+    with pytest.raises(ExportError, match="not found in the traced graph"):
+        quantize_xnnpack(net, torch.from_numpy(calib[:1]), calib, ("model.stages.0",))
+
+
+def test_coreml_int8_tensor_input_without_labels_keeps_what_the_manifest_says(tmp_path):
+    """CoreML int8, --input-type tensor, no labels: the model is not wrapped, so no 'model.' prefix; the manifest
+    used to list layers that were quietly quantized anyway."""
+    import torch
+
+    from edgevit.targets import IOSpec, get_target
+    from edgevit.targets.coreml_sim import CoreMLSimulator
+
+    net = _tiny_deployed()
+    layers = quantizable_layers(net)
+    calib = calibration_set(embedded_data(DIGITS, "calib"), PRE, count=4).normalized
+    target = get_target("coreml")
+    cfg = ConvertConfig(model="nextvit_test_tiny", random_init=True, target="coreml", precision="int8", min_ios=17,
+                        input_type="tensor", out=str(tmp_path / "unused"))
+    io = IOSpec(input_name="image", input_shape=(1, 3, 64, 64), output_names=("logits",),
+                preprocess=PRE.to_manifest())
+    counts = {}
+    for name, keep in (("none", ()), ("two", (layers[0], layers[5]))):
+        out = tmp_path / name
+        out.mkdir()
+        res = target.export(net, torch.from_numpy(calib[:1]), out, io, cfg, calibration=calib, keep_float=keep)
+        assert res.details["quantization"]["kept_float"] == sorted(keep)
+        ops = CoreMLSimulator(out / res.artifact).op_counts()
+        counts[name] = ops.get("quantize", 0) + ops.get("dequantize", 0) + ops.get("constexpr_affine_dequantize", 0)
+    assert counts["two"] < counts["none"]  # the kept layers really lost their quantize/dequantize pairs

@@ -11,15 +11,14 @@ class Classifier(private val manifest: Manifest, private val engine: InferenceEn
     private val pre = Preprocessor(manifest.preprocess, manifest.takesRawPixels)
 
     fun classify(bitmap: Bitmap): List<TopK.Entry> {
-        val (w, h) = pre.scaledSize(bitmap.width, bitmap.height)
-        val scaled = Bitmap.createScaledBitmap(bitmap, w, h, true)
-        val pixels = IntArray(w * h)
-        scaled.getPixels(pixels, 0, w, 0, 0, w, h)
-        return classifyPixels(pixels, w, h)
+        val pixels = IntArray(bitmap.width * bitmap.height)
+        bitmap.getPixels(pixels, 0, bitmap.width, 0, 0, bitmap.width, bitmap.height)
+        return classifyPixels(pixels, bitmap.width, bitmap.height)
     }
 
+    /** Any picture: resized with the manifest's interpolation (Pillow's algorithm, not createScaledBitmap). */
     fun classifyPixels(argb: IntArray, width: Int, height: Int): List<TopK.Entry> {
-        val input = pre.toTensor(argb, width, height)
+        val input = pre.prepare(argb, width, height)
         val shape = longArrayOf(1, 3, pre.height.toLong(), pre.width.toLong())
         val scores = engine.run(input, shape).first()
         val probs = if (manifest.outputs.first().name == "probabilities") scores else TopK.softmax(scores)

@@ -7,6 +7,7 @@ import dev.edgevit.demo.core.Json
 import dev.edgevit.demo.core.LatencyStats
 import dev.edgevit.demo.core.Manifest
 import dev.edgevit.demo.core.Preprocessor
+import dev.edgevit.demo.core.RuntimeVersions
 import dev.edgevit.demo.core.TopK
 import dev.edgevit.demo.core.Yuv
 import java.io.File
@@ -70,6 +71,33 @@ fun main(args: Array<String>) {
             check(worst <= 1e-5f) { "max abs difference $worst" }
         }
 
+        test("${folder.name}: resizing a picture reproduces Python's preprocessing") {
+            // Pillow's resize re-implemented in Resize.kt: stated tolerance 1 pixel level (1/255 of the range,
+            // before normalisation); the measured worst difference is printed.
+            val rc = manifest.resizeCheck ?: throw AssertionError("manifest has no golden.resize_check")
+            val pre = Preprocessor(manifest.preprocess, manifest.takesRawPixels)
+            val (px, w, h) = argbOf(File(folder, rc.image))
+            check(pre.scaledSize(w, h) != Pair(w, h)) { "the resize-check picture needs no resizing" }
+            val mine = pre.prepare(px, w, h)
+            val golden = Golden.readFloats(File(folder, rc.input.file).readBytes())
+            check(mine.size == golden.size) { "size ${mine.size} vs ${golden.size}" }
+            val plane = pre.height * pre.width
+            var worstLevels = 0.0
+            var differing = 0
+            for (i in mine.indices) {
+                val c = i / plane
+                val scale = if (manifest.takesRawPixels) 1.0 else 255.0 * manifest.preprocess.std[c]
+                val levels = abs(mine[i] - golden[i]) * scale
+                worstLevels = maxOf(worstLevels, levels)
+                if (levels > 0.01) differing++
+            }
+            println(
+                "  resize check ${manifest.preprocess.interpolation} ${w}x$h: worst ${"%.3f".format(worstLevels)} " +
+                    "levels, $differing of ${mine.size} values differ"
+            )
+            check(worstLevels <= 1.0 + 1e-3) { "worst difference $worstLevels pixel levels > 1" }
+        }
+
         test("${folder.name}: golden outputs compare to themselves and detect drift") {
             val out = Golden.readFloats(File(folder, manifest.goldenOutputs[0].file).readBytes())
             val (rel, cos) = Golden.limits(manifest.precision)
@@ -94,6 +122,23 @@ fun main(args: Array<String>) {
         val pre = Preprocessor(m.preprocess, false)
         check(pre.scaledSize(640, 480) == Pair(89, 67)) { "got ${pre.scaledSize(640, 480)}" }
         check(pre.cropOrigin(89, 67) == Pair(12, 1)) { "got ${pre.cropOrigin(89, 67)}" }
+    }
+
+    test("an artifact asking for a newer runtime than the app links is refused by name") {
+        val m = Manifest.parse(File(folders.first { it.name.endsWith("xnnpack") }, "manifest.json").readText())
+        val req = m.runtimeRequirement ?: throw AssertionError("fixture manifest has no runtime_requirements")
+        RuntimeVersions.requireSupported(m) // the fixture, made by this edgevit, must load
+        val newer = m.copy(runtimeRequirement = req.copy(minVersion = "99.0.0"))
+        val message = try {
+            RuntimeVersions.requireSupported(newer)
+            null
+        } catch (e: IllegalStateException) {
+            e.message
+        }
+        check(message != null && "99.0.0" in message && "executorch" in message) { "not refused: $message" }
+        check(RuntimeVersions.compare("1.10.0", "1.9.2") > 0 && RuntimeVersions.compare("1.5.1", "1.5.0") > 0) {
+            "numeric version order"
+        }
     }
 
     test("top-k orders scores and names labels") {

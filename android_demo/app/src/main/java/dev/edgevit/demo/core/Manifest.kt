@@ -5,6 +5,12 @@ data class TensorSpec(val name: String, val shape: List<Int>)
 
 data class GoldenFile(val name: String, val file: String, val shape: List<Int>)
 
+/** A picture that needs resizing and the input Python made of it (golden/resize_source.png, resize_input.bin). */
+data class ResizeCheck(val image: String, val input: GoldenFile)
+
+/** The oldest runtime that can load the artifact (manifest `runtime_requirements`). */
+data class RuntimeRequirement(val runtime: String, val minVersion: String, val why: String)
+
 data class PreprocessSpec(
     val size: List<Int>,
     val mean: List<Float>,
@@ -29,7 +35,9 @@ data class Manifest(
     val labels: List<String>?,
     val goldenImage: String,
     val goldenInput: GoldenFile,
-    val goldenOutputs: List<GoldenFile>
+    val goldenOutputs: List<GoldenFile>,
+    val resizeCheck: ResizeCheck?,
+    val runtimeRequirement: RuntimeRequirement?
 ) {
     /** True when the artifact takes raw 0-255 RGB pixels (normalisation inside the model, CoreML image input). */
     val takesRawPixels: Boolean get() = inputPixels == "raw_rgb_0_255"
@@ -88,7 +96,15 @@ data class Manifest(
                 labels = (m["labels"] as? List<Any?>)?.map { it.toString() },
                 goldenImage = str(gold, "image"),
                 goldenInput = golden(obj(gold, "input")),
-                goldenOutputs = (gold["outputs"] as List<Map<String, Any?>>).map { golden(it) }
+                goldenOutputs = (gold["outputs"] as List<Map<String, Any?>>).map { golden(it) },
+                resizeCheck = (gold["resize_check"] as? Map<String, Any?>)?.let {
+                    ResizeCheck(str(it, "image"), golden(obj(it, "input")))
+                },
+                runtimeRequirement = (m["runtime_requirements"] as? Map<String, Any?>)?.takeIf {
+                    it.isNotEmpty()
+                }?.let {
+                    RuntimeRequirement(str(it, "runtime"), str(it, "min_version"), it["why"] as? String ?: "")
+                }
             )
         }
     }

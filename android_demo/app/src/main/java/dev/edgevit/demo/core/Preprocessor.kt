@@ -1,8 +1,9 @@
 package dev.edgevit.demo.core
 
 /**
- * The manifest's preprocessing, in plain Kotlin: the picture is first scaled (by the platform, bicubic) so it
- * covers `resize`, then center-cropped to `size`, then each channel becomes (v / 255 - mean) / std, in NCHW order.
+ * The manifest's preprocessing, in plain Kotlin: the picture is first resized with the manifest's interpolation
+ * (`Resize`, Pillow's algorithm, so bicubic means the same as on the Python side) so it covers `resize`, then
+ * center-cropped to `size`, then each channel becomes (v / 255 - mean) / std, in NCHW order.
  */
 class Preprocessor(private val spec: PreprocessSpec, private val rawPixels: Boolean) {
     val height = spec.size[0]
@@ -14,6 +15,12 @@ class Preprocessor(private val spec: PreprocessSpec, private val rawPixels: Bool
         val tw = spec.resize[1]
         val scale = maxOf(th.toDouble() / srcHeight, tw.toDouble() / srcWidth)
         return Pair(maxOf(tw, Math.round(srcWidth * scale).toInt()), maxOf(th, Math.round(srcHeight * scale).toInt()))
+    }
+
+    /** Any picture (`argb`, `srcWidth` x `srcHeight`) -> the model input: resize, crop, normalise. */
+    fun prepare(argb: IntArray, srcWidth: Int, srcHeight: Int): FloatArray {
+        val (w, h) = scaledSize(srcWidth, srcHeight)
+        return toTensor(Resize.resize(argb, srcWidth, srcHeight, w, h, spec.interpolation), w, h)
     }
 
     /** Left and top of the center crop inside a scaled picture. */

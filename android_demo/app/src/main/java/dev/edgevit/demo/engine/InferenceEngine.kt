@@ -1,6 +1,7 @@
 package dev.edgevit.demo.engine
 
 import dev.edgevit.demo.core.Manifest
+import dev.edgevit.demo.core.RuntimeVersions
 import java.io.File
 
 /** One engine protocol, one implementation per runtime. */
@@ -16,6 +17,7 @@ interface InferenceEngine : AutoCloseable {
         fun open(folder: File, manifest: Manifest, threads: Int): InferenceEngine {
             val artifact = File(folder, manifest.artifact)
             require(artifact.exists()) { "artifact ${artifact.path} named in the manifest is missing" }
+            RuntimeVersions.requireSupported(manifest)
             return when (manifest.target) {
                 "executorch" -> ExecuTorchEngine(artifact, threads)
 

@@ -1,0 +1,52 @@
+"""Every (target, delegate, precision) edgevit supports converts the shipped reference model and verifies, in the
+real runtime (the CoreML simulator where CoreML cannot run), with the accuracy report for reduced precisions."""
+
+from pathlib import Path
+
+import pytest
+
+from edgevit.config import ConvertConfig
+from edgevit.manifest import read_manifest
+from edgevit.pipeline import convert
+from edgevit.targets.base import supported_combinations
+from edgevit.verify import verify_dir
+
+DIGITS = "nextvit_digits"
+README = Path(__file__).resolve().parents[2] / "README.md"
+MIN_IOS = {"int8": 17, "pal4": 18}  # what the schemes need (coreml_quant.check)
+
+
+def _id(combo):
+    return "-".join(str(c) for c in combo if c is not None)
+
+
+@pytest.mark.parametrize("target,delegate,precision", supported_combinations(), ids=_id)
+def test_every_supported_combination_converts_the_reference_model(tmp_path, target, delegate, precision):
+    kw = {"min_ios": MIN_IOS.get(precision, 16)} if target == "coreml" or delegate == "coreml" else {}
+    cfg = ConvertConfig(model=DIGITS, target=target, delegate=delegate, precision=precision, eval_count=150,
+                        out=str(tmp_path / "o"), **kw)
+    result = convert(cfg)
+    m = read_manifest(result.out_dir)
+    assert result.parity_passed and m["parity"]["passed"] and m["precision"] == precision
+    assert verify_dir(result.out_dir).passed
+    assert m["runtime_requirements"]["min_version"]
+    if delegate is not None:
+        assert m[target]["delegate"] == delegate
+        assert m[target]["delegation"]["portable_nodes"] == 0
+    if precision == "fp32":
+        assert m["accuracy"] is None
+    else:  # every reduced precision is measured on the shipped held-out images
+        acc = m["accuracy"]
+        assert acc["images"] == 150 and acc["source"] == "evaluation"
+        assert acc["top1_fp32"] > 0.98 and acc["top1_agreement"] >= 0.98
+
+
+def test_readme_lists_exactly_the_supported_combinations():
+    text = README.read_text()
+    table = text[text.index("| target | precisions | how |"):]
+    table = table[:table.index("\n\n")]
+    for target, delegate, precision in supported_combinations():
+        row = next(line for line in table.splitlines() if f"`{target}`" in line)
+        assert precision in row, (target, delegate, precision)
+        if delegate is not None:
+            assert delegate.lower() in row.lower(), (target, delegate)
