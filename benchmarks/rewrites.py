@@ -3,8 +3,10 @@
 
 Every variant is timed in the same rounds (interleaved, rotating order), median of >= 15 rounds after warm-up,
 2 threads, ONNX Runtime spinning off, ExecuTorch's thread pool sized to the same threads. Alternative exact forms
-are timed too, so the form each runtime gets (edgevit.rewrites.FORMS) is a measured choice. The roofline fraction
-is 2 x MACs / latency against the best fp32 GEMM rate measured in the same run.
+are timed too and compared round by round with the chosen one (the ratio's median and 10-90% range): a form is
+"faster" only when that whole range is on one side of 1, otherwise the forms tie and FORMS says why the chosen one
+wins on other grounds. The roofline fraction is 2 x MACs / latency against the best fp32 GEMM rate measured in the
+same run (Next-ViT's own GEMM shapes included) and against the CPU's theoretical ceiling.
 
     .venv/bin/python benchmarks/rewrites.py                      # Next-ViT-S at 224 and 384 (~6 min)
     .venv/bin/python benchmarks/rewrites.py --sizes 224 --rounds 15 --json out.json
@@ -25,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgevit.bench.peak import gemm_runners, gflops
-from edgevit.bench.timing import interleaved, summarize
+from edgevit.bench.peak import gemm_runners, gflops, theoretical_peak
+from edgevit.bench.timing import interleaved, paired_ratio, summarize
 from edgevit.models import create_model, randomize_
 from edgevit.models.complexity import count_macs
 from edgevit.rewrites import FORMS, deploy
@@ -49,7 +51,8 @@ def form_name(passes) -> str:
 def build_runners(model, size, threads, tmp: Path, log):
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
-    from executorch.runtime import Runtime
+
+    from edgevit.targets.executorch import executorch_runtime
 
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 3, *size)).astype(np.float32))
     xn = x.numpy()
@@ -73,7 +76,7 @@ def build_runners(model, size, threads, tmp: Path, log):
             rep = delegation_report(edge)
             pte = tmp / f"{label}_{size[0]}.pte"
             pte.write_bytes(edge.to_executorch().buffer)
-            method = Runtime.get().load_program(str(pte)).load_method("forward")
+            method = executorch_runtime(threads).load_program(str(pte)).load_method("forward")
             runners[f"et_{label}"] = lambda method=method: method.execute([x])
             info[f"et_{label}"] = {"subgraphs": rep["delegated_subgraphs"], "portable": rep["portable_operators"]}
         log(f"  built {label} at {size[0]}x{size[1]} in {time.perf_counter() - t0:.0f}s")
@@ -88,7 +91,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--json", default="benchmarks/results/rewrites.json")
+    ap.add_argument("--print-only", action="store_true", help="re-print the table of an existing --json, no timing")
     args = ap.parse_args(argv)
+    if args.print_only:
+        print_table(json.loads(Path(args.json).read_text()))
+        return 0
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
 
@@ -112,15 +119,25 @@ def main(argv=None) -> int:
             log(f"timing {len(all_runners)} variants, {args.rounds} interleaved rounds ...")
             samples = interleaved(all_runners, warmup=args.warmup, rounds=args.rounds)
             peak = max(gflops(f, float(np.median(samples[k]))) for k, (_, f) in gemms.items())
+            ceiling = theoretical_peak(args.threads, "fp32")
             macs = count_macs(model, size)
             rows = {}
             for k in runners:
                 st = summarize(samples[k])
                 st["roofline_fraction"] = gflops(2.0 * macs, st["p50_ms"] / 1000) / peak
+                st["theoretical_fraction"] = gflops(2.0 * macs, st["p50_ms"] / 1000) / ceiling["gflops"] \
+                    if ceiling else None
                 st.update(info.get(k, {}))
                 rows[k] = st
+            choices = {}
+            for rt, prefix in (("onnxruntime", "ort"), ("executorch", "et")):
+                chosen = f"{prefix}_{results['chosen_forms'][rt]}"
+                for k in runners:
+                    if k.startswith(prefix + "_") and k != chosen and k != f"{prefix}_original":
+                        choices[f"{chosen} vs {k}"] = paired_ratio(samples[chosen], samples[k])
             results["sizes"][str(s)] = {
-                "macs": macs, "gemm_peak_gflops": peak,
+                "macs": macs, "gemm_peak_gflops": peak, "theoretical_peak": ceiling,
+                "chosen_vs_alternatives": choices,
                 "gemm_gflops": {k: gflops(f, float(np.median(samples[k]))) for k, (_, f) in gemms.items()},
                 "variants": rows,
                 "ratios": {
@@ -143,7 +160,7 @@ def print_table(results: dict) -> None:
         print(f"\n{results['model']} {s}x{s}, {results['threads']} threads, median of {results['rounds']} "
               f"interleaved rounds; GEMM peak {r['gemm_peak_gflops']:.0f} GFLOP/s "
               f"(best of {len(r['gemm_gflops'])} runtime x shape GEMMs); {r['macs'] / 1e9:.2f} GMACs")
-        print(f"  {'variant':<16} {'p50 ms':>8} {'p90 ms':>8} {'min ms':>8} {'roofline':>9}  note")
+        print(f"  {'variant':<16} {'p50 ms':>8} {'p90 ms':>8} {'min ms':>8} {'roofline':>9} {'GEMM':>8}  note")
         for k, v in r["variants"].items():
             note = ""
             if k == f"ort_{chosen['onnxruntime']}" or k == f"et_{chosen['executorch']}":
@@ -151,7 +168,15 @@ def print_table(results: dict) -> None:
             if "subgraphs" in v:
                 note += f" [{v['subgraphs']} XNNPACK subgraphs, portable: {v['portable'] or 'none'}]"
             print(f"  {k:<16} {v['p50_ms']:>8.1f} {v['p90_ms']:>8.1f} {v['min_ms']:>8.1f} "
-                  f"{v['roofline_fraction']:>8.0%}  {note}")
+                  f"{v['theoretical_fraction'] or 0:>8.0%} {v['roofline_fraction']:>8.0%}  {note}")
+        if r.get("theoretical_peak"):
+            print(f"  roofline: share of the fp32 ceiling {r['theoretical_peak']['gflops']:.0f} GFLOP/s "
+                  f"({r['theoretical_peak']['basis']}), which no run can exceed; GEMM: share of the best GEMM "
+                  "measured in this run, a probe a whole model can edge past by the run's spread")
+        print("  chosen form vs each alternative, p50 ratio per round (median [p10, p90]); < 1: chosen is faster")
+        for pair, c in r["chosen_vs_alternatives"].items():
+            verdict = {"a faster": "chosen faster", "b faster": "alternative faster", "tie": "tie (within spread)"}
+            print(f"    {pair:<16} {c['median']:.3f} [{c['p10']:.3f}, {c['p90']:.3f}]  {verdict[c['verdict']]}")
         ra = r["ratios"]
         print(f"  speed-up ExecuTorch deployed vs original {ra['et_deployed_vs_original']:.2f}x, "
               f"ONNX Runtime deployed vs original {ra['ort_deployed_vs_original']:.2f}x, "

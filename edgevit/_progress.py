@@ -24,3 +24,19 @@ def progress(items: Iterable[T], *, desc: str, total: int | None = None) -> Iter
 
     # disable=None: tqdm draws only on a TTY
     return tqdm(items, desc=f"edgevit: {desc}", total=total, disable=None, leave=False, unit="it")
+
+
+def rounds_bar(total: int, *, desc: str):
+    """An ``on_round(r)`` callback drawing a bar of ``total`` rounds (a no-op when progress is off)."""
+    if not _enabled:
+        return None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=f"edgevit: {desc}", disable=None, leave=False, unit="round")
+
+    def on_round(r: int) -> None:
+        bar.update(1)
+        if r >= total:
+            bar.close()
+
+    return on_round

@@ -294,7 +294,10 @@ def provenance(cfg: ConvertConfig, weights_hash: str) -> dict:
         weights = Path(cfg.weights).name if Path(cfg.weights).exists() else cfg.weights
     else:
         weights = f"{Path(embedded_weights(cfg.model)).name} (shipped with edgevit)"
-    return {"weights": weights, "weights_sha256": weights_hash, "license": cfg.license, "author": cfg.author}
+    import edgevit
+
+    return {"weights": weights, "weights_sha256": weights_hash, "license": cfg.license, "author": cfg.author,
+            "edgevit": edgevit.__version__}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -58,3 +58,25 @@ def test_models_lists_registry(capsys):
     assert main(["models", "--json"]) == 0
     names = [m["name"] for m in json.loads(capsys.readouterr().out)]
     assert {"nextvit_small", "nextvit_base", "nextvit_large", "nextvit_test_tiny"} <= set(names)
+
+
+def test_executorch_native_log_lines_stay_out_of_the_terminal(tmp_path):
+    """ExecuTorch's runtime prints [cpuinfo_utils.cpp ...] lines to fd 2 when its thread pool starts: they go to the
+    log (shown with -v), never straight to the user's terminal."""
+    import subprocess
+    import sys
+
+    def run(*extra):
+        out = tmp_path / f"o{len(extra)}"
+        return subprocess.run([sys.executable, "-m", "edgevit", *extra, "convert", "--model", "nextvit_test_tiny",
+                               "--random-init", "--target", "executorch", "--out", str(out)],
+                              capture_output=True, text=True, timeout=600)
+
+    quiet = run()
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert "cpuinfo_utils" not in quiet.stderr and "parity" in quiet.stdout
+    verbose = run("-v")
+    assert verbose.returncode == 0
+    # replayed through the log at INFO, when this machine's runtime prints them at all
+    lines = [line for line in verbose.stderr.splitlines() if "cpuinfo_utils" in line]
+    assert all("executorch runtime: [cpuinfo_utils" in line for line in lines), lines[:3]

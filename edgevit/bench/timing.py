@@ -51,3 +51,20 @@ def interleaved(runners: dict[str, Callable[[], object]], *, warmup: int = 3, ro
         if on_round:
             on_round(r)
     return samples
+
+
+def paired_ratio(a: list[float], b: list[float]) -> dict:
+    """Round-by-round ratios a/b of two interleaved variants (the same round shares the machine's load): median,
+    10th and 90th percentile, and a verdict: "a faster" / "b faster" only when the whole 10-90% range of the ratio is
+    on one side of 1, else "tie" (the difference is within the run's spread)."""
+    if len(a) != len(b) or not a:
+        raise ValueError("paired_ratio needs the same number of rounds for both variants")
+    rs = sorted(x / y for x, y in zip(a, b))
+    n = len(rs)
+
+    def pct(p: float) -> float:
+        return rs[min(n - 1, max(0, math.ceil(p / 100.0 * n) - 1))]
+
+    lo, mid, hi = pct(10), pct(50), pct(90)
+    verdict = "a faster" if hi < 1.0 else "b faster" if lo > 1.0 else "tie"
+    return {"median": mid, "p10": lo, "p90": hi, "verdict": verdict}

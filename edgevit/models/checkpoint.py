@@ -1,6 +1,6 @@
 """Checkpoint reading, layout detection, key remapping and saving for Next-ViT.
 
-Two layouts exist in the wild (see NEXTVIT_SPEC.md):
+Two layouts exist in the wild (see docs/NEXTVIT.md, with sources):
 
 * ``official``: the ByteDance release, ``{'model': state_dict}`` with a flat ``features.{i}`` list of blocks,
   ``mlp.conv1/conv2`` and ``proj_head.0``;

@@ -1,4 +1,4 @@
-"""Next-ViT (Li et al., 2022, arXiv 2207.05501), written from the architecture facts in NEXTVIT_SPEC.md.
+"""Next-ViT (Li et al., 2022, arXiv 2207.05501), written from the architecture facts in docs/NEXTVIT.md.
 
 Read top to bottom: helpers, blocks (PatchEmbed, MHCA, Mlp, NCB, E-MHSA, NTB), the model, its config, and the
 registered variants. The module names follow timm's layout (``stages.S.blocks.B``, ``mlp.fc1``, ``head.fc``) so a

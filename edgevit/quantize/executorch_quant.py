@@ -73,4 +73,7 @@ def quantize_xnnpack(model, example: torch.Tensor, calibration: np.ndarray,
 
 
 DETAILS = {"scheme": "int8 static (pt2e, ExecuTorch XNNPACKQuantizer)", "weights": "int8 per-channel symmetric",
-           "activations": "int8 per-tensor (affine)", "float_ops": "attention matmuls and softmax stay fp32"}
+           "activations": "int8 per-tensor (affine)",
+           # read from the converted graph of the deployed form (token-layout attention)
+           "attention": "q k^T runs in fp32 on int8-rounded q and k; its scaled scores are rounded to int8 before the "
+                        "softmax (the quantizer annotates the scaling mul); softmax and attn @ v stay fp32"}

@@ -229,20 +229,14 @@ def _set_metadata(mlmodel, cfg, io_spec) -> None:
     ``--license`` / ``--author`` (left unstated otherwise); the weights are named by file and hash; the parity
     check is named by the runtime that will run it here (the simulator on Linux, predict on macOS)."""
     prov = io_spec.provenance or {}
-    mlmodel.version = _edgevit_version()
+    mlmodel.version = prov.get("edgevit", "")
     mlmodel.author = prov.get("author") or "not stated (pass --author)"
     mlmodel.license = prov.get("license") or "not stated (pass --license; check your checkpoint's license)"
     mode = "features" if cfg.features else "classifier"
     mlmodel.short_description = (
-        f"{cfg.model} ({mode}), {cfg.precision}, converted by edgevit {_edgevit_version()} from "
+        f"{cfg.model} ({mode}), {cfg.precision}, converted by edgevit {prov.get('edgevit', '')} from "
         f"{prov.get('weights', 'unknown weights')} (weights sha256 {str(prov.get('weights_sha256', ''))[:12]}); "
         f"parity against PyTorch gated with the {runtime_name()}, result in the artifact folder's manifest")
     for key in ("weights", "weights_sha256"):
         if prov.get(key):
             mlmodel.user_defined_metadata[f"edgevit.{key}"] = str(prov[key])
-
-
-def _edgevit_version() -> str:
-    import edgevit
-
-    return edgevit.__version__

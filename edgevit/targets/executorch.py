@@ -94,7 +94,8 @@ class ExecuTorchTarget(Target):
         if io_spec.dynamic_batch:
             raise ConfigError("executorch artifacts have a fixed batch here; drop --dynamic-batch or use --batch N")
         try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):  # coremltools draws its own pass bars
                 warnings.simplefilter("ignore")
                 if cfg.precision == "int8":
                     from edgevit.quantize.executorch_quant import quantize_xnnpack

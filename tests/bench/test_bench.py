@@ -220,6 +220,20 @@ def test_int8_artifacts_are_scored_against_the_int8_ceiling():
     theory = {p: theoretical_peak(2, p, facts) for p in ("fp32", "int8")}
     fp32 = roofline(5_000_000_000, 50.0, "fp32", 200.0, theory)  # 200 GFLOP/s achieved
     int8 = roofline(5_000_000_000, 50.0, "int8", 200.0, theory)
-    assert fp32["roofline_fraction"] == pytest.approx(1.0) and fp32["roofline_basis"].startswith("fp32 GEMM")
+    assert fp32["roofline_fraction"] == pytest.approx(200.0 / theory["fp32"]["gflops"])
+    assert fp32["roofline_basis"] == "fp32 ceiling" and fp32["gemm_fraction"] == pytest.approx(1.0)
     assert int8["roofline_fraction"] == pytest.approx(200.0 / theory["int8"]["gflops"])
-    assert fp32["theoretical_fraction"] == pytest.approx(200.0 / theory["fp32"]["gflops"])
+    assert int8["roofline_basis"] == "int8 ceiling" and int8["gemm_fraction"] is None
+    no_clock = roofline(5_000_000_000, 50.0, "fp32", 250.0, {"fp32": None, "int8": None})
+    assert no_clock["roofline_fraction"] == pytest.approx(0.8) and "GEMM" in no_clock["roofline_basis"]
+
+
+def test_paired_ratio_calls_a_tie_within_the_spread():
+    from edgevit.bench.timing import paired_ratio
+
+    noisy_a = [1.00, 1.10, 0.95, 1.02, 0.98, 1.05, 0.97, 1.01, 1.03, 0.99]
+    b = [1.0] * 10
+    assert paired_ratio(noisy_a, b)["verdict"] == "tie"
+    faster = paired_ratio([0.8 + 0.01 * i for i in range(10)], b)
+    assert faster["verdict"] == "a faster" and faster["p90"] < 1.0
+    assert paired_ratio(b, [0.8] * 10)["verdict"] == "b faster"

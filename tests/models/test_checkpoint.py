@@ -30,7 +30,7 @@ def test_official_and_timm_layouts_give_identical_outputs(tmp_path, tiny_model, 
 
 
 def test_official_file_has_release_structure(tmp_path):
-    # key names written from NEXTVIT_SPEC's description of the release files, not from the converter
+    # key names written from docs/NEXTVIT.md's description of the release files, not from the converter
     path = save_weights(create_model("nextvit_small"), tmp_path / "small.pth", layout="official")
     raw = torch.load(path, weights_only=True)
     assert set(raw) == {"model"}

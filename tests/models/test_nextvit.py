@@ -47,7 +47,7 @@ def test_param_counts_match_paper(name, params_m):
 
 
 def test_timm_layout_entry_count_small():
-    # NEXTVIT_SPEC: Next-ViT-S has 472 state-dict entries in timm's layout, num_batches_tracked included
+    # docs/NEXTVIT.md: Next-ViT-S has 472 state-dict entries in timm's layout, num_batches_tracked included
     assert len(create_model("nextvit_small").state_dict()) == 472
 
 

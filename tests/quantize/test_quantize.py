@@ -299,3 +299,20 @@ def test_coreml_int8_tensor_input_without_labels_keeps_what_the_manifest_says(tm
         ops = CoreMLSimulator(out / res.artifact).op_counts()
         counts[name] = ops.get("quantize", 0) + ops.get("dequantize", 0) + ops.get("constexpr_affine_dequantize", 0)
     assert counts["two"] < counts["none"]  # the kept layers really lost their quantize/dequantize pairs
+
+
+def test_executorch_int8_attention_statement_matches_the_graph():
+    """The manifest's "attention" line: scores are int8-rounded before the softmax, softmax and attn @ v in fp32."""
+    import torch
+
+    from edgevit.quantize.executorch_quant import DETAILS, quantize_xnnpack
+
+    net = _tiny_deployed()
+    calib = calibration_set(embedded_data(DIGITS, "calib"), PRE, count=2).normalized
+    g = quantize_xnnpack(net, torch.from_numpy(calib[:1]), calib).module.graph
+    softmaxes = [n for n in g.nodes if n.op == "call_function" and "softmax" in str(n.target)]
+    assert softmaxes
+    for sm in softmaxes:
+        assert "dequantize" in str(sm.args[0].target)  # int8-rounded scores in
+        assert all("bmm" in str(u.target) for u in sm.users)  # fp32 probabilities straight into attn @ v
+    assert "rounded to int8 before the softmax" in DETAILS["attention"]
