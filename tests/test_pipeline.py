@@ -215,14 +215,14 @@ def test_resize_check_picture_needs_resizing_and_matches_python(tmp_path):
 
 def test_coreml_metadata_states_only_what_is_known(tmp_path):
     ct = pytest.importorskip("coremltools")
-    shipped = convert(ConvertConfig(model=DIGITS, target="coreml", out=str(tmp_path / "a")))
+    shipped = convert(ConvertConfig(model=DIGITS, target="coreml", eval_count=20, out=str(tmp_path / "a")))
     meta = ct.models.MLModel(str(shipped.out_dir / "model.mlpackage"), skip_model_load=True).get_spec() \
         .description.metadata
     assert "random" not in meta.shortDescription and "verified" not in meta.shortDescription
     assert "nextvit_digits.safetensors" in meta.shortDescription and "simulator" in meta.shortDescription
     assert meta.license.startswith("not stated") and meta.author.startswith("not stated")
     assert meta.userDefined["edgevit.weights_sha256"] == shipped.manifest["weights_sha256"]
-    stated = convert(ConvertConfig(model=DIGITS, target="coreml", license="MIT", author="Jane Doe",
+    stated = convert(ConvertConfig(model=DIGITS, target="coreml", license="MIT", author="Jane Doe", eval_count=20,
                                    out=str(tmp_path / "b")))
     meta = ct.models.MLModel(str(stated.out_dir / "model.mlpackage"), skip_model_load=True).get_spec() \
         .description.metadata

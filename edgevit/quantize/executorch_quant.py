@@ -28,7 +28,7 @@ def _in_any(paths: list[str], modules: tuple[str, ...]) -> str | None:
 @dataclass
 class Quantized:
     module: torch.nn.Module  # the converted pt2e graph (quantize/dequantize around every int8 op)
-    kept_float: list[str]  # modules of ``keep_float`` that really matched graph nodes, kept in float
+    kept_float: list[str]  # modules of ``keep_float`` that really matched graph nodes (in the order asked)
     observers: int  # activation observers that saw calibration data
 
 
@@ -69,7 +69,7 @@ def quantize_xnnpack(model, example: torch.Tensor, calibration: np.ndarray,
     if missing:
         raise ExportError(f"modules to keep in float were not found in the traced graph: {missing[:5]}; this is a "
                           "bug in the layer ranking (names must be paths inside the exported model)")
-    return Quantized(module=converted, kept_float=sorted(matched), observers=seen)
+    return Quantized(module=converted, kept_float=[k for k in keep_float if k in matched], observers=seen)
 
 
 DETAILS = {"scheme": "int8 static (pt2e, ExecuTorch XNNPACKQuantizer)", "weights": "int8 per-channel symmetric",

@@ -82,7 +82,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_n
         pre_path.unlink(missing_ok=True)
     return {"scheme": "int8 static QDQ (onnxruntime.quantization)", "weights": "int8 per-channel symmetric",
             "activations": "uint8 per-tensor asymmetric", "calibration_method": method,
-            "calibration_images": int(len(calib)), "kept_float": sorted(set(matched.values())),
+            "calibration_images": int(len(calib)),
+            "kept_float": [k for k in keep_float if k in set(matched.values())],
             "kept_float_nodes": len(exclude)}
 
 

@@ -116,9 +116,7 @@ def images_for(manifest: dict, folder: str | Path) -> tuple[np.ndarray, np.ndarr
     """(normalized images for PyTorch, images as the artifact takes them)."""
     from edgevit.preprocess import Preprocess, load_images
 
-    p = manifest["preprocess"]
-    pre = Preprocess(size=tuple(p["size"]), mean=tuple(p["mean"]), std=tuple(p["std"]), crop_pct=p["crop_pct"],
-                     interpolation=p["interpolation"], color=p["color"])
+    pre = Preprocess.from_manifest(manifest["preprocess"])
     raw, _ = load_images(folder, pre, raw=True)
     norm = pre.normalize(raw)
     return norm, (raw if manifest["input"].get("pixels") == "raw_rgb_0_255" else norm)

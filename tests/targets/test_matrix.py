@@ -20,7 +20,10 @@ def _id(combo):
     return "-".join(str(c) for c in combo if c is not None)
 
 
-@pytest.mark.parametrize("target,delegate,precision", supported_combinations(), ids=_id)
+COMBOS = supported_combinations()
+
+
+@pytest.mark.parametrize("target,delegate,precision", COMBOS, ids=[_id(c) for c in COMBOS])
 def test_every_supported_combination_converts_the_reference_model(tmp_path, target, delegate, precision):
     kw = {"min_ios": MIN_IOS.get(precision, 16)} if target == "coreml" or delegate == "coreml" else {}
     cfg = ConvertConfig(model=DIGITS, target=target, delegate=delegate, precision=precision, eval_count=150,
