@@ -1,4 +1,4 @@
-"""CoreML target: ``.mlpackage`` ML program, ImageNet normalisation inside the model, parity via predict or the
+"""CoreML target: ``.mlpackage`` ML program, the checkpoint's pixel normalisation inside the model, parity via predict or the
 numpy simulator (``edgevit.targets.coreml_sim``) where CoreML cannot run."""
 
 from __future__ import annotations
