@@ -1,5 +1,5 @@
-"""CoreML target: ``.mlpackage`` ML program, the checkpoint's pixel normalisation inside the model, parity via predict or the
-numpy simulator (``edgevit.targets.coreml_sim``) where CoreML cannot run."""
+"""CoreML target: ``.mlpackage`` ML program, the checkpoint's pixel normalisation inside the model, parity via
+predict or the numpy simulator (``edgevit.targets.coreml_sim``) where CoreML cannot run."""
 
 from __future__ import annotations
 
