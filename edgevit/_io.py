@@ -52,10 +52,32 @@ def _umask() -> int:
     return mask
 
 
-def check_writable(dest: Path, overwrite: bool, what: str = "output") -> None:
-    if dest.exists() and not overwrite:
+def check_writable(dest: Path, overwrite: bool, what: str = "output", *, replaceable=None) -> None:
+    """Refuse an existing ``dest`` unless ``overwrite``; with ``replaceable`` (a predicate), ``overwrite`` only
+    replaces what it accepts, so a folder the user owns is never deleted by a typo in ``--out``."""
+    if not dest.exists():
+        return
+    if not overwrite:
         raise OutputExistsError(f"{what} {dest} already exists; pass --overwrite (overwrite=True) to replace it, "
                                 "or choose another path")
+    if replaceable is not None and not replaceable(dest):
+        raise OutputExistsError(f"{what} {dest} exists and is not an edgevit artifact folder (no edgevit "
+                                "manifest.json in it), so --overwrite will not replace it: nothing was changed. "
+                                "Choose another --out, or remove it yourself if you mean to")
+
+
+def is_artifact_folder(path: Path) -> bool:
+    """A folder ``edgevit convert`` wrote: it holds a manifest.json with our format_version and artifact keys."""
+    manifest = path / "manifest.json"
+    if not path.is_dir() or not manifest.is_file():
+        return False
+    try:
+        import json
+
+        data = json.loads(manifest.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and "format_version" in data and "artifact" in data
 
 
 @contextlib.contextmanager
@@ -76,15 +98,34 @@ def atomic_file(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator
             tmp.unlink()
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux renameat2 RENAME_EXCHANGE); False where the OS or file system cannot."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 @contextlib.contextmanager
-def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False, replaceable=is_artifact_folder) -> Iterator[Path]:
     """Yield an empty staging folder beside ``dest``; on success it replaces ``dest``, on failure it is removed.
 
-    An existing ``dest`` is replaced only with ``overwrite``, and only once the new folder is complete, so an
-    interrupted run leaves the old folder as it was.
+    An existing ``dest`` is replaced only with ``overwrite``, only if ``replaceable`` accepts it (by default: an
+    edgevit artifact folder), and only once the new folder is complete. The checks run again at the swap, so a
+    folder that appeared meanwhile is not replaced unasked; the swap itself is an atomic exchange where the OS
+    offers one (Linux), so ``dest`` is the old or the new folder at every instant.
     """
     dest = Path(dest)
-    check_writable(dest, overwrite, "output folder")
+    check_writable(dest, overwrite, "output folder", replaceable=replaceable)
     if dest.exists() and not dest.is_dir():
         raise OutputExistsError(f"{dest} exists and is not a folder; choose another --out")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -92,14 +133,21 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False) -> Iterator[
     try:
         yield staging
         os.chmod(staging, 0o777 & ~_umask())
-        if dest.exists():
+        check_writable(dest, overwrite, "output folder", replaceable=replaceable)  # again: it may have appeared
+        if not dest.exists():
+            try:
+                os.rename(staging, dest)  # fails rather than replace a folder created in between
+            except OSError as e:
+                raise OutputExistsError(f"output folder {dest} appeared while converting; nothing was replaced. "
+                                        "Pass --overwrite to replace it, or choose another --out") from e
+        elif _exchange(staging, dest):
+            shutil.rmtree(staging, ignore_errors=True)  # now holds the old folder
+        else:  # no atomic exchange here: a short window in which dest is missing
             old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
             os.rmdir(old)
             os.replace(dest, old)
             os.replace(staging, dest)
             shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, dest)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

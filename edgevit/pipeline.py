@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgevit._io import atomic_dir, check_writable, path_bytes, sha256_file
+from edgevit._io import atomic_dir, check_writable, is_artifact_folder, path_bytes, sha256_file
 from edgevit.config import ConvertConfig
 from edgevit.errors import ConfigError, ParityError
 from edgevit.models.factory import build_model, embedded_data, embedded_labels, embedded_weights, output_names
@@ -151,7 +151,7 @@ def plan(cfg: ConvertConfig) -> Plan:
     tol_key = target.tolerance_key(cfg)
     tolerance = tolerance_for(tol_key, cfg.precision)
     out_dir = Path(cfg.out)
-    check_writable(out_dir, cfg.overwrite, "output folder")  # fail before the slow steps
+    check_writable(out_dir, cfg.overwrite, "output folder", replaceable=is_artifact_folder)  # before slow steps
     model_cfg = get_config(cfg.model)
     lookup = cfg.weights or (None if cfg.random_init else embedded_weights(cfg.model))
     values, sources = resolve_preprocess(

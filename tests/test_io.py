@@ -1,0 +1,73 @@
+"""Atomic output folders: nothing the user owns is replaced, and the swap leaves the old or the new folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgevit._io import _exchange, atomic_dir, is_artifact_folder
+from edgevit.cli import main
+from edgevit.errors import OutputExistsError
+
+
+def _artifact_folder(path: Path, marker: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text(json.dumps({"format_version": 1, "artifact": "model.onnx"}))
+    (path / "marker.txt").write_text(marker)
+    return path
+
+
+def test_overwrite_refuses_a_folder_that_is_not_an_artifact_folder(tmp_path, capsys, monkeypatch):
+    """--out pointed at a source tree by mistake: --overwrite must not delete it (it used to), and the refusal comes
+    before any model is built."""
+    import edgevit.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "build_model", lambda **k: (_ for _ in ()).throw(AssertionError("built")))
+    project = tmp_path / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "src" / "main.py").write_text("print('mine')\n")
+    code = main(["convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "onnx", "--out",
+                 str(project), "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 7 and "not an edgevit artifact folder" in err and "nothing was changed" in err
+    assert (project / "src" / "main.py").read_text() == "print('mine')\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["project"]  # no staging folder left
+
+
+def test_is_artifact_folder(tmp_path):
+    assert is_artifact_folder(_artifact_folder(tmp_path / "a", "x"))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "manifest.json").write_text("{not json")
+    assert not is_artifact_folder(tmp_path / "b")
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps({"name": "some other tool"}))
+    assert not is_artifact_folder(tmp_path / "c") and not is_artifact_folder(tmp_path / "missing")
+
+
+def test_a_folder_that_appears_during_the_run_is_not_replaced(tmp_path):
+    dest = tmp_path / "out"
+    with pytest.raises(OutputExistsError, match="appeared|already exists"):
+        with atomic_dir(dest) as staging:
+            (staging / "new.txt").write_text("new")
+            _artifact_folder(dest, "someone else's")  # created while "converting", no --overwrite
+    assert (dest / "marker.txt").read_text() == "someone else's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_overwrite_swaps_in_the_new_folder_and_leaves_nothing_behind(tmp_path):
+    dest = _artifact_folder(tmp_path / "out", "old")
+    with atomic_dir(dest, overwrite=True) as staging:
+        (staging / "manifest.json").write_text(json.dumps({"format_version": 1, "artifact": "model.pte"}))
+        (staging / "marker.txt").write_text("new")
+    assert (dest / "marker.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_exchange_swaps_two_folders_atomically_on_linux(tmp_path):
+    a = _artifact_folder(tmp_path / "a", "A")
+    b = _artifact_folder(tmp_path / "b", "B")
+    if not _exchange(a, b):
+        pytest.skip("this file system has no renameat2 RENAME_EXCHANGE; atomic_dir falls back to two renames")
+    assert (a / "marker.txt").read_text() == "B" and (b / "marker.txt").read_text() == "A"
