@@ -115,6 +115,36 @@ def _exchange(a: Path, b: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def clean_stale_staging(dest: Path) -> list[Path]:
+    """Remove staging folders of ``dest`` left by runs that were killed (SIGKILL, power loss): their owner's pid no
+    longer exists. Returns what was removed; a live run's folder is left alone."""
+    import logging
+    import re
+
+    removed = []
+    if not dest.parent.is_dir():
+        return removed
+    pattern = re.compile(rf"^\.{re.escape(dest.name)}\.(\d+)\.\w+\.(partial|old)$")
+    for leftover in dest.parent.iterdir():
+        m = pattern.match(leftover.name)
+        if m and leftover.is_dir() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover)
+            logging.getLogger(__name__).warning("removed %s, left by an interrupted run (pid %s)", leftover,
+                                                m.group(1))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False, replaceable=is_artifact_folder) -> Iterator[Path]:
     """Yield an empty staging folder beside ``dest``; on success it replaces ``dest``, on failure it is removed.
@@ -129,7 +159,9 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False, replaceable=
     if dest.exists() and not dest.is_dir():
         raise OutputExistsError(f"{dest} exists and is not a folder; choose another --out")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    clean_stale_staging(dest)
+    # the owner's pid in the name lets a later run tell a killed run's leftovers from a live run's folder
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".partial", dir=dest.parent))
     try:
         yield staging
         os.chmod(staging, 0o777 & ~_umask())
@@ -143,7 +175,7 @@ def atomic_dir(dest: str | os.PathLike, *, overwrite: bool = False, replaceable=
         elif _exchange(staging, dest):
             shutil.rmtree(staging, ignore_errors=True)  # now holds the old folder
         else:  # no atomic exchange here: a short window in which dest is missing
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{os.getpid()}.", suffix=".old", dir=dest.parent))
             os.rmdir(old)
             os.replace(dest, old)
             os.replace(staging, dest)

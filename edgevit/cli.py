@@ -458,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgevit import _progress
 
     _progress.enable(not getattr(args, "json", False))
+    _terminate_like_interrupt()
     try:
         return int(args.func(args) or 0)
     except EdgeVitError as e:
@@ -466,6 +467,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
         return 130
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (``kill``, a CI timeout, a container stop) unwinds like Ctrl-C, so staging folders are removed and
+    an existing output is left as it was."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (main() called from a worker): leave the default
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover
