@@ -17,6 +17,67 @@ def _closest(key: str, valid: list[str]) -> str:
     return f"; did you mean {match[0]!r}?" if match else f"; valid keys: {', '.join(sorted(valid))}"
 
 
+def parse_img_size(value: int | str | tuple[int, int]) -> tuple[int, int]:
+    """``224`` -> (224, 224); ``"384x256"`` -> (384, 256) as (H, W)."""
+    if isinstance(value, tuple):
+        h, w = value
+    elif isinstance(value, int):
+        h = w = value
+    else:
+        parts = str(value).lower().replace(",", "x").split("x")
+        try:
+            if len(parts) > 2:
+                raise ValueError
+            h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
+        except ValueError:
+            raise ConfigError(f"image size {value!r} is not N or HxW (for example 224 or 384x256)") from None
+    if h < 32 or w < 32:
+        raise ConfigError(f"image size {h}x{w} is too small: Next-ViT needs at least 32x32")
+    return h, w
+
+
+MAX_IMG_SIDE = 4096  # one 4096 x 4096 Next-ViT-S forward needs ~20 GB of activations; bigger sizes are typos
+MAX_BATCH = 256
+
+
+def _type_error(name: str, value, expected: str) -> ConfigError:
+    return ConfigError(f"option {name} must be {expected}, got {value!r} ({type(value).__name__}); in YAML write "
+                       f"it unquoted (e.g. true, 2, 0.5)" if isinstance(value, str) else
+                       f"option {name} must be {expected}, got {value!r} ({type(value).__name__})")
+
+
+def check_value(name: str, annotation: str, value) -> None:
+    """``value`` against a field's declared type (the annotation string): booleans are real booleans (a YAML
+    ``"false"`` string is not false), integers are not booleans, strings are strings."""
+    if value is None:
+        if "None" not in annotation:
+            raise _type_error(name, value, annotation)
+        return
+    base = annotation.replace(" | None", "")
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise _type_error(name, value, "true or false")
+    elif base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(name, value, "an integer")
+    elif base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(name, value, "a number")
+    elif base == "str":
+        if not isinstance(value, str):
+            raise _type_error(name, value, "a string")
+    elif base.startswith("tuple[float"):
+        if not (isinstance(value, (list, tuple)) and len(value) == 3
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            raise _type_error(name, value, "three numbers (R, G, B)")
+    elif base == "int | tuple[int, int]":
+        ok = (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, str) or (
+            isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        if not ok:
+            raise _type_error(name, value, "N, [H, W] or \"HxW\"")
+
+
 def strict_from_dict(cls, data: dict[str, Any], *, where: str):
     """Build dataclass ``cls`` from ``data``; an unknown key is an error naming it and the closest valid one."""
     if not isinstance(data, dict):
@@ -78,6 +139,23 @@ class ConvertConfig:
     author: str | None = None
 
     def __post_init__(self):
+        for f in fields(self):
+            check_value(f.name, str(f.type), getattr(self, f.name))
+        if self.img_size is not None:
+            h, w = parse_img_size(tuple(self.img_size) if isinstance(self.img_size, list) else self.img_size)
+            if max(h, w) > MAX_IMG_SIDE:
+                raise ConfigError(f"image size {h}x{w} is larger than edgevit's bound of {MAX_IMG_SIDE} a side "
+                                  "(activations alone would need tens of GB); pass a size such as 224, 384 or 640x640")
+        if self.batch > MAX_BATCH:
+            raise ConfigError(f"batch {self.batch} is larger than edgevit's bound of {MAX_BATCH}; artifacts bake the "
+                              "batch in, use --dynamic-batch (onnx/ort) for variable batches")
+        if self.eval_count is not None and self.eval_count < 1:
+            raise ConfigError(f"eval_count must be >= 1, got {self.eval_count}")
+        if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop <= 100:
+            raise ConfigError(f"max_accuracy_drop is in top-1 points, 0 to 100, got {self.max_accuracy_drop}")
+        if self.crop_pct is not None and not 0 < self.crop_pct <= 1:
+            raise ConfigError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        _check_out(self.out)
         if self.weights and self.random_init:
             raise ConfigError("pass either weights or random_init, not both")
         if self.batch < 1:
@@ -115,6 +193,26 @@ class ConvertConfig:
         return dataclasses.asdict(self)
 
 
+def _check_out(out: str) -> None:
+    """The output folder: not the working folder or one of its parents, not under a file, writable."""
+    if not out.strip():
+        raise ConfigError("--out is empty; name the artifact folder to write, e.g. --out out/s_onnx")
+    path = Path(out).expanduser()
+    resolved = path.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved == cwd or resolved in cwd.parents:
+        raise ConfigError(f"--out {out} is the working folder or one of its parents; name a new folder for the "
+                          "artifact, e.g. --out out/model")
+    parent = resolved.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"--out {out} cannot be created: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out} cannot be written: {parent} is not writable by this user; choose another "
+                          "folder")
+
+
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     """Read a YAML recipe into a dict of ConvertConfig options, validating every key."""
     import yaml
@@ -124,8 +222,8 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
         raise ConfigError(f"recipe {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"recipe {path} is not valid YAML: {e}") from e
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
+        raise ConfigError(f"recipe {path} is not a YAML text file: {str(e).splitlines()[0][:200]}") from e
     if not isinstance(data, dict):
         raise ConfigError(f"recipe {path}: expected a mapping of options at the top level")
     data.pop("description", None)

@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-from edgevit.errors import ConfigError
-
-
-def parse_img_size(value: int | str | tuple[int, int]) -> tuple[int, int]:
-    """``224`` -> (224, 224); ``"384x256"`` -> (384, 256) as (H, W)."""
-    if isinstance(value, tuple):
-        h, w = value
-    elif isinstance(value, int):
-        h = w = value
-    else:
-        parts = str(value).lower().replace(",", "x").split("x")
-        try:
-            h, w = (int(parts[0]), int(parts[0])) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-        except ValueError:
-            raise ConfigError(f"image size {value!r} is not N or HxW (for example 224 or 384x256)") from None
-    if h < 32 or w < 32:
-        raise ConfigError(f"image size {h}x{w} is too small: Next-ViT needs at least 32x32")
-    return h, w
+from edgevit.config import parse_img_size
 
 
 def model_info(name: str, img_size: int | str | tuple[int, int] | None = None, *,

@@ -135,7 +135,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
 
 def plan(cfg: ConvertConfig) -> Plan:
     """Resolve and check every option; nothing slow happens here."""
-    from edgevit.info import parse_img_size
+    from edgevit.config import parse_img_size
     from edgevit.models import get_config
     from edgevit.models.pretrained import resolve_preprocess
     from edgevit.preprocess import Preprocess
