@@ -38,6 +38,12 @@ class ParityError(EdgeVitError):
     exit_code = 3
 
 
+class IntegrityError(EdgeVitError):
+    """An artifact folder no longer matches its manifest (a file changed, missing, or the manifest edited)."""
+
+    exit_code = 3
+
+
 class CheckpointError(EdgeVitError):
     """A weights file cannot be read or does not fit the model."""
 

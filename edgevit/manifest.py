@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevit._io import read_json
+from edgevit._io import read_json, sha256_file
 from edgevit.errors import ConfigError
 
 FORMAT_VERSION = 1
@@ -62,6 +62,52 @@ def write_golden(folder: Path, pictures: list, x: np.ndarray, outputs: dict[str,
                                "input": {"file": "golden/resize_input.bin", "shape": list(arr.shape),
                                          "dtype": "float32"}}
     return out
+
+
+# the manifest content apps and verify rely on; its hash is recorded, so an edit shows
+SEALED_KEYS = ("model", "target", "precision", "artifact", "artifact_sha256", "input", "preprocess", "outputs",
+               "labels", "golden", "runtime_requirements", "weights_sha256")
+
+
+def content_sha256(manifest: dict) -> str:
+    """Hash of the sealed part of a manifest (canonical JSON of ``SEALED_KEYS``)."""
+    sealed = {k: manifest.get(k) for k in SEALED_KEYS}
+    return hashlib.sha256(json.dumps(sealed, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def golden_files(golden: dict) -> list[dict]:
+    """Every file entry of the golden section (pictures, input, outputs, resize check) as {"file", "sha256"?}."""
+    entries = [{"file": f} for f in golden.get("images", [golden["image"]])]
+    entries.append(golden["input"])
+    entries += golden["outputs"]
+    if "resize_check" in golden:
+        entries += [{"file": golden["resize_check"]["image"]}, golden["resize_check"]["input"]]
+    return entries
+
+
+def seal(folder: Path, manifest: dict) -> None:
+    """Record the sha256 of every golden file and of the sealed manifest content (``manifest["integrity"]``)."""
+    hashes = {e["file"]: sha256_file(folder / e["file"]) for e in golden_files(manifest["golden"])}
+    manifest["golden"]["sha256"] = hashes
+    manifest["integrity"] = {"content_sha256": content_sha256(manifest), "sealed_keys": list(SEALED_KEYS)}
+
+
+def integrity_problems(folder: Path, manifest: dict) -> list[str]:
+    """What no longer matches: missing or changed files, an edited manifest. Empty when intact."""
+    problems = []
+    seal_info = manifest.get("integrity")
+    if seal_info is None:
+        return ["the manifest carries no integrity record (made by an older edgevit): re-convert to seal it"]
+    if content_sha256(manifest) != seal_info.get("content_sha256"):
+        problems.append("manifest.json was edited after conversion (its sealed content no longer hashes to "
+                        "integrity.content_sha256)")
+    for name, digest in manifest["golden"].get("sha256", {}).items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{name} is missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{name} was changed after conversion (sha256 differs from the manifest)")
+    return problems
 
 
 def read_golden(folder: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:

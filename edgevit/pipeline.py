@@ -117,8 +117,9 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
             report = verify_artifact(p, staging / result.artifact, _runtime_spec(p, io_spec, result), golden, real)
         manifest["parity"] = report.to_dict()
         manifest["timings_s"] = steps.timings
-        from edgevit.manifest import write_manifest
+        from edgevit.manifest import seal, write_manifest
 
+        seal(staging, manifest)
         write_manifest(staging, manifest)
         if not report.passed and not p.cfg.keep_failed:
             raise ParityError(f"{report.table()}\nno artifact was kept; pass --keep-failed to keep it for "

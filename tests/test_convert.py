@@ -135,12 +135,62 @@ def test_verify_passes_and_fails(converted, tmp_path, target, capsys):
 def test_verify_detects_changed_artifact(converted, tmp_path):
     import shutil
 
+    from edgevit.errors import IntegrityError
+
     folder = tmp_path / "copy"
     shutil.copytree(converted["onnx"].out_dir, folder)
     with open(folder / "model.onnx", "ab") as f:
         f.write(b"\0")
-    with pytest.raises(ConfigError, match="artifact_sha256"):
+    with pytest.raises(IntegrityError, match="artifact_sha256"):
         verify_dir(folder)
+
+
+def _tampered_copy(src: Path, dst: Path, how: str) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    if how == "flip artifact byte":
+        data = bytearray((dst / "model.onnx").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (dst / "model.onnx").write_bytes(bytes(data))
+    elif how == "flip golden input byte":
+        data = bytearray((dst / "golden/input.bin").read_bytes())
+        data[7] ^= 0x01
+        (dst / "golden/input.bin").write_bytes(bytes(data))
+    elif how == "edit manifest preprocess":
+        m["preprocess"]["mean"] = [0.5, 0.5, 0.5]
+        (dst / "manifest.json").write_text(json.dumps(m))
+    elif how == "edit manifest input shape":
+        m["input"]["shape"] = [1, 3, 32, 32]
+        (dst / "manifest.json").write_text(json.dumps(m))
+    elif how == "delete golden output":
+        (dst / "golden/logits.bin").unlink()
+    elif how == "delete artifact":
+        (dst / "model.onnx").unlink()
+    return dst
+
+
+@pytest.mark.parametrize("how,text", [
+    ("flip artifact byte", "does not match the manifest's artifact_sha256"),
+    ("flip golden input byte", "golden/input.bin was changed after conversion"),
+    ("edit manifest preprocess", "manifest.json was edited after conversion"),
+    ("edit manifest input shape", "manifest.json was edited after conversion"),
+    ("delete golden output", "golden/logits.bin is missing"),
+    ("delete artifact", "named in the manifest is missing"),
+])
+def test_tampered_folders_fail_verify_with_exit_3_and_a_named_message(converted, tmp_path, capsys, how, text):
+    folder = _tampered_copy(converted["onnx"].out_dir, tmp_path / "t", how)
+    assert main(["verify", str(folder)]) == 3
+    captured = capsys.readouterr()
+    assert text in captured.out + captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_bench_refuses_a_changed_artifact(converted, tmp_path, capsys):
+    folder = _tampered_copy(converted["onnx"].out_dir, tmp_path / "t", "flip artifact byte")
+    assert main(["bench", str(folder), "--runs", "1", "--warmup", "0", "--no-memory"]) == 3
+    assert "artifact_sha256" in capsys.readouterr().err
 
 
 def _write_images(folder: Path) -> None:
@@ -334,3 +384,20 @@ def test_deployed_executorch_has_every_op_in_xnnpack(converted):
     assert counts["original"]["batch_norm"] == 31 and "batch_norm" not in counts["deployed"]
     assert [p["name"] for p in m["rewrite"]["passes"]] == ["fold_conv_bn", "merge_pre_bn", "delegate_friendly_ops"]
     assert all(p["parity"]["max_rel"] < 5e-5 for p in m["rewrite"]["passes"])
+
+
+def test_verify_images_on_the_shipped_model_needs_no_weights(tmp_path, capsys):
+    """An artifact of the shipped model names no weights file: verify --images rebuilds it from the package."""
+    import shutil
+
+    from edgevit.models.factory import embedded_data
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for f in sorted(Path(embedded_data("nextvit_digits", "eval")).rglob("*.png"))[:5]:
+        shutil.copy(f, images / f"{f.parent.name}_{f.name}")
+    out = tmp_path / "digits"
+    assert main(["convert", "--model", "nextvit_digits", "--target", "onnx", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["verify", str(out), "--images", str(images)]) == 0
+    assert "images" in capsys.readouterr().out

@@ -20,7 +20,8 @@ from typing import Callable
 import numpy as np
 
 from edgevit.bench.timing import interleaved, summarize
-from edgevit.errors import ConfigError
+from edgevit._io import sha256_file
+from edgevit.errors import ConfigError, IntegrityError
 from edgevit.manifest import read_golden, read_manifest
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
     if manifest.get("executorch", {}).get("delegate") == "coreml":
         raise ConfigError(f"{folder}: the .pte delegates to CoreML, which cannot run here; "
                           f"{NOT_RUNNABLE_HERE['coreml']}")
+    artifact = folder / manifest["artifact"]
+    if not artifact.exists() or sha256_file(artifact) != manifest["artifact_sha256"]:
+        raise IntegrityError(f"{folder}: the artifact is missing or does not match the manifest's artifact_sha256 "
+                             "(changed after conversion), so its timings would not describe what was verified; "
+                             "re-convert it")
     target = get_target(manifest["target"])
     x = _input_for(folder, manifest, batch)
     target.import_runtime()  # one-time import cost is not the artifact's load time

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevit._io import sha256_file
-from edgevit.errors import CheckpointError, ConfigError, ParityError
+from edgevit.errors import CheckpointError, IntegrityError, ParityError
 from edgevit.manifest import read_golden, read_manifest
 from edgevit.verify.metrics import CLASS_OUTPUTS, OutputMetrics, compare, is_classifier
 from edgevit.verify.tolerances import Tolerance, tolerance_for
@@ -82,20 +82,27 @@ def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights:
     """
     from edgevit.targets import RuntimeSpec, get_target
 
+    from edgevit.manifest import integrity_problems
+
     folder = Path(folder)
     manifest = read_manifest(folder)
     artifact = folder / manifest["artifact"]
     if not artifact.exists():
-        raise ConfigError(f"artifact {artifact} named in the manifest is missing")
+        raise IntegrityError(f"artifact {artifact} named in the manifest is missing; re-convert it")
     if sha256_file(artifact) != manifest["artifact_sha256"]:
-        raise ConfigError(f"artifact {artifact} does not match the manifest's artifact_sha256: the file was "
-                          "changed or damaged after conversion; re-convert it")
+        raise IntegrityError(f"artifact {artifact} does not match the manifest's artifact_sha256: the file was "
+                             "changed or damaged after conversion; re-convert it")
+    problems = integrity_problems(folder, manifest)
+    missing = [p for p in problems if p.endswith("is missing")]
+    if missing:
+        raise IntegrityError(f"{folder}: {'; '.join(missing)}; re-convert it")
     target = get_target(manifest["target"])
     runner = target.load(artifact, RuntimeSpec.from_manifest(manifest), threads=threads)
     delegate = manifest.get(manifest["target"], {}).get("delegate")
     key = manifest["parity"]["tolerance"]["target"]  # the table row the artifact was converted under
     report = ParityReport(target=key, precision=manifest["precision"], runtime=target.runtime_for(delegate),
                           tolerance=tolerance_for(key, manifest["precision"]))
+    report.failures += [f"integrity: {p}" for p in problems]
     art_names = tuple(o["name"] for o in manifest["outputs"])
     classification = is_classifier(art_names)
     x, golden = read_golden(folder, manifest)
@@ -153,7 +160,9 @@ def rebuild_reference(manifest: dict, weights: str | None = None):
     src = dict(manifest["source"])
     if weights is not None:
         src["weights"] = weights
-    if not src.get("random_init") and not src.get("weights"):
+    from edgevit.models.factory import embedded_weights
+
+    if not src.get("random_init") and not src.get("weights") and embedded_weights(src["model"]) is None:
         raise CheckpointError("the manifest names no reference weights; pass --weights PATH to compare on --images")
     model = build_model(model=src["model"], weights=src.get("weights"), random_init=src.get("random_init", False),
                         seed=src.get("seed", 0), num_classes=src.get("num_classes"),
