@@ -41,9 +41,8 @@ MAX_BATCH = 256
 
 
 def _type_error(name: str, value, expected: str) -> ConfigError:
-    return ConfigError(f"option {name} must be {expected}, got {value!r} ({type(value).__name__}); in YAML write "
-                       f"it unquoted (e.g. true, 2, 0.5)" if isinstance(value, str) else
-                       f"option {name} must be {expected}, got {value!r} ({type(value).__name__})")
+    hint = "; in YAML write it unquoted (e.g. true, 2, 0.5)" if isinstance(value, str) else ""
+    return ConfigError(f"option {name} must be {expected}, got {value!r} ({type(value).__name__}){hint}")
 
 
 def check_value(name: str, annotation: str, value) -> None:

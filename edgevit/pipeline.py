@@ -377,10 +377,15 @@ def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_s
     """
     import torch
 
+    from edgevit.verify.parity import reference_for_artifact
+
     cfg = p.cfg
     calib_in = None if calib_set is None else (calib_set.raw if p.raw_input else calib_set.normalized)
     budget = len(candidates) > 1
     accuracy = None
+    # PyTorch's outputs on the evaluation images do not change between budget attempts
+    eval_ref = None if eval_set is None else reference_for_artifact(net, eval_set.normalized, names,
+                                                                    io_spec.output_names)
     for attempt, keep in enumerate(candidates):
         for leftover in staging.iterdir():  # a previous attempt's files
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
@@ -392,8 +397,8 @@ def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_s
         if eval_set is None:
             return result, None
         with steps("measure accuracy"):
-            accuracy = measure_accuracy(p, staging / result.artifact, _runtime_spec(p, io_spec, result), net, names,
-                                        io_spec.output_names, eval_set)
+            accuracy = measure_accuracy(p, staging / result.artifact, _runtime_spec(p, io_spec, result), eval_ref,
+                                        eval_set)
             accuracy["kept_float"] = list(result.details.get("quantization", {}).get("kept_float", []))
         if not budget or within_budget(accuracy, max_accuracy_drop=cfg.max_accuracy_drop,
                                        min_agreement=cfg.min_agreement):
@@ -410,11 +415,9 @@ def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_s
     return result, accuracy
 
 
-def measure_accuracy(p: Plan, artifact: Path, spec, net, names, art_names, eval_set) -> dict:
-    from edgevit.verify.parity import reference_for_artifact
-
+def measure_accuracy(p: Plan, artifact: Path, spec, ref: dict[str, np.ndarray], eval_set) -> dict:
+    """The accuracy report of the staged artifact on ``eval_set`` against PyTorch's outputs ``ref``."""
     runner = p.target.load(artifact, spec, threads=None)
-    ref = reference_for_artifact(net, eval_set.normalized, names, art_names)
     out = runner(eval_set.raw if p.raw_input else eval_set.normalized)
     flat_ref = np.concatenate([r.reshape(len(r), -1) for r in ref.values()], 1) if len(ref) > 1 else \
         next(iter(ref.values()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -188,7 +189,7 @@ def roofline(macs: int | None, p50_ms: float, precision: str, measured_fp32: flo
 
     rate = gflops(2.0 * macs, p50_ms / 1000)
     ceiling = theory.get("int8" if precision == "int8" else "fp32")
-    gemm = rate / measured_fp32 if precision != "int8" and measured_fp32 == measured_fp32 and measured_fp32 > 0 \
+    gemm = rate / measured_fp32 if precision != "int8" and math.isfinite(measured_fp32) and measured_fp32 > 0 \
         else None
     if ceiling:
         frac, basis = rate / ceiling["gflops"], f"{'int8' if precision == 'int8' else 'fp32'} ceiling"
@@ -237,7 +238,7 @@ def format_table(results: list[dict]) -> str:
     for is_int8, c in sorted(ceilings.items()):
         rows.append(f"  {'int8' if is_int8 else 'fp32'} ceiling {c['gflops']:.0f} G{'OP' if is_int8 else 'FLOP'}/s: "
                     f"{c['basis']}")
-    if results and results[0].get("gemm_peak_gflops") == results[0].get("gemm_peak_gflops"):
+    if results and math.isfinite(results[0].get("gemm_peak_gflops") or float("nan")):
         gemm = [f"{r['gemm_fraction']:.0%}" for r in results if r.get("gemm_fraction") is not None]
         if gemm:
             rows.append(f"  best fp32 GEMM measured in this run {results[0]['gemm_peak_gflops']:.0f} GFLOP/s; fp32 "

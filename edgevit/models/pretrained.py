@@ -65,14 +65,15 @@ def _read_json(path: Path) -> dict:
         raise ConfigError(f"preprocessing sidecar {path} is not valid JSON: {e}") from e
 
 
-def sidecar_for(weights: Path) -> Path | None:
-    """``<stem>.json`` beside a local checkpoint, else the folder's ``config.json``, if either holds preprocessing."""
+def sidecar_for(weights: Path) -> tuple[Path, dict] | None:
+    """(``<stem>.json`` beside a local checkpoint, else the folder's ``config.json``; the preprocessing it states),
+    for the first of them that states any."""
     for cand in (weights.with_suffix(".json"), weights.parent / "config.json"):
         if cand.is_file():
             data = _read_json(cand)
-            if isinstance(data, dict) and any(k in data.get("pretrained_cfg", data)
-                                              for k in ("input_size", "crop_pct", "interpolation", "mean", "std")):
-                return cand
+            found = _from_pretrained_cfg(data, str(cand)) if isinstance(data, dict) else {}
+            if found:
+                return cand, found
     return None
 
 
@@ -98,7 +99,7 @@ def checkpoint_preprocess(weights: str | None) -> tuple[dict, dict]:
     if path.exists():
         side = sidecar_for(path)
         if side is not None:
-            found = _from_pretrained_cfg(_read_json(side), str(side))
+            side, found = side
             values.update(found)
             sources.update({k: f"checkpoint sidecar {side.name}" for k in found})
         return values, sources

@@ -62,7 +62,8 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_n
     owners = module_of_nodes(fp32_path)
     matched = {n: k for n, mod in owners.items() for k in keep_float if mod == k or mod.startswith(k + ".")}
     exclude = sorted(matched)
-    missing = sorted(set(keep_float) - set(matched.values()))
+    kept = set(matched.values())
+    missing = sorted(set(keep_float) - kept)
     if missing:
         raise ExportError(f"modules to keep in float have no nodes in the ONNX graph: {missing[:5]}; this is a bug "
                           "in the layer ranking (names must be paths inside the exported model)")
@@ -83,7 +84,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_n
     return {"scheme": "int8 static QDQ (onnxruntime.quantization)", "weights": "int8 per-channel symmetric",
             "activations": "uint8 per-tensor asymmetric", "calibration_method": method,
             "calibration_images": int(len(calib)),
-            "kept_float": [k for k in keep_float if k in set(matched.values())],
+            "kept_float": [k for k in keep_float if k in kept],
             "kept_float_nodes": len(exclude)}
 
 
