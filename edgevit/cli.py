@@ -105,7 +105,7 @@ def _add_convert(sub):
                    help="backbone mode: export the four stage maps")
     p.add_argument("--labels", help="text file with one class name a line")
     p.add_argument("--images", help="folder of real images to check parity on, besides the golden input")
-    p.add_argument("--opset", type=int, help="ONNX opset (default 18, minimum 17)")
+    p.add_argument("--opset", type=int, help="ONNX opset, 18 to 26 (default 18)")
     p.add_argument("--no-rewrite", dest="rewrite", action="store_const", const=False, default=None,
                    help="export the original form, without deploy rewrites (for comparison)")
     p.add_argument("--etrecord", action="store_const", const=True, default=None,

@@ -38,6 +38,10 @@ def parse_img_size(value: int | str | tuple[int, int]) -> tuple[int, int]:
 
 MAX_IMG_SIDE = 4096  # one 4096 x 4096 Next-ViT-S forward needs ~20 GB of activations; bigger sizes are typos
 MAX_BATCH = 256
+# ONNX opsets the artifact can really carry (tests/targets/test_opset.py exports the shipped model at both ends):
+# torch 2.13's exporter writes opset 18 natively and its down-converter cannot rewrite Next-ViT's ReduceMean for 17
+# (it then leaves the model at 18 without an error); onnxruntime 1.31 refuses models above opset 26.
+MIN_OPSET, MAX_OPSET = 18, 26
 
 
 def _type_error(name: str, value, expected: str) -> ConfigError:
@@ -159,8 +163,11 @@ class ConvertConfig:
             raise ConfigError("pass either weights or random_init, not both")
         if self.batch < 1:
             raise ConfigError(f"batch must be >= 1, got {self.batch}")
-        if self.opset < 17:
-            raise ConfigError(f"ONNX opset must be >= 17, got {self.opset}")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            why = ("torch's exporter cannot down-convert Next-ViT below opset 18" if self.opset < MIN_OPSET
+                   else f"onnxruntime 1.31 reads models up to opset {MAX_OPSET}")
+            raise ConfigError(f"ONNX opset {self.opset} is not supported ({why}); pass --opset {MIN_OPSET} to "
+                              f"{MAX_OPSET} (default 18)")
         for key in ("img_size", "mean", "std"):
             if isinstance(getattr(self, key), list):
                 object.__setattr__(self, key, tuple(getattr(self, key)))

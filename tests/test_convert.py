@@ -285,7 +285,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
     (["--target", "tflite"], 2, "supported targets: coreml, executorch, onnx, ort"),
     (["--target", "onnx", "--precision", "int3"], 2, "supported: fp32"),
     (["--target", "executorch", "--delegate", "vulkan"], 2, "supported: xnnpack"),
-    (["--target", "onnx", "--opset", "13"], 2, "opset must be >= 17"),
+    (["--target", "onnx", "--opset", "13"], 2, "pass --opset 18 to 26"),
 ])
 def test_bad_options_exit_2(tmp_path, capsys, args, code, text):
     assert main(["convert", "--model", TINY, "--random-init", "--out", str(tmp_path / "o"), *args]) == code

@@ -35,6 +35,18 @@ def export_onnx(model, example, path: Path, io_spec: IOSpec, *, opset: int) -> N
                               dynamic_shapes=dynamic, external_data=False, verbose=False)
     except Exception as e:  # noqa: BLE001 - any exporter failure is an ExportError with its cause attached
         raise ExportError(f"ONNX export failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+    written = onnx_opset(path)
+    if written != opset:
+        # torch's version converter falls back to the unconverted model with only a log line; never ship that
+        raise ExportError(f"ONNX export wrote opset {written}, not the requested {opset}; pass --opset {written}")
+
+
+def onnx_opset(path: Path) -> int:
+    """The default-domain opset the file declares (what a runtime will treat it as)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 def onnx_op_counts(path: Path) -> dict[str, int]:
@@ -95,7 +107,7 @@ class OnnxTarget(Target):
         self.require("onnxscript")
         path = out_dir / "model.onnx"
         details = export_precision(model, example, path, io_spec, cfg, calibration, keep_float)
-        return ExportResult(artifact=path.name, details={"opset": cfg.opset, "op_counts": onnx_op_counts(path),
+        return ExportResult(artifact=path.name, details={"opset": onnx_opset(path), "op_counts": onnx_op_counts(path),
                                                          **details})
 
     def load(self, artifact_path, spec: RuntimeSpec, *, threads=None) -> Runner:
@@ -135,6 +147,7 @@ class OrtTarget(OnnxTarget):
             onnx_path = Path(tmp) / "model.onnx"
             quant = export_precision(model, example, onnx_path, io_spec, cfg, calibration, keep_float)
             usability = mobile_usability(onnx_path)
+            opset = onnx_opset(onnx_path)
             t0 = time.perf_counter()
             captured = io.StringIO()
             try:
@@ -152,7 +165,7 @@ class OrtTarget(OnnxTarget):
             raise ExportError(f".ort conversion wrote no model.ort / required_operators.config in {out_dir}")
         ops = _read_required_ops(config)
         return ExportResult(artifact=ort_file.name, extra_files=[config.name],
-                            details={"opset": cfg.opset, "required_operators_config": config.name,
+                            details={"opset": opset, "required_operators_config": config.name,
                                      "required_operators": ops, "mobile_usability": usability,
                                      "optimization_style": "Fixed", "target_platform": "arm", **quant})
 
