@@ -132,6 +132,7 @@ class CoreMLTarget(Target):
         try:
             with _quiet():
                 exported = torch.export.export(net, (example,), strict=False).run_decompositions({})
+                fresh_mil_names()
                 mlmodel = ct.convert(exported, inputs=inputs, outputs=outputs, classifier_config=classifier,
                                      minimum_deployment_target=target, compute_precision=precision,
                                      compute_units=units[cfg.compute_units], convert_to="mlprogram")
@@ -157,6 +158,7 @@ class CoreMLTarget(Target):
         path = out_dir / "model.mlpackage"
         with _quiet():
             mlmodel.save(str(path))
+        make_package_reproducible(path)
         from edgevit.targets.coreml_sim import CoreMLSimulator
 
         sim = CoreMLSimulator(path)
@@ -200,6 +202,92 @@ class CoreMLTarget(Target):
     def runtime_requirements(self, cfg) -> dict:
         return {"runtime": "ios", "min_version": str(cfg.min_ios),
                 "why": "the ML program's minimum_deployment_target (--min-ios)"}
+
+
+def make_package_reproducible(package: Path) -> None:
+    """Rewrite a saved .mlpackage so that the same model gives the same bytes.
+
+    coremltools writes the spec's protobuf maps (metadata, MIL attributes) in hash order, stamps the conversion
+    date, and names the package's items with random UUIDs in ``Manifest.json``; each made two conversions of one
+    model differ (``tests/targets/test_reproducible.py``). The spec is re-serialized with sorted maps and without
+    the date, and each item's identifier becomes a UUID derived from its path in the package.
+    """
+    import uuid
+
+    from coremltools.proto import Model_pb2
+
+    manifest_path = package / "Manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    renamed = {old: str(uuid.uuid5(uuid.NAMESPACE_URL, f"edgevit:{item['path']}"))
+               for old, item in manifest["itemInfoEntries"].items()}
+    manifest["itemInfoEntries"] = {renamed[k]: v for k, v in manifest["itemInfoEntries"].items()}
+    manifest["rootModelIdentifier"] = renamed[manifest["rootModelIdentifier"]]
+    manifest_path.write_text(json.dumps(manifest, indent=4, sort_keys=True))
+    root = next(v for k, v in manifest["itemInfoEntries"].items() if k == manifest["rootModelIdentifier"])
+    spec_path = package / "Data" / root["path"]
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_path.read_bytes())
+    spec.description.metadata.userDefined.pop("com.github.apple.coremltools.conversion_date", None)
+    spec_path.write_bytes(spec.SerializeToString(deterministic=True))
+
+
+def fresh_mil_names() -> None:
+    """coremltools numbers unnamed MIL constants from a process-wide counter (``Builder.name_count``), so a second
+    conversion in one process names them ``const_17`` where the first said ``const_14``; start each conversion at 0
+    so the same model gives the same spec however many conversions ran before it."""
+    from coremltools.converters.mil.mil.builder import Builder
+
+    Builder.name_count.clear()
+
+
+@contextlib.contextmanager
+def reproducible_executorch_payload():
+    """Make ExecuTorch's CoreML delegate write the same payload for the same model.
+
+    ExecuTorch 1.5's ``CoreMLBackend.preprocess_model`` names each payload ``executorch_<random uuid4>`` (the on-device
+    runtime's compiled-model cache key) in a shared temporary folder, and saves the package with coremltools' own
+    randomness (see ``make_package_reproducible``). For the duration of the lowering: the identifier is derived from
+    the model's content (its spec and every weight file, so two different models never share a cache key), the
+    package is made reproducible when saved, and the temporary folder is private to this run (two runs converting
+    the same model at once must not delete each other's files).
+    """
+    import hashlib
+    import tempfile
+    import types
+    import uuid
+
+    from executorch.backends.apple.coreml.compiler import coreml_preprocess as cp
+
+    original = cp.CoreMLBackend.preprocess_model
+
+    def preprocess_model(mlmodel, model_type):
+        digest = hashlib.sha256(mlmodel.get_spec().SerializeToString(deterministic=True))
+        weights = Path(mlmodel.weights_dir) if getattr(mlmodel, "weights_dir", None) else None
+        for f in sorted(weights.rglob("*")) if weights else []:
+            if f.is_file():
+                digest.update(f.name.encode() + f.read_bytes())
+        identifier = uuid.UUID(bytes=digest.digest()[:16], version=5)
+        save = mlmodel.save
+
+        def save_reproducibly(path, *args, **kwargs):
+            save(path, *args, **kwargs)
+            make_package_reproducible(Path(path))
+
+        mlmodel.save = save_reproducibly
+        with tempfile.TemporaryDirectory(prefix="edgevit-etcoreml-") as private:
+            saved = cp.uuid, cp.tempfile
+            cp.uuid = types.SimpleNamespace(uuid4=lambda: identifier)
+            cp.tempfile = types.SimpleNamespace(gettempdir=lambda: private)
+            try:
+                return original(mlmodel, model_type)
+            finally:
+                cp.uuid, cp.tempfile = saved
+
+    cp.CoreMLBackend.preprocess_model = staticmethod(preprocess_model)
+    try:
+        yield
+    finally:
+        cp.CoreMLBackend.preprocess_model = staticmethod(original)
 
 
 def _as_array(value, labels) -> np.ndarray:  # pragma: no cover - macOS only

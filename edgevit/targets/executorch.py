@@ -84,6 +84,15 @@ class ExecuTorchTarget(Target):
             return [CoreMLPartitioner(compile_specs=specs)]
         raise ConfigError(f"executorch delegate {delegate!r} is not supported; use xnnpack or coreml")
 
+    @staticmethod
+    def _reproducible(delegate: str):
+        if delegate != "coreml":
+            return contextlib.nullcontext()
+        from edgevit.targets.coreml import fresh_mil_names, reproducible_executorch_payload
+
+        fresh_mil_names()
+        return reproducible_executorch_payload()
+
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         import torch
 
@@ -103,8 +112,9 @@ class ExecuTorchTarget(Target):
                     quantized = quantize_xnnpack(model, example, calibration, keep_float)
                     model = quantized.module
                 exported = torch.export.export(model, (example,), strict=False)
-                edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners(delegate, cfg),
-                                                   generate_etrecord=cfg.etrecord)
+                with self._reproducible(delegate):
+                    edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners(delegate, cfg),
+                                                       generate_etrecord=cfg.etrecord)
                 report = delegation_report(edge)
                 program = edge.to_executorch()
         except (ConfigError, ExportError):

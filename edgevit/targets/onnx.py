@@ -141,7 +141,7 @@ class OrtTarget(OnnxTarget):
 
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         self.require("onnxscript")
-        from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+        from edgevit.targets.ort_convert import convert_to_ort
 
         with tempfile.TemporaryDirectory(prefix="edgevit-ort-") as tmp:
             onnx_path = Path(tmp) / "model.onnx"
@@ -149,15 +149,7 @@ class OrtTarget(OnnxTarget):
             usability = mobile_usability(onnx_path)
             opset = onnx_opset(onnx_path)
             t0 = time.perf_counter()
-            captured = io.StringIO()
-            try:
-                with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
-                    # 'Fixed' optimizations for the CPU EP; target 'arm' keeps x86-only kernels out of the model
-                    convert_onnx_models_to_ort(onnx_path, output_dir=out_dir,
-                                               optimization_styles=[OptimizationStyle.Fixed],
-                                               target_platform="arm")
-            except Exception as e:  # noqa: BLE001
-                raise ExportError(f".ort conversion failed: {e}\n{captured.getvalue()[-2000:]}") from e
+            conversion = convert_to_ort(onnx_path, out_dir)
             log.debug("ort conversion took %.1fs", time.perf_counter() - t0)
         ort_file = out_dir / "model.ort"
         config = out_dir / "model.required_operators.config"
@@ -167,7 +159,8 @@ class OrtTarget(OnnxTarget):
         return ExportResult(artifact=ort_file.name, extra_files=[config.name],
                             details={"opset": opset, "required_operators_config": config.name,
                                      "required_operators": ops, "mobile_usability": usability,
-                                     "optimization_style": "Fixed", "target_platform": "arm", **quant})
+                                     "optimization_style": "Fixed", "target_platform": "arm", "conversion": conversion,
+                                     **quant})
 
 
 def _read_required_ops(config: Path) -> dict[str, list[str]]:
@@ -202,6 +195,8 @@ def mobile_usability(onnx_path: Path) -> dict:
         return {"checked": False, "error": f"{type(e).__name__}: {e}"}
     finally:
         logger.removeHandler(handler)
+    # the log names the private temporary path of the model; the manifest keeps the file name only
+    where = str(onnx_path)
     return {"checked": True, "nnapi_or_coreml_ep_recommended": bool(try_eps),
-            "log": [r for r in records if r.strip()][:60]}
+            "log": [r.replace(where, onnx_path.name) for r in records if r.strip()][:60]}
 

@@ -1,0 +1,92 @@
+"""ONNX -> .ort conversion in a child process, so that the same ONNX file gives the same .ort bytes.
+
+onnxruntime writes the .ort file's kernel-type-string table in the iteration order of a hash map whose seed is an
+address in its own library, so with address-space layout randomization two conversions of one model differ in
+about 300 header bytes (measured with onnxruntime 1.31.1; ``tests/targets/test_reproducible.py``). On Linux the
+child turns randomization off for itself (``personality(ADDR_NO_RANDOMIZE)``, which any process may do for itself)
+before it starts onnxruntime; elsewhere, or where a sandbox forbids it, the conversion runs with randomization on and
+the manifest says the file is not byte-reproducible. The operator config names the model it was generated from; the
+child writes it with the file name only, not the private staging path.
+
+Run as ``python -m edgevit.targets.ort_convert MODEL.onnx OUT_DIR``; it prints one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from edgevit.errors import ExportError
+
+ADDR_NO_RANDOMIZE = 0x0040000
+# the re-exec trampoline: set the personality flag, then exec the converter, which starts with randomization off
+_TRAMPOLINE = ("import ctypes, os, sys\n"
+               "libc = ctypes.CDLL(None, use_errno=True)\n"
+               "current = libc.personality(0xffffffff)\n"
+               "ok = current != -1 and libc.personality(current | %d) != -1\n"
+               "os.environ['EDGEVIT_ORT_NO_ASLR'] = '1' if ok else '0'\n"
+               "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n") % ADDR_NO_RANDOMIZE
+
+
+def convert_to_ort(onnx_path: Path, out_dir: Path) -> dict:
+    """Convert ``onnx_path`` into ``out_dir``/<stem>.ort and <stem>.required_operators.config; returns what the
+    manifest records about the conversion (whether randomization was off, so whether the bytes are reproducible).
+
+    With randomization off the table order still follows the child's heap layout, which shifts with the length of
+    every path and environment string it sees; so the child works in a private folder of fixed-length name on a
+    copy called ``model.onnx``, with relative paths and a minimal environment."""
+    package_root = str(Path(__file__).resolve().parents[2])  # the child imports this edgevit, installed or not
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0", "PYTHONPATH": package_root,
+           **{k: os.environ[k] for k in ("SYSTEMROOT", "TMPDIR") if k in os.environ}}  # Windows needs SYSTEMROOT
+    child = ["-m", "edgevit.targets.ort_convert", "model.onnx", "."]
+    cmd = [sys.executable, "-c", _TRAMPOLINE, *child] if sys.platform.startswith("linux") else [sys.executable,
+                                                                                                 *child]
+    with tempfile.TemporaryDirectory(prefix="edgevit-ortc-") as work:
+        shutil.copyfile(onnx_path, Path(work) / "model.onnx")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
+        lines = proc.stdout.strip().splitlines()
+        if proc.returncode != 0 or not lines:
+            raise ExportError(f".ort conversion failed (exit {proc.returncode}):\n"
+                              f"{(proc.stdout + proc.stderr)[-2000:]}")
+        for name in ("model.ort", "model.required_operators.config"):
+            if not (Path(work) / name).is_file():
+                raise ExportError(f".ort conversion wrote no {name}")
+            shutil.move(Path(work) / name, out_dir / f"{onnx_path.stem}{name.removeprefix('model')}")
+    return json.loads(lines[-1])
+
+
+def _rewrite_config_header(config: Path, model_name: str) -> None:
+    """The converter lists the absolute path of each model in the config's comments; keep the file name only."""
+    lines = config.read_text().splitlines()
+    kept = [f"# - {model_name}" if line.startswith("# - ") else line for line in lines]
+    config.write_text("\n".join(kept) + "\n")
+
+
+def _main(onnx_path: Path, out_dir: Path) -> dict:
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            # 'Fixed' optimizations for the CPU EP; target 'arm' keeps x86-only kernels out of the model
+            convert_onnx_models_to_ort(onnx_path, output_dir=out_dir, optimization_styles=[OptimizationStyle.Fixed],
+                                       target_platform="arm")
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which raises ExportError
+        print(captured.getvalue()[-2000:], file=sys.stderr)
+        raise SystemExit(f"{type(e).__name__}: {e}") from None
+    config = out_dir / f"{onnx_path.stem}.required_operators.config"
+    if config.is_file():
+        _rewrite_config_header(config, f"{onnx_path.stem}.ort")
+    no_aslr = os.environ.get("EDGEVIT_ORT_NO_ASLR") == "1"
+    return {"address_randomization_off": no_aslr, "byte_reproducible": no_aslr}
+
+
+if __name__ == "__main__":
+    print(json.dumps(_main(Path(sys.argv[1]), Path(sys.argv[2]))))
