@@ -139,6 +139,8 @@ def _add_convert(sub):
                    help="replace an existing output folder (only once the new one is complete)")
     p.add_argument("--keep-failed", action="store_const", const=True, default=None,
                    help="keep the artifact even if parity fails (its manifest says so); exit code is still 3")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check every option, path and image header, print the plan and exit 0, building nothing")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.set_defaults(func=_cmd_convert)
 
@@ -193,10 +195,42 @@ def _summary(result) -> dict:
             "seconds": result.seconds, "details": m.get(m["target"], {})}
 
 
+def _plan_summary(p) -> dict:
+    return {"model": p.cfg.model, "target": p.cfg.target, "delegate": p.cfg.delegate, "precision": p.cfg.precision,
+            "out": str(p.out_dir), "replaces_existing": p.out_dir.exists(), "input_size": list(p.size),
+            "batch": p.cfg.batch, "preprocess": p.pre.to_manifest(), "preprocess_sources": p.pre_sources,
+            "labels": len(p.labels) if p.labels else None, "tolerance": p.tol_key,
+            "weights": _weights_source(p.cfg)}
+
+
+def _weights_source(cfg) -> str:
+    from edgevit.models.factory import embedded_weights
+
+    if cfg.weights or cfg.random_init:
+        return cfg.weights or f"random (seed {cfg.seed})"
+    shipped = embedded_weights(cfg.model)
+    if shipped:
+        from pathlib import Path
+
+        return f"{Path(shipped).name} (shipped with edgevit)"
+    return f"the published {cfg.model} checkpoint"
+
+
 def _cmd_convert(args) -> int:
     from edgevit.pipeline import convert
 
     cfg = _convert_config(args)
+    if args.dry_run:
+        from edgevit.pipeline import plan
+
+        summary = _plan_summary(plan(cfg))
+        if args.json:
+            _print_json(summary)
+        else:
+            print("dry run: every option checked, nothing built")
+            for key, value in summary.items():
+                print(f"  {key}: {value}")
+        return 0
     result = convert(cfg, on_step=_step_printer(True))
     if args.json:
         _print_json(_summary(result))

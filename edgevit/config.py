@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import tempfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -214,9 +215,12 @@ def _check_out(out: str) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ConfigError(f"--out {out} cannot be created: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out} cannot be written: {parent} is not writable by this user; choose another "
-                          "folder")
+    try:  # a real write: os.access says yes to root on read-only mounts and pseudo file systems
+        probe = tempfile.NamedTemporaryFile(dir=parent, prefix=".edgevit-write-probe-")
+        probe.close()
+    except OSError as e:
+        raise ConfigError(f"--out {out} cannot be written: {parent} refuses new files ({e.strerror}); choose "
+                          "another folder") from None
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:

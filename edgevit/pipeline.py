@@ -169,10 +169,16 @@ def plan(cfg: ConvertConfig) -> Plan:
     if labels is not None and (cfg.features or len(labels) != num_classes):
         raise ConfigError(f"labels file {cfg.labels} has {len(labels)} names but the model has "
                           f"{num_classes} classes{' (features mode)' if cfg.features else ''}")
-    if cfg.max_accuracy_drop is not None and cfg.eval_dir is not None:
+    from edgevit.preprocess import check_headers
+
+    for folder in (cfg.images, cfg.calib_dir, cfg.eval_dir):
+        if folder is not None:
+            check_headers(folder)
+    if cfg.eval_dir is not None:  # labels outside the model's classes, or none where a budget needs them
         from edgevit.quantize.calibration import folder_labels
 
-        folder_labels(cfg.eval_dir, labels, num_classes, required_for="--max-accuracy-drop")
+        folder_labels(cfg.eval_dir, labels, num_classes, quiet=True,
+                      required_for="--max-accuracy-drop" if cfg.max_accuracy_drop is not None else None)
     return Plan(cfg=cfg, target=target, tol_key=tol_key, tolerance=tolerance, out_dir=out_dir, pre=pre,
                 pre_sources=sources, labels=labels, raw_input=target.takes_raw_pixels(cfg))
 
@@ -203,18 +209,12 @@ class Golden:
 def golden_pictures(model: str, pre, n: int) -> list:
     """``n`` different golden pictures at the resize size: the shipped held-out images of a model that has them,
     else deterministic synthetic pictures (one seed each)."""
-    from PIL import Image
-
-    from edgevit.preprocess import golden_image, list_images
+    from edgevit.preprocess import golden_image, list_images, open_image
 
     folder = embedded_data(model, "eval")
     if folder is not None:
         files = list_images(folder)
-        pictures = []
-        for i in range(n):
-            with Image.open(files[i % len(files)]) as img:
-                pictures.append(pre.resized(img.convert("RGB")))
-        return pictures
+        return [pre.resized(open_image(files[i % len(files)])) for i in range(n)]
     return [pre.resized(golden_image(pre.size, seed=i)) for i in range(n)]
 
 

@@ -18,6 +18,11 @@ from edgevit.errors import ConfigError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# 8000 x 8000: far above any camera picture a classifier is fed (a 48 MP phone photo is 8064 x 6048 = 48.8 MP);
+# a file declaring more is a decompression bomb or a picture to downscale first. Checked on the header, before
+# any pixel is decoded (Pillow's own guard only warns below 179 MP and then raises an error of its own type).
+MAX_DECODE_PIXELS = 64_000_000
+_SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")  # PIL filters of the same names (antialiased when shrinking)
@@ -107,29 +112,96 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+class UnreadableImage(Exception):
+    """A file that is not a picture edgevit can decode faithfully; loaders skip it and name it in a warning."""
+
+
+def open_image(path: str | Path):
+    """Decode ``path`` into an RGB PIL image, safely and faithfully.
+
+    A header that declares more than ``MAX_DECODE_PIXELS`` is refused before decoding (ConfigError, exit 2: it is
+    not skipped, a bomb in a data folder is worth stopping for). 16-bit grayscale is scaled to 8 bits (Pillow's
+    ``convert("RGB")`` clips it, turning everything above 255 white); 16-bit RGB is read by Pillow at its high byte.
+    32-bit integer and float pictures have no fixed range and are refused. Damaged or non-image files raise
+    ``UnreadableImage`` with the reason.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > MAX_DECODE_PIXELS:
+                raise ConfigError(f"image {path} declares {w}x{h} pixels ({w * h / 1e6:.0f} MP), more than edgevit "
+                                  f"decodes ({MAX_DECODE_PIXELS / 1e6:.0f} MP): a decompression bomb or a picture to "
+                                  "downscale first; remove it from the folder or shrink it")
+            img.load()
+            if img.mode in _SIXTEEN_BIT_GRAY:
+                wide = np.asarray(img, dtype=np.uint32)
+                return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
+            if img.mode in ("I", "F"):
+                raise UnreadableImage(f"{img.mode} pixels (32-bit {'integer' if img.mode == 'I' else 'float'}) "
+                                      "have no fixed range; save the picture with 8 or 16 bits a channel")
+            return img.convert("RGB")
+    except ConfigError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ConfigError(f"image {path} is refused by Pillow as a decompression bomb ({e}); remove it from the "
+                          "folder or shrink it") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:  # SyntaxError: Pillow's bad-header error
+        raise UnreadableImage(f"{type(e).__name__}: {e}") from None
+
+
+def check_headers(folder: str | Path) -> int:
+    """Read the header of every picture in ``folder`` (no pixels are decoded) and refuse a decompression bomb before
+    any model is built; unreadable files are left to the loaders, which skip and name them. Returns the count."""
+    from PIL import Image
+
+    files = list_images(folder)
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except Image.DecompressionBombError:
+            open_image(path)  # raises the named ConfigError
+        except Exception:  # noqa: BLE001 - damaged files are skipped (and named) when the images are loaded
+            continue
+        if w * h > MAX_DECODE_PIXELS:
+            open_image(path)
+    return len(files)
+
+
+def warn_skipped(skipped: list[tuple[Path, str]], what: str, used: int) -> None:
+    """One warning naming every skipped file (the first 10) and why."""
+    if not skipped:
+        return
+    names = "; ".join(f"{p} ({why})" for p, why in skipped[:10])
+    more = f"; and {len(skipped) - 10} more" if len(skipped) > 10 else ""
+    log.warning("%s: skipped %d file(s) that are not readable pictures, used %d: %s%s", what, len(skipped), used,
+                names, more)
+
+
 def load_images(folder: str | Path, pre: Preprocess, *, limit: int | None = None,
                 raw: bool = False) -> tuple[np.ndarray, list[Path]]:
     """Preprocess every readable image in ``folder`` (sorted, at most ``limit``); unreadable files are skipped.
 
     ``raw=True`` stops before normalisation (0-255 pixels, for artifacts that normalise inside).
     """
-    from PIL import Image, UnidentifiedImageError
-
-    batch, used, skipped = [], [], 0
+    batch, used, skipped = [], [], []
     for path in list_images(folder):
         if limit is not None and len(used) >= limit:
             break
         try:
-            with Image.open(path) as img:
-                batch.append(pre.raw(img) if raw else pre(img))
-            used.append(path)
-        except (UnidentifiedImageError, OSError) as e:
-            skipped += 1
-            log.warning("skipping unreadable image %s: %s", path, e)
+            img = open_image(path)
+        except UnreadableImage as e:
+            skipped.append((path, str(e)))
+            continue
+        batch.append(pre.raw(img) if raw else pre(img))
+        used.append(path)
     if not batch:
-        raise ConfigError(f"none of the images in {folder} could be read ({skipped} skipped)")
-    if skipped:
-        log.warning("%d unreadable images skipped in %s", skipped, folder)
+        raise ConfigError(f"none of the images in {folder} could be read ({len(skipped)} skipped; first: "
+                          f"{skipped[0][0]}: {skipped[0][1]})")
+    warn_skipped(skipped, str(folder), len(used))
     return np.stack(batch), used
 
 

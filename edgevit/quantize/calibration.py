@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from edgevit.errors import ConfigError
-from edgevit.preprocess import Preprocess, list_images
+from edgevit.preprocess import (Preprocess, UnreadableImage, list_images, open_image,
+                                 warn_skipped)
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +35,25 @@ def select(files: list[Path], count: int | None, seed: int = 0) -> list[Path]:
 
 
 def load_set(files: list[Path], pre: Preprocess, what: str, labels: list[int] | None = None) -> ImageSet:
-    from PIL import Image, UnidentifiedImageError
-
     from edgevit._progress import progress
 
-    raws, used, used_labels, skipped = [], [], [], 0
+    raws, used, used_labels, skipped = [], [], [], []
     for i, path in enumerate(progress(files, desc=f"{what} images")):
         try:
-            with Image.open(path) as img:
-                raws.append(pre.raw(img))
-            used.append(path)
-            if labels is not None:
-                used_labels.append(labels[i])
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            skipped += 1
-            log.warning("skipping unreadable image %s: %s", path, e)
+            img = open_image(path)
+        except UnreadableImage as e:
+            skipped.append((path, str(e)))
+            continue
+        raws.append(pre.raw(img))
+        used.append(path)
+        if labels is not None:
+            used_labels.append(labels[i])
     if not raws:
-        raise ConfigError(f"none of the {len(files)} {what} images could be read ({skipped} unreadable)")
-    if skipped:
-        log.warning("%s: %d unreadable files skipped, %d used", what, skipped, len(raws))
+        raise ConfigError(f"none of the {len(files)} {what} images could be read (first: {skipped[0][0]}: "
+                          f"{skipped[0][1]})")
+    warn_skipped(skipped, f"{what} images", len(raws))
     raw = np.stack(raws)
-    return ImageSet(normalized=pre.normalize(raw), raw=raw, files=used, skipped=skipped,
+    return ImageSet(normalized=pre.normalize(raw), raw=raw, files=used, skipped=len(skipped),
                     labels=np.asarray(used_labels) if labels is not None else None)
 
 
@@ -75,7 +74,7 @@ def calibration_set(folder: str | Path, pre: Preprocess, count: int | None = 128
 
 
 def folder_labels(folder: str | Path, class_names: list[str] | None, num_classes: int | None = None, *,
-                  required_for: str | None = None) -> tuple[list[Path], list[int] | None]:
+                  required_for: str | None = None, quiet: bool = False) -> tuple[list[Path], list[int] | None]:
     """(image files, class index per file or None) of an evaluation folder.
 
     ``folder/<class>/*`` is labeled when every subfolder is one of ``class_names`` or a class index below
@@ -110,7 +109,7 @@ def folder_labels(folder: str | Path, class_names: list[str] | None, num_classes
         raise ConfigError(f"{required_for} needs labeled evaluation images, but {problem}. Lay the folder out as "
                           "DIR/<class name>/*.png (names from --labels) or DIR/<class index>/*.png, or use "
                           "--min-agreement, which compares with fp32 and needs no labels")
-    if subdirs:
+    if subdirs and not quiet:
         log.warning("%s; evaluating without labels (agreement with fp32 only)", problem)
     return files, None
 
