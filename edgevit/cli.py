@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 
 from edgevit.errors import EdgeVitError
@@ -145,6 +146,30 @@ def _add_convert(sub):
     p.set_defaults(func=_cmd_convert)
 
 
+def _count(minimum: int):
+    """argparse type: an integer of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _seconds(text: str) -> float:
+    """argparse type: a finite number of seconds, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
 def _triple(text: str) -> tuple[float, float, float]:
     try:
         values = tuple(float(v) for v in text.replace(" ", "").split(","))
@@ -217,9 +242,9 @@ def _weights_source(cfg) -> str:
 
 
 def _cmd_convert(args) -> int:
+    cfg = _convert_config(args)  # option errors come before the pipeline (and torch) is imported
     from edgevit.pipeline import convert
 
-    cfg = _convert_config(args)
     if args.dry_run:
         from edgevit.pipeline import plan
 
@@ -289,7 +314,7 @@ def _add_verify(sub):
     p.add_argument("dir", help="artifact folder written by edgevit convert")
     p.add_argument("--images", help="folder of real images to compare on (rebuilds the PyTorch reference)")
     p.add_argument("--weights", help="the checkpoint the artifact came from, if not at the manifest's path")
-    p.add_argument("--threads", type=int, help="runtime threads")
+    p.add_argument("--threads", type=_count(1), help="runtime threads")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_verify)
 
@@ -325,11 +350,11 @@ def _add_bench(sub):
                                    "reuses) --model/--target at each size first.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dirs", nargs="*", help="artifact folders written by edgevit convert")
-    p.add_argument("--threads", type=int, default=2, help="runtime threads (default 2)")
-    p.add_argument("--warmup", type=int, default=5, help="untimed runs per artifact first (default 5)")
-    p.add_argument("--runs", type=int, default=20, help="timed interleaved rounds (default 20)")
-    p.add_argument("--min-time", type=float, default=0.0, help="keep timing until this many seconds passed")
-    p.add_argument("--batch", type=int, help="batch to run (must match fixed-batch artifacts)")
+    p.add_argument("--threads", type=_count(1), default=2, help="runtime threads (default 2)")
+    p.add_argument("--warmup", type=_count(0), default=5, help="untimed runs per artifact first (default 5)")
+    p.add_argument("--runs", type=_count(1), default=20, help="timed interleaved rounds (default 20)")
+    p.add_argument("--min-time", type=_seconds, default=0.0, help="keep timing until this many seconds passed")
+    p.add_argument("--batch", type=_count(1), help="batch to run (must match fixed-batch artifacts)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-artifact peak-RSS measurement")
     p.add_argument("--sizes", help="resolution sweep, e.g. 224,384,512 (needs --model and --target)")
     p.add_argument("--model", help="sweep: model name")
@@ -354,7 +379,11 @@ def _sweep_folders(args) -> list[str]:
     if not (args.model and args.target):
         raise ConfigError("--sizes needs --model and --target (and --weights or --random-init)")
     folders = []
-    for size in [int(v) for v in args.sizes.split(",") if v.strip()]:
+    sizes = [v.strip() for v in args.sizes.split(",") if v.strip()]
+    bad = [v for v in sizes if not v.isdigit()]
+    if bad or not sizes:
+        raise ConfigError(f"--sizes takes square sizes separated by commas, such as 224,384,512; got {args.sizes!r}")
+    for size in map(int, sizes):
         out = Path(args.sweep_dir) / f"{args.model}_{args.target}_{args.precision}_{size}"
         cfg = ConvertConfig(model=args.model, target=args.target, precision=args.precision, weights=args.weights,
                             random_init=args.random_init, img_size=size, out=str(out), overwrite=True)
@@ -407,8 +436,8 @@ def _add_profile(sub):
                           description="Run an executorch artifact folder with event tracing and write an ETDump.")
     run.add_argument("dir")
     run.add_argument("--out", required=True, help="ETDump file to write")
-    run.add_argument("--runs", type=int, default=5)
-    run.add_argument("--threads", type=int, default=2)
+    run.add_argument("--runs", type=_count(1), default=5)
+    run.add_argument("--threads", type=_count(1), default=2)
     run.set_defaults(func=_cmd_profile_run)
 
 

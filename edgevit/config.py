@@ -46,7 +46,12 @@ MIN_OPSET, MAX_OPSET = 18, 26
 
 
 def _type_error(name: str, value, expected: str) -> ConfigError:
-    hint = "; in YAML write it unquoted (e.g. true, 2, 0.5)" if isinstance(value, str) else ""
+    if isinstance(value, str):
+        hint = "; in YAML write it unquoted (e.g. true, 2, 0.5)"
+    elif expected == "text":
+        hint = f'; in YAML quote it: {name}: "{value}"'
+    else:
+        hint = ""
     return ConfigError(f"option {name} must be {expected}, got {value!r} ({type(value).__name__}){hint}")
 
 
@@ -69,7 +74,7 @@ def check_value(name: str, annotation: str, value) -> None:
             raise _type_error(name, value, "a number")
     elif base == "str":
         if not isinstance(value, str):
-            raise _type_error(name, value, "a string")
+            raise _type_error(name, value, "text")
     elif base.startswith("tuple[float"):
         if not (isinstance(value, (list, tuple)) and len(value) == 3
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevit._io import read_json, sha256_file
-from edgevit.errors import ConfigError
+from edgevit._io import sha256_file
+from edgevit.errors import ConfigError, IntegrityError
 
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format_version", "model", "target", "precision", "artifact", "input", "preprocess", "outputs",
@@ -122,10 +122,17 @@ def read_manifest(folder: str | Path) -> dict:
     path = folder / "manifest.json"
     if not path.is_file():
         raise ConfigError(f"{folder} is not an edgevit artifact folder: no manifest.json in it")
-    manifest = read_json(path)
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
+    # a folder that holds a manifest.json we cannot read was damaged or edited after conversion: exit 3, as verify
+    # promises for tampering (a folder without one is simply not an artifact folder: exit 2 above)
+    try:
+        manifest = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise IntegrityError(f"{path} is not valid JSON ({e}): the manifest was damaged or edited after "
+                             "conversion; re-convert the folder") from None
+    missing = [k for k in REQUIRED_KEYS if k not in manifest] if isinstance(manifest, dict) else list(REQUIRED_KEYS)
     if missing:
-        raise ConfigError(f"{path} lacks required keys {missing}; re-create the folder with edgevit convert")
+        raise IntegrityError(f"{path} lacks required keys {missing}: the manifest was damaged or edited after "
+                             "conversion; re-convert the folder")
     if manifest["format_version"] > FORMAT_VERSION:
         raise ConfigError(f"{path} has format_version {manifest['format_version']}, newer than this edgevit "
                           f"understands ({FORMAT_VERSION}); upgrade edgevit")

@@ -30,7 +30,8 @@ from typing import Callable
 
 import numpy as np
 
-from edgevit._io import atomic_dir, check_writable, is_artifact_folder, path_bytes, sha256_file
+from edgevit._io import (atomic_dir, check_writable, clean_stale_staging, is_artifact_folder, path_bytes,
+                         sha256_file)
 from edgevit.config import ConvertConfig
 from edgevit.errors import ConfigError, ParityError
 from edgevit.models.factory import build_model, embedded_data, embedded_labels, embedded_weights, output_names
@@ -152,6 +153,7 @@ def plan(cfg: ConvertConfig) -> Plan:
     tol_key = target.tolerance_key(cfg)
     tolerance = tolerance_for(tol_key, cfg.precision)
     out_dir = Path(cfg.out)
+    clean_stale_staging(out_dir)  # what a killed run left, whether or not this run gets past its checks
     check_writable(out_dir, cfg.overwrite, "output folder", replaceable=is_artifact_folder)  # before slow steps
     model_cfg = get_config(cfg.model)
     lookup = cfg.weights or (None if cfg.random_init else embedded_weights(cfg.model))

@@ -23,7 +23,7 @@ def no_model(monkeypatch):
     ("batch: two", "option batch must be an integer, got 'two'"),
     ("img_size: [64]", "option img_size must be N, [H, W]"),
     ("seed: true", "option seed must be an integer, got True"),
-    ("out: 123", "option out must be a string, got 123"),
+    ("out: 123", "option out must be text, got 123"),
     ("opset: 18.7", "option opset must be an integer, got 18.7"),
     ("mean: [0.5, 0.5]", "option mean must be three numbers"),
 ])

@@ -26,9 +26,11 @@ from pathlib import Path
 from edgevit.errors import ExportError
 
 ADDR_NO_RANDOMIZE = 0x0040000
-# the re-exec trampoline: set the personality flag, then exec the converter, which starts with randomization off
+# the re-exec trampoline: die with the parent, set the personality flag, then exec the converter, which starts
+# with randomization off (both survive the exec)
 _TRAMPOLINE = ("import ctypes, os, sys\n"
                "libc = ctypes.CDLL(None, use_errno=True)\n"
+               "libc.prctl(1, 9)\n"  # PR_SET_PDEATHSIG, SIGKILL: the converter dies with edgevit, even a killed one
                "current = libc.personality(0xffffffff)\n"
                "ok = current != -1 and libc.personality(current | %d) != -1\n"
                "os.environ['EDGEVIT_ORT_NO_ASLR'] = '1' if ok else '0'\n"

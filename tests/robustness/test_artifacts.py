@@ -1,0 +1,87 @@
+"""Principles 2, 3, 5 and 6 through the CLI on a real artifact: --overwrite replaces only an artifact folder,
+--opset is what the file carries, a tampered artifact fails verify with exit 3 (bench refuses it), and a second
+conversion writes the same bytes."""
+
+import json
+
+import pytest
+
+from tests.robustness.conftest import cli, expect, staging_leftovers, tree_digest
+
+
+def test_opset_is_read_back_from_the_file(reference, tmp_path):
+    manifest = json.loads((reference / "manifest.json").read_text())
+    # read back from the ONNX file the .ort was converted from (the default is 18)
+    assert manifest["ort"]["opset"] == 20
+
+
+def test_overwrite_replaces_an_artifact_and_writes_the_same_bytes(reference, artifact, tmp_path):
+    before = tree_digest(artifact)
+    (artifact / "model.ort").write_bytes(b"stale")  # something the new run must replace
+    r = cli("convert", "--model", "nextvit_digits", "--target", "ort", "--opset", "20", "--overwrite",
+            "--out", artifact)
+    expect(r, 0)
+    after = tree_digest(artifact)
+    # byte-identical to the reference converted into another folder, manifest apart (it records timings)
+    assert {k: v for k, v in after.items() if k != "manifest.json"} == \
+        {k: v for k, v in before.items() if k != "manifest.json"}
+    assert staging_leftovers(artifact.parent) == []
+
+
+TAMPER = {  # case: (change, words the message must contain)
+    "edited input shape": (lambda d: _edit_manifest(d, lambda m: m["input"].__setitem__("shape", [1, 3, 96, 96])),
+                           "integrity"),
+    "edited preprocessing": (lambda d: _edit_manifest(d, lambda m: m["preprocess"].__setitem__("mean", [0, 0, 0])),
+                             "integrity"),
+    "flipped artifact byte": (lambda d: _flip(d / "model.ort", 5000), "does not match the manifest's artifact_sha256"),
+    "flipped golden byte": (lambda d: _flip(d / "golden" / "input.bin", 100), "input.bin"),
+    "missing golden file": (lambda d: (d / "golden" / "input.bin").unlink(), "golden/input.bin is missing"),
+    "missing artifact": (lambda d: (d / "model.ort").unlink(), "model.ort named in the manifest is missing"),
+    "manifest not JSON": (lambda d: (d / "manifest.json").write_text("{not json"), "not valid JSON"),
+    "manifest emptied": (lambda d: (d / "manifest.json").write_text("{}"), "lacks required keys"),
+}
+
+
+def _edit_manifest(folder, change):
+    m = json.loads((folder / "manifest.json").read_text())
+    change(m)
+    (folder / "manifest.json").write_text(json.dumps(m, indent=2))
+
+
+def _flip(path, offset):
+    data = bytearray(path.read_bytes())
+    data[offset % len(data)] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("case", sorted(TAMPER))
+def test_tampered_artifact_fails_verify_with_exit_3(artifact, case):
+    change, words = TAMPER[case]
+    change(artifact)
+    r = cli("verify", artifact)
+    assert r.returncode == 3 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert words.lower() in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
+
+
+def test_bench_refuses_a_tampered_artifact(artifact):
+    _flip(artifact / "model.ort", 7000)
+    r = cli("bench", artifact, "--runs", "1", "--warmup", "0", "--no-memory")
+    assert r.returncode == 3 and "Traceback" not in r.stderr and "artifact_sha256" in r.stderr
+
+
+def test_untampered_copy_verifies_and_benches(artifact):
+    # the control for the two tests above: the same commands pass on the copy left alone
+    expect(cli("verify", artifact), 0)
+    expect(cli("bench", artifact, "--runs", "1", "--warmup", "0", "--no-memory"), 0)
+
+
+def test_verify_images_works_on_the_shipped_model_without_weights(artifact, tmp_path):
+    import numpy as np
+
+    from tests.robustness.images import png
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    for i in range(3):
+        png(pics / f"{i}.png", np.full((70, 90, 3), 60 * i, np.uint8))
+    expect(cli("verify", artifact, "--images", pics), 0)

@@ -1,0 +1,200 @@
+"""Principle 1: every bad option, recipe value, path or image folder is refused up front with exit 2 and a message
+that names the problem and the fix, before any model is built (the step printer's "load model" never appears)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from tests.robustness.conftest import cli, expect, tree_digest
+from tests.robustness.images import bomb_png, png
+
+DIGITS = ("convert", "--model", "nextvit_digits")
+
+RECIPES = [  # (recipe text, words the message must contain); each case seen in the field or its class
+    ('overwrite: "false"', ["overwrite", "true or false"]),
+    ('rewrite: "false"', ["rewrite", "true or false"]),
+    ('batch: "two"', ["batch", "integer"]),
+    ("img_size: [64]", ["img_size"]),
+    ("seed: true", ["seed", "integer"]),
+    ("out: 123", ["out", "text"]),
+    ("opset: 18.7", ["opset", "integer"]),
+    ("eval_count: -1", ["eval_count"]),
+    ("max_accuracy_drop: .nan", ["max_accuracy_drop"]),
+    ("mean: [0.5, 0.5]", ["mean"]),
+    ("calib_count: 1e99", ["calib_count"]),
+    ("targte: onnx", ["did you mean 'target'"]),
+    ("- just\n- a list", ["mapping"]),
+    ("target: [onnx", ["yaml"]),
+]
+
+
+@pytest.mark.parametrize("text,needles", RECIPES, ids=[r[0][:24] for r in RECIPES])
+def test_bad_recipe_values_exit_2(tmp_path, text, needles):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model: nextvit_digits\n{text}\n" if not text.startswith("-") else text)
+    r = cli("convert", "--recipe", recipe, "--out", tmp_path / "o")
+    expect(r, 2, *needles)
+    assert "load model" not in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_recipe_overwrite_false_string_never_replaces_a_folder(tmp_path):
+    # the field case: "false" counted as true and a user's file inside the folder was lost
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f'model: nextvit_digits\nout: {out}\noverwrite: "false"\n')
+    expect(cli("convert", "--recipe", recipe), 2, "overwrite")
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_binary_recipe_exit_2(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_bytes(bytes(range(256)) * 8)
+    expect(cli("convert", "--recipe", recipe, "--out", tmp_path / "o"), 2, "not a YAML text file")
+
+
+FLAGS = [
+    (["--eval-count", "-1"], ["eval_count must be >= 1"]),
+    (["--max-accuracy-drop", "-3"], ["max_accuracy_drop", "0 to 100"]),
+    (["--img-size", "64x64x3"], ["not N or HxW"]),
+    (["--img-size", "10000"], ["bound of 4096"]),
+    (["--img-size", "16"], ["at least 32x32"]),
+    (["--batch", "0"], ["batch must be >= 1"]),
+    (["--batch", "100000"], ["bound of 256"]),
+    (["--opset", "17"], ["pass --opset 18 to 26"]),
+    (["--opset", "27"], ["pass --opset 18 to 26"]),
+    (["--opset", "18.7"], ["invalid int value"]),
+    (["--target", "tflite"], ["unknown target"]),
+    (["--target", "onnx", "--precision", "int4"], ["int4"]),
+    (["--target", "executorch", "--delegate", "coreml", "--precision", "int8"], ["--target coreml"]),
+    (["--crop-pct", "0"], ["crop_pct"]),
+    (["--mean", "1,2"], ["three numbers"]),
+    (["--calib-count", "0"], ["calib_count"]),
+    (["--labels", "/no/such/labels.txt"], ["does not exist"]),
+    (["--eval-dir", "/no/such/dir"], ["does not exist"]),
+    (["--min-agreement", "1.5"], ["min_agreement"]),
+]
+
+
+@pytest.mark.parametrize("flags,needles", FLAGS, ids=[" ".join(f[0]) for f in FLAGS])
+def test_bad_flags_exit_2(tmp_path, flags, needles):
+    r = cli(*DIGITS, *flags, "--out", tmp_path / "o")
+    expect(r, 2, *needles)
+    assert "load model" not in r.stderr
+
+
+def test_unknown_model_suggests_the_name(tmp_path):
+    expect(cli("convert", "--model", "nextvit_smal", "--out", tmp_path / "o"), 2, "did you mean 'nextvit_small'")
+
+
+def test_out_under_a_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    expect(cli(*DIGITS, "--out", tmp_path / "f" / "o"), 2, "is a file, not a folder")
+
+
+def test_out_is_the_working_folder(tmp_path):
+    expect(cli(*DIGITS, "--out", ".", cwd=tmp_path), 2, "working folder")
+    expect(cli(*DIGITS, "--out", "..", cwd=tmp_path), 2, "working folder")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_that_cannot_be_written(tmp_path):
+    # a pseudo file system refuses new files even to root (os.access would say yes to root)
+    expect(cli(*DIGITS, "--out", "/proc/edgevit-out"), 2, "cannot be written", "choose another folder")
+    if os.geteuid() != 0:  # root ignores permission bits; the check above covers root
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        expect(cli(*DIGITS, "--out", locked / "o"), 2, "cannot be written")
+
+
+def _labeled(root, names, n=2):
+    for name in names:
+        for i in range(n):
+            png((root / name).mkdir(parents=True, exist_ok=True) or root / name / f"{i}.png",
+                np.full((40, 40, 3), 40 * i, np.uint8))
+    return root
+
+
+def test_budget_with_folders_that_are_not_the_models_labels(tmp_path):
+    # the field case: 7 exports and 77 s, then "budget not met"
+    ev = _labeled(tmp_path / "ev", ["cats", "dogs"])
+    r = cli(*DIGITS, "--target", "onnx", "--precision", "int8", "--eval-dir", ev, "--max-accuracy-drop", "0.5",
+            "--out", tmp_path / "o")
+    expect(r, 2, "cats", "--min-agreement", "DIR/<class name>")
+    assert "load model" not in r.stderr
+
+
+def test_evaluation_labels_outside_the_models_classes(tmp_path):
+    ev = _labeled(tmp_path / "ev", ["3", "12"])
+    r = cli(*DIGITS, "--target", "onnx", "--precision", "int8", "--eval-dir", ev, "--out", tmp_path / "o")
+    expect(r, 2, "[12]", "10 classes")
+    assert "load model" not in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--calib-dir", "--eval-dir", "--images"])
+def test_decompression_bomb_in_any_image_folder(tmp_path, flag):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    png(folder / "a.png", np.full((40, 40, 3), 100, np.uint8))
+    bomb_png(folder / "z_bomb.png", 40000, 40000)
+    extra = ["--target", "onnx", "--precision", "int8"] if flag != "--images" else []
+    r = cli(*DIGITS, *extra, flag, folder, "--out", tmp_path / "o")
+    expect(r, 2, "z_bomb.png", "decompression bomb")
+    assert "load model" not in r.stderr
+
+
+def test_folder_without_images(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no pictures")
+    expect(cli(*DIGITS, "--images", tmp_path / "empty", "--out", tmp_path / "o"), 2, "holds no images")
+
+
+def test_dry_run_builds_nothing(tmp_path):
+    r = cli(*DIGITS, "--target", "ort", "--dry-run", "--out", tmp_path / "o")
+    expect(r, 0)
+    assert "nothing built" in r.stdout and not (tmp_path / "o").exists() and list(tmp_path.iterdir()) == []
+
+
+def test_unsafe_checkpoint_is_refused_and_never_run(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    ckpt = tmp_path / "evil.pth"
+    ckpt.write_bytes(pickle.dumps({"state_dict": Exploit()}))
+    r = cli(*DIGITS, "--weights", ckpt, "--out", tmp_path / "o")
+    expect(r, 4, "evil.pth")
+    assert not marker.exists() and not (tmp_path / "o").exists()
+
+
+def test_damaged_checkpoint_exit_4(tmp_path):
+    ckpt = tmp_path / "cut.safetensors"
+    ckpt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    expect(cli(*DIGITS, "--weights", ckpt, "--out", tmp_path / "o"), 4, "cut.safetensors")
+
+
+def test_existing_folder_is_kept_without_overwrite(tmp_path):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    before = tree_digest(out)
+    r = cli(*DIGITS, "--out", out)
+    assert r.returncode in (2, 7) and "Traceback" not in r.stderr and "--overwrite" in r.stderr
+    assert tree_digest(out) == before
+
+
+def test_overwrite_refuses_a_folder_that_is_not_an_artifact(tmp_path):
+    # the field case: --overwrite deleted a folder holding src/main.py
+    out = tmp_path / "project"
+    (out / "src").mkdir(parents=True)
+    (out / "src" / "main.py").write_text("print('hello')\n")
+    before = tree_digest(out)
+    r = cli(*DIGITS, "--overwrite", "--out", out)
+    assert r.returncode in (2, 7) and "Traceback" not in r.stderr and "not an edgevit artifact" in r.stderr.lower()
+    assert tree_digest(out) == before
