@@ -184,8 +184,7 @@ def test_existing_folder_is_kept_without_overwrite(tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     before = tree_digest(out)
-    r = cli(*DIGITS, "--out", out)
-    assert r.returncode in (2, 7) and "Traceback" not in r.stderr and "--overwrite" in r.stderr
+    expect(cli(*DIGITS, "--out", out), 7, "already exists", "--overwrite")
     assert tree_digest(out) == before
 
 
@@ -195,6 +194,5 @@ def test_overwrite_refuses_a_folder_that_is_not_an_artifact(tmp_path):
     (out / "src").mkdir(parents=True)
     (out / "src" / "main.py").write_text("print('hello')\n")
     before = tree_digest(out)
-    r = cli(*DIGITS, "--overwrite", "--out", out)
-    assert r.returncode in (2, 7) and "Traceback" not in r.stderr and "not an edgevit artifact" in r.stderr.lower()
+    expect(cli(*DIGITS, "--overwrite", "--out", out), 7, "not an edgevit artifact folder", "nothing was changed")
     assert tree_digest(out) == before
