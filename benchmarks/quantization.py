@@ -65,7 +65,7 @@ def main(argv=None) -> int:
             latency[f"{target}/{precision}"] = {
                 "p50_ms": r["p50_ms"], "p90_ms": r["p90_ms"], "peak_rss_mb": r["peak_rss_mb"],
                 "size_mb": r["size_mb"], "parity_passed": manifest["parity"]["passed"],
-                "golden_cosine": manifest["parity"]["sets"]["golden"][0]["min_cosine"],
+                "golden_cosine": manifest["parity"]["sets"]["golden"][0]["cosine_min"],
                 "accuracy_vs_fp32": manifest.get("accuracy")}
         results["latency"] = latency
         results["speedup"] = {

@@ -299,9 +299,10 @@ def _parity_table(m: dict) -> str:
     rows = [f"parity in {p['runtime']}: {'PASS' if p['passed'] else 'FAIL'}"]
     for data, ms in p["sets"].items():
         for x in ms:
-            top = "" if x.get("top1") is None else f" top1 {x['top1']:.0%} top5 {x['top5']:.0%}"
+            top = "" if x.get("top1_agreement") is None else \
+                f" top1 {x['top1_agreement']:.0%} top5 {x['top5_agreement']:.0%}"
             rows.append(f"  {data:<7} {x['name']:<10} n={x['samples']:<3} max_abs {x['max_abs']:.3g} "
-                        f"max_rel {x['max_rel']:.3g} cosine {x['min_cosine']:.7f}{top}")
+                        f"max_rel {x['max_rel']:.3g} cosine {x['cosine_min']:.7f}{top}")
     rows += [f"  FAIL {f}" for f in p["failures"]]
     return "\n".join(rows)
 
@@ -336,6 +337,35 @@ def _cmd_verify(args) -> int:
 
             print("measured at conversion: " + format_accuracy(accuracy))
     return 0 if report.passed else 3
+
+
+def _add_drift(sub):
+    p = sub.add_parser("drift", help="where an artifact departs from PyTorch, block by block, in its own runtime",
+                       description="Compare the output of every Next-ViT unit (stem, each NCB/NTB, the final "
+                                   "output) in the artifact's runtime with the fp32 PyTorch model on the golden "
+                                   "input (and --images), and name the first block over its budget (the "
+                                   "tolerance row's cosine and max_rel).",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", help="artifact folder written by edgevit convert")
+    p.add_argument("--images", help="folder of real images to add to the golden input")
+    p.add_argument("--weights", help="the checkpoint the artifact came from, if not at the manifest's path")
+    p.add_argument("--threads", type=_count(1), help="runtime threads")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--html", help="also write the table as an HTML page to this file")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --html file")
+    p.set_defaults(func=_cmd_drift)
+
+
+def _cmd_drift(args) -> int:
+    from edgevit._io import atomic_file
+    from edgevit.verify.drift import drift_dir
+
+    report = drift_dir(args.dir, images=args.images, weights=args.weights, threads=args.threads)
+    if args.html:
+        with atomic_file(args.html, overwrite=args.overwrite) as tmp:
+            tmp.write_text(report.html())
+    _print_json(report.to_dict()) if args.json else print(report.table())
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -488,7 +518,7 @@ def _cmd_report(args) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-COMMANDS = [_add_convert, _add_verify, _add_bench, _add_profile, _add_report, _add_info, _add_models]
+COMMANDS = [_add_convert, _add_verify, _add_drift, _add_bench, _add_profile, _add_report, _add_info, _add_models]
 
 
 def _own_records_only(record: logging.LogRecord) -> bool:

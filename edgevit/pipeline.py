@@ -35,7 +35,7 @@ from edgevit._io import (atomic_dir, check_writable, clean_stale_staging, is_art
 from edgevit.config import ConvertConfig
 from edgevit.errors import ConfigError, ParityError
 from edgevit.models.factory import build_model, embedded_data, embedded_labels, embedded_weights, output_names
-from edgevit.quantize.accuracy import accuracy_report, format_accuracy, within_budget
+from edgevit.quantize.accuracy import accuracy_report, format_accuracy, gate, within_budget
 from edgevit.verify.metrics import is_classifier
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,8 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
                                   accuracy)
         with steps(f"verify in {p.target.runtime_for(p.cfg.delegate)}"):
             report = verify_artifact(p, staging / result.artifact, _runtime_spec(p, io_spec, result), golden, real)
+        if accuracy is not None:  # reduced precision: the row's cosine and agreement over the evaluation images too
+            report.failures += gate(accuracy, p.tolerance)
         manifest["parity"] = report.to_dict()
         manifest["timings_s"] = steps.timings
         from edgevit.manifest import seal, write_manifest

@@ -79,7 +79,7 @@ def test_manifest_schema(converted, target, suffix):
     assert set(m["preprocess"]) >= {"mean", "std", "resize", "crop_pct", "interpolation", "color"}
     assert m["preprocess"]["mean"] == [0.485, 0.456, 0.406] and m["preprocess"]["interpolation"] == "bicubic"
     assert m["outputs"] == [{"name": "logits", "shape": [1, 10]}]
-    assert m["parity"]["passed"] is True and m["parity"]["sets"]["golden"][0]["top1"] == 1.0
+    assert m["parity"]["passed"] is True and m["parity"]["sets"]["golden"][0]["top1_agreement"] == 1.0
     assert "torch" in m["versions"] and len(m["weights_sha256"]) == 64
     # the golden pair reproduces: its input is the preprocessed golden image, its output PyTorch's
     x, outs = read_golden(folder, m)
@@ -221,7 +221,7 @@ def test_features_mode_exports_four_named_maps(tmp_path):
     assert [o["shape"] for o in m["outputs"]] == [[1, 32, 24, 16], [1, 128, 12, 8], [1, 160, 6, 4],
                                                   [1, 192, 3, 2]]
     assert m["parity"]["passed"]
-    assert m["parity"]["sets"]["golden"][0]["top1"] is None
+    assert m["parity"]["sets"]["golden"][0]["top1_agreement"] is None
 
 
 @pytest.mark.parametrize("layout,suffix", [("official", ".pth"), ("timm", ".safetensors")])

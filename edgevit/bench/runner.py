@@ -207,13 +207,14 @@ def _runtimes(loaded: list[Loaded]) -> tuple[str, ...]:
 
 def _parity_summary(manifest: dict) -> dict:
     p = manifest.get("parity", {})
-    worst = {"passed": p.get("passed"), "max_rel": 0.0, "min_cosine": 1.0, "top1": None}
+    worst = {"passed": p.get("passed"), "max_rel": 0.0, "cosine_min": 1.0, "top1_agreement": None}
     for ms in p.get("sets", {}).values():
         for m in ms:
             worst["max_rel"] = max(worst["max_rel"], m["max_rel"])
-            worst["min_cosine"] = min(worst["min_cosine"], m["min_cosine"])
-            if m.get("top1") is not None:
-                worst["top1"] = m["top1"] if worst["top1"] is None else min(worst["top1"], m["top1"])
+            worst["cosine_min"] = min(worst["cosine_min"], m["cosine_min"])
+            if m.get("top1_agreement") is not None:
+                worst["top1_agreement"] = m["top1_agreement"] if worst["top1_agreement"] is None else \
+                    min(worst["top1_agreement"], m["top1_agreement"])
     acc = manifest.get("accuracy")
     if acc:
         worst["accuracy"] = acc

@@ -83,7 +83,7 @@ def _compare(ref: list[torch.Tensor], new: list[torch.Tensor]) -> dict:
 
     worst = None
     for i, (a, b) in enumerate(zip(ref, new)):
-        m = compare(f"out{i}", a.numpy(), b.numpy(), classification=False, tie=0.0)
+        m = compare(f"out{i}", a.numpy(), b.numpy(), classification=False)
         if worst is None or m.max_rel > worst.max_rel:
             worst = m
     return worst
@@ -122,7 +122,7 @@ def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | 
         if check:
             with torch.no_grad():
                 m = _compare(reference, _flat(new(x)))
-            metrics = {"max_abs": m.max_abs, "max_rel": m.max_rel, "min_cosine": m.min_cosine}
+            metrics = {"max_abs": m.max_abs, "max_rel": m.max_rel, "cosine_min": m.cosine_min}
             if m.failures(tol):
                 block = _first_drifting_block(model, new, x, tol)
                 raise RewriteParityError(

@@ -169,6 +169,14 @@ class Target:
         """A callable running the artifact in this target's desktop runtime on any number of samples."""
         raise NotImplementedError
 
+    def block_outputs(self, artifact_path: Path, spec: RuntimeSpec, units: list[str], x: np.ndarray, *,
+                      threads: int | None = None) -> tuple[dict[str, np.ndarray], str, list[str]]:
+        """``edgevit drift``'s runtime side: the output of each named module (``stages.2.blocks.3``...) and of the
+        artifact's final output, computed by this target's runtime on ``x`` (artifact input format). Returns
+        (tensors by unit or output name, how they were obtained, notes). Debug copies never go into the artifact
+        folder."""
+        raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: onnx")
+
     def versions(self) -> dict[str, str]:
         return {}
 

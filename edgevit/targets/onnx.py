@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevit.errors import ExportError
+from edgevit.errors import ConfigError, ExportError
 from edgevit.targets.base import (ExportResult, IOSpec, Runner, RuntimeSpec, Target, minor_release, register_target,
                                   run_batched)
 
@@ -47,6 +47,64 @@ def onnx_opset(path: Path) -> int:
 
     model = onnx.load(str(path), load_external_data=False)
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def _scopes(node) -> tuple[str, ...]:
+    """The module paths a node was exported from (torch's ``pkg.torch.onnx.name_scopes`` metadata)."""
+    import ast
+
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                return tuple(ast.literal_eval(prop.value))
+            except (ValueError, SyntaxError):
+                return ()
+    return ()
+
+
+def block_tensors(path: Path, units: list[str]) -> tuple[dict[str, str], list[str]]:
+    """For each module path in ``units``, the name of the tensor that leaves it: produced by a node inside the
+    module's scope and read outside it (or a graph output). Nodes the exporter did not scope (quantize/dequantize,
+    fp16 casts inserted after export) belong to the scope of the node that feeds them."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    scope_of: dict[int, tuple[str, ...]] = {}
+    producer: dict[str, int] = {}
+    for i, node in enumerate(graph.node):
+        own = _scopes(node)
+        if not own:
+            feeders = [producer[t] for t in node.input if t in producer]
+            own = scope_of[feeders[0]] if feeders else ()
+        scope_of[i] = own
+        for t in node.output:
+            producer[t] = i
+    readers: dict[str, list[int]] = {}
+    for i, node in enumerate(graph.node):
+        for t in node.input:
+            readers.setdefault(t, []).append(i)
+    graph_outputs = {o.name for o in graph.output}
+    found, notes = {}, []
+    for unit in units:
+        leaving = [t for t, i in producer.items() if unit in scope_of[i] and (
+            t in graph_outputs or any(unit not in scope_of[r] for r in readers.get(t, [])))]
+        if not leaving:
+            notes.append(f"{unit}: no tensor of the graph leaves this module")
+            continue
+        found[unit] = max(leaving, key=lambda t: producer[t])  # the last one produced: the block's output
+    return found, notes
+
+
+def add_outputs(path: Path, tensors: list[str], dest: Path) -> None:
+    """Write a copy of the ONNX model at ``path`` to ``dest`` with ``tensors`` as extra graph outputs."""
+    import onnx
+
+    model = onnx.load(str(path))
+    have = {o.name for o in model.graph.output}
+    for t in tensors:
+        if t not in have:
+            model.graph.output.append(onnx.helper.make_empty_tensor_value_info(t))
+    onnx.save(model, str(dest))
 
 
 def onnx_op_counts(path: Path) -> dict[str, int]:
@@ -114,6 +172,22 @@ class OnnxTarget(Target):
         self.require("onnxruntime")
         return _session_runner(artifact_path, threads)
 
+    def block_outputs(self, artifact_path, spec: RuntimeSpec, units, x, *, threads=None):
+        self.require("onnxruntime")
+        tensors, notes = block_tensors(Path(artifact_path), units)
+        with tempfile.TemporaryDirectory(prefix="edgevit-drift-") as tmp:
+            debug = Path(tmp) / "debug.onnx"
+            add_outputs(Path(artifact_path), list(tensors.values()), debug)
+            outs = _session_runner(debug, threads)(x)
+            plain = _session_runner(Path(artifact_path), threads)(x)
+        final = spec.output_names[0]
+        got = {unit: outs[1 + i] for i, unit in enumerate(tensors)}
+        got[final] = outs[0]
+        gap = float(np.abs(np.asarray(outs[0], np.float64) - plain[0]).max())
+        notes.append(f"the debug copy's final output differs from the artifact's by at most {gap:.3g} (exposing "
+                     "block outputs can stop onnxruntime fusing across them)")
+        return got, "debug copy of the artifact with block outputs as extra graph outputs, in onnxruntime", notes
+
     def versions(self):
         import onnx
         import onnxruntime
@@ -132,6 +206,11 @@ class OrtTarget(OnnxTarget):
 
     name = "ort"
     suffix = ".ort"
+
+    def block_outputs(self, artifact_path, spec, units, x, *, threads=None):
+        raise ConfigError("edgevit drift cannot open a .ort file to expose its block outputs yet; convert the same "
+                          "options with --target onnx and run drift on that folder (the .ort is made from that "
+                          "ONNX file)")
 
     def runtime_requirements(self, cfg) -> dict:
         return {"runtime": "onnxruntime", "min_version": minor_release(self.versions()["onnxruntime"]),

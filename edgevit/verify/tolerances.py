@@ -1,11 +1,12 @@
 """The one tolerance table, keyed by (target, precision). Nothing else widens or narrows these numbers.
 
 ``max_rel`` is the largest absolute difference divided by the largest magnitude of the reference output (so it is
-stable where single logits are near zero). ``min_cosine`` is per sample, the worst sample counted. ``min_top1`` and
-``min_top5`` are agreement rates with PyTorch over all samples (classification outputs only); a disagreement
-between two classes whose reference scores differ by less than ``max_rel`` x the sample's largest reference
-magnitude is a tie and is not counted. Quantized artifacts are also measured on evaluation images (accuracy
-report, budget); the rows here gate the golden input and ``--images``.
+stable where single logits are near zero). ``min_cosine`` bounds the worst sample's cosine. ``min_top1`` and
+``min_top5`` bound the plain agreement rates with PyTorch's top-1 class and top-5 class set (classification
+outputs only; only scores equal within fp32 rounding tie, ``edgevit.verify.metrics.FP32_TIE``); ``min_top5`` 0
+means top-5 is reported, not gated. Each row gates the golden input, ``--images``, and, for reduced precisions,
+the evaluation images the accuracy report measures (there the mean cosine and top-1/top-5 only: one image's
+largest error is the golden check's business, and ``edgevit drift`` shows where the worst one goes wrong).
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ _FP32 = Tolerance(max_abs=5e-2, max_rel=2e-4, min_cosine=0.99999, min_top1=1.0, 
 
 # fp16: max_abs is loose because random-init Next-ViT-S logits reach ~180 (seen on CoreML: 2.4 abs, 1.3% rel,
 # cosine 0.99992); max_rel and cosine carry the check
-_FP16 = Tolerance(max_abs=5.0, max_rel=2e-2, min_cosine=0.999, min_top1=1.0, min_top5=0.9)
+# Reduced precisions gate on top-1 agreement and the worst cosine over the evaluation images (a 71%-agreeing int8
+# artifact fails by default). Top-5 *set* equality is not gated there: int8 and fp16 legitimately reorder classes
+# ranked 5th and 6th when their scores are close, and that says nothing about the answer a user sees.
+_FP16 = Tolerance(max_abs=5.0, max_rel=2e-2, min_cosine=0.999, min_top1=0.99, min_top5=0.0)
 # weight-only compression (int8 weights, 8-bit palettes) on fp16 compute
-_WEIGHT_ONLY = Tolerance(max_abs=float("inf"), max_rel=0.05, min_cosine=0.995, min_top1=1.0, min_top5=0.8)
-_INT8 = Tolerance(max_abs=float("inf"), max_rel=0.3, min_cosine=0.97, min_top1=1.0, min_top5=0.6)
+_WEIGHT_ONLY = Tolerance(max_abs=float("inf"), max_rel=0.05, min_cosine=0.995, min_top1=0.98, min_top5=0.0)
+_INT8 = Tolerance(max_abs=float("inf"), max_rel=0.3, min_cosine=0.97, min_top1=0.95, min_top5=0.0)
 
 TOLERANCES: dict[tuple[str, str], Tolerance] = {
     # deploy rewrites, PyTorch eager vs eager: only the rounding of folded weights differs (seen: 5e-6 to 8e-6 on
@@ -45,7 +49,7 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("executorch", "fp32"): _FP32,
     ("coreml", "fp32"): _FP32,
     # fp16: 10-bit mantissa; storage rounding per op over ~150 ops. max_rel is against the largest reference
-    # magnitude; top-1 may flip only between classes whose fp32 scores are within max_abs (counted as ties).
+    # magnitude.
     ("coreml", "fp16"): _FP16,
     ("executorch-coreml", "fp16"): _FP16,
     ("executorch-coreml", "fp32"): _FP32,

@@ -1,0 +1,182 @@
+"""``edgevit drift``: where an artifact departs from PyTorch, block by block, in the artifact's own runtime.
+
+Every Next-ViT unit (the stem, each NCB/NTB in order, the head's output) is compared between the artifact's runtime
+and the fp32 PyTorch model the artifact was converted from, in its deployed form (the same module names the
+exported graph carries), on the golden input and ``--images``. Each stage's output is its last block's row. The
+runtime side comes from the target (``Target.block_outputs``): for ONNX, a debug copy of the artifact with the
+block outputs added as graph outputs, run in onnxruntime; debug copies live in a temporary folder, never in the
+artifact folder. The budget of a block is its tolerance row (``edgevit.verify.tolerances``): worst cosine and
+max relative error; the first block over it is named.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevit.errors import ConfigError
+from edgevit.verify.metrics import compare
+from edgevit.verify.tolerances import Tolerance, tolerance_for
+
+
+@dataclass
+class BlockDrift:
+    unit: str  # module path in the model: "stem", "stages.2.blocks.3", or the final output's name
+    kind: str  # stem, NCB, NTB, output
+    stage: int | None
+    cosine_min: float
+    sqnr_db: float
+    max_rel: float
+    over_budget: bool
+
+
+@dataclass
+class DriftReport:
+    target: str
+    precision: str
+    runtime: str
+    mechanism: str
+    samples: int
+    tolerance: Tolerance
+    blocks: list[BlockDrift] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def first_over_budget(self) -> str | None:
+        return next((b.unit for b in self.blocks if b.over_budget), None)
+
+    def to_dict(self) -> dict:
+        return {"target": self.target, "precision": self.precision, "runtime": self.runtime,
+                "mechanism": self.mechanism, "samples": self.samples,
+                "budget": {"min_cosine": self.tolerance.min_cosine, "max_rel": self.tolerance.max_rel},
+                "first_over_budget": self.first_over_budget, "blocks": [asdict(b) for b in self.blocks],
+                "notes": self.notes}
+
+    def table(self) -> str:
+        t = self.tolerance
+        rows = [f"drift of {self.target}/{self.precision} in {self.runtime} vs PyTorch fp32 ({self.samples} inputs; "
+                f"{self.mechanism})",
+                f"  {'unit':<22} {'kind':<6} {'cosine (worst)':>15} {'SQNR dB':>9} {'max_rel':>10}"]
+        for b in self.blocks:
+            flag = "  <- over budget" if b.over_budget else ""
+            rows.append(f"  {b.unit:<22} {b.kind:<6} {b.cosine_min:>15.7f} {b.sqnr_db:>9.1f} {b.max_rel:>10.3g}{flag}")
+        rows.append(f"  budget per block: cosine >= {t.min_cosine}, max_rel <= {t.max_rel:g} "
+                    f"(tolerance row {self.target}/{self.precision})")
+        first = self.first_over_budget
+        rows.append(f"  first block over budget: {first}" if first else "  every block within budget")
+        rows += [f"  note: {n}" for n in self.notes]
+        return "\n".join(rows)
+
+    def html(self) -> str:
+        import html
+
+        cells = "".join(
+            f"<tr{' class=over' if b.over_budget else ''}><td>{html.escape(b.unit)}</td><td>{b.kind}</td>"
+            f"<td>{b.cosine_min:.7f}</td><td>{b.sqnr_db:.1f}</td><td>{b.max_rel:.3g}</td></tr>" for b in self.blocks)
+        first = html.escape(self.first_over_budget or "none")
+        return ("<!doctype html><meta charset=utf-8><title>edgevit drift</title>"
+                "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:right}"
+                "td:first-child{text-align:left}.over{background:#fdd}</style>"
+                f"<h1>Drift: {html.escape(self.target)}/{html.escape(self.precision)} in "
+                f"{html.escape(self.runtime)}</h1><p>{self.samples} inputs; {html.escape(self.mechanism)}. "
+                f"Budget per block: cosine &ge; {self.tolerance.min_cosine}, max_rel &le; "
+                f"{self.tolerance.max_rel:g}. First block over budget: <b>{first}</b>.</p>"
+                "<table><tr><th>unit</th><th>kind</th><th>cosine (worst)</th><th>SQNR dB</th><th>max_rel</th></tr>"
+                f"{cells}</table>")
+
+
+def units_of(model) -> list[tuple[str, str, int | None]]:
+    """(module path, kind, stage) of every unit in forward order: the stem, then each block of each stage."""
+    units = [("stem", "stem", None)]
+    for s, stage in enumerate(model.stages):
+        for b, block in enumerate(stage.blocks):
+            units.append((f"stages.{s}.blocks.{b}", type(block).__name__, s))
+    return units
+
+
+def pytorch_block_outputs(model, x: np.ndarray, units: list[str]) -> dict[str, np.ndarray]:
+    """Each unit's output for normalized inputs ``x``, captured with forward hooks on the deployed model."""
+    import torch
+
+    modules = dict(model.named_modules())
+    captured: dict[str, list[np.ndarray]] = {u: [] for u in units}
+    handles = [modules[u].register_forward_hook(
+        lambda _m, _i, out, u=u: captured[u].append(out.detach().float().numpy().copy())) for u in units]
+    try:
+        with torch.no_grad():
+            for i in range(len(x)):
+                model(torch.from_numpy(x[i:i + 1]))
+    finally:
+        for h in handles:
+            h.remove()
+    return {u: np.concatenate(v) for u, v in captured.items()}
+
+
+def deployed_reference(manifest: dict, weights: str | None):
+    """The PyTorch model the artifact was exported from: rebuilt from the manifest's source and put through the
+    rewrite passes the manifest lists, so its module names and numbers are the exported graph's."""
+    from edgevit.rewrites import deploy
+    from edgevit.verify.parity import rebuild_reference
+
+    net = rebuild_reference(manifest, weights)
+    passes = tuple(p["name"] for p in manifest["rewrite"]["passes"])
+    if not passes:
+        return net, net
+    size = tuple(manifest["input"]["shape"][2:])
+    return net, deploy(net, manifest["target"], passes=passes, img_size=size).model
+
+
+def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: str | None = None,
+              threads: int | None = None) -> DriftReport:
+    """Per-block drift of the artifact folder ``folder`` (golden input, plus ``images``)."""
+    from edgevit.manifest import integrity_problems, read_golden, read_manifest
+    from edgevit.preprocess import Preprocess
+    from edgevit.targets import get_target
+    from edgevit.targets.base import RuntimeSpec
+    from edgevit.verify.parity import images_for, reference_for_artifact
+
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    problems = integrity_problems(folder, manifest)
+    if problems:
+        from edgevit.errors import IntegrityError
+
+        raise IntegrityError(f"{folder}: {'; '.join(problems)}; drift measures the artifact the manifest describes")
+    if len(manifest["outputs"]) != 1:
+        raise ConfigError("edgevit drift handles classifier artifacts (one output); this folder has outputs "
+                          f"{[o['name'] for o in manifest['outputs']]}")
+    target = get_target(manifest["target"])
+    delegate = manifest.get(manifest["target"], {}).get("delegate")
+    key = manifest["parity"]["tolerance"]["target"]
+    tol = tolerance_for(key, manifest["precision"])
+    raw = manifest["input"].get("pixels") == "raw_rgb_0_255"
+    pre = Preprocess.from_manifest(manifest["preprocess"])
+    x_in, _ = read_golden(folder, manifest)
+    x_norm = pre.normalize(x_in) if raw else x_in
+    if images is not None:
+        norm, art = images_for(manifest, images)
+        x_norm, x_in = np.concatenate([x_norm, norm]), np.concatenate([x_in, art])
+    net, deployed = deployed_reference(manifest, weights)
+    units = units_of(deployed)
+    names = [u for u, _, _ in units]
+    ref = pytorch_block_outputs(deployed, x_norm, names)
+    out_name = manifest["outputs"][0]["name"]
+    from edgevit.models.factory import output_names
+
+    ref[out_name] = reference_for_artifact(net, x_norm, output_names(net), (out_name,))[out_name]
+    spec = RuntimeSpec.from_manifest(manifest)
+    got, mechanism, notes = target.block_outputs(folder / manifest["artifact"], spec, names, x_in, threads=threads)
+    report = DriftReport(target=key, precision=manifest["precision"], runtime=target.runtime_for(delegate),
+                         mechanism=mechanism, samples=len(x_in), tolerance=tol, notes=list(notes))
+    for unit, kind, stage in [*units, (out_name, "output", None)]:
+        if unit not in got:
+            report.notes.append(f"{unit}: no runtime tensor found for it (fused away or renamed); not compared")
+            continue
+        m = compare(unit, ref[unit], np.asarray(got[unit], np.float32).reshape(ref[unit].shape),
+                    classification=False)
+        over = not (m.cosine_min >= tol.min_cosine and m.max_rel <= tol.max_rel)
+        report.blocks.append(BlockDrift(unit=unit, kind=kind, stage=stage, cosine_min=m.cosine_min,
+                                        sqnr_db=m.sqnr_db, max_rel=m.max_rel, over_budget=over))
+    return report

@@ -1,0 +1,71 @@
+"""edgevit drift: per-block comparison in the artifact's runtime against PyTorch, naming the first block over
+budget. The perturbed case changes one block's weights inside the artifact (and re-seals it, as a user's own
+broken exporter would produce a consistent folder): drift must name exactly that block."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from edgevit._io import sha256_file
+from edgevit.config import ConvertConfig
+from edgevit.errors import ConfigError
+from edgevit.manifest import read_manifest, seal, write_manifest
+from edgevit.pipeline import convert
+from edgevit.targets.onnx import _scopes
+from edgevit.verify.drift import drift_dir
+
+TINY_UNITS = ["stem", "stages.0.blocks.0", "stages.1.blocks.0", "stages.1.blocks.1", "stages.2.blocks.0",
+              "stages.2.blocks.1", "stages.3.blocks.0", "logits"]
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    out = tmp_path_factory.mktemp("drift") / "tiny"
+    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="onnx", out=str(out)))
+    return out
+
+
+def test_every_unit_is_compared_and_fp32_is_within_budget(tiny_onnx):
+    report = drift_dir(tiny_onnx)
+    assert [b.unit for b in report.blocks] == TINY_UNITS
+    assert [b.kind for b in report.blocks][:4] == ["stem", "NCB", "NCB", "NTB"]
+    assert report.first_over_budget is None
+    assert all(b.cosine_min > 0.99999 for b in report.blocks)
+    assert json.loads(json.dumps(report.to_dict()))["blocks"][0]["unit"] == "stem"
+
+
+def _perturb(folder, unit):
+    """Scale the weights of the first Conv exported from ``unit`` by 1.3 and re-seal the folder."""
+    path = folder / "model.onnx"
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and unit in _scopes(n) and n.input[1] in inits)
+    w = inits[conv.input[1]]
+    w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(1.3), w.name))
+    onnx.save(model, str(path))
+    manifest = read_manifest(folder)
+    manifest["artifact_sha256"] = sha256_file(path)
+    seal(folder, manifest)
+    write_manifest(folder, manifest)
+
+
+def test_a_perturbed_block_is_named_first(tiny_onnx, tmp_path):
+    import shutil
+
+    folder = tmp_path / "perturbed"
+    shutil.copytree(tiny_onnx, folder)
+    _perturb(folder, "stages.2.blocks.0")
+    report = drift_dir(folder)
+    assert report.first_over_budget == "stages.2.blocks.0"
+    before = [b for b in report.blocks if b.unit in TINY_UNITS[:4]]
+    assert before and not any(b.over_budget for b in before)
+
+
+def test_targets_without_a_mechanism_say_so(tmp_path):
+    out = tmp_path / "ort"
+    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="ort", out=str(out)))
+    with pytest.raises(ConfigError, match="--target onnx"):
+        drift_dir(out)
