@@ -127,7 +127,10 @@ class CoreMLTarget(Target):
             from edgevit.quantize.executorch_quant import quantize_xnnpack
 
             with _quiet():
-                quantized = quantize_xnnpack(net, example, calibration, tuple(inner + k for k in keep_float))
+                # in budget mode the input normalisation stays float too: it is not one of the ranked layers, and a
+                # quantized one clips the raw pixels to the calibration set's range whatever else is kept
+                keep = tuple(inner + k for k in keep_float) + (("normalize",) if keep_float and inner else ())
+                quantized = quantize_xnnpack(net, example, calibration, keep)
             net = quantized.module
         try:
             with _quiet():
@@ -150,7 +153,9 @@ class CoreMLTarget(Target):
             quant = {"scheme": SCHEMES[cfg.precision]}
             if cfg.precision == "int8":
                 quant["calibration_images"] = int(len(calibration))
-                quant["kept_float"] = [k.removeprefix(inner) for k in quantized.kept_float]
+                quant["kept_float"] = [k.removeprefix(inner) for k in quantized.kept_float if k != "normalize"]
+                if "normalize" in quantized.kept_float:
+                    quant["input_normalization"] = "float"
         _set_metadata(mlmodel, cfg, io_spec)
         mlmodel.user_defined_metadata["edgevit.manifest"] = json.dumps(
             {"model": cfg.model, "target": "coreml", "precision": cfg.precision, "input_type": cfg.input_type,
