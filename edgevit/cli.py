@@ -312,12 +312,17 @@ def _add_verify(sub):
                        description="Run an artifact folder's artifact in its own runtime and compare it with the "
                                    "PyTorch reference (golden pair, and --images when given).",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _artifact_arguments(p, images="folder of real images to compare on (rebuilds the PyTorch reference)")
+    p.set_defaults(func=_cmd_verify)
+
+
+def _artifact_arguments(p, *, images: str) -> None:
+    """The arguments of the commands that re-run an artifact folder against PyTorch (verify, drift)."""
     p.add_argument("dir", help="artifact folder written by edgevit convert")
-    p.add_argument("--images", help="folder of real images to compare on (rebuilds the PyTorch reference)")
+    p.add_argument("--images", help=images)
     p.add_argument("--weights", help="the checkpoint the artifact came from, if not at the manifest's path")
     p.add_argument("--threads", type=_count(1), help="runtime threads")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_cmd_verify)
 
 
 def _cmd_verify(args) -> int:
@@ -346,11 +351,7 @@ def _add_drift(sub):
                                    "input (and --images), and name the first block over its budget (the "
                                    "tolerance row's cosine and max_rel).",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dir", help="artifact folder written by edgevit convert")
-    p.add_argument("--images", help="folder of real images to add to the golden input")
-    p.add_argument("--weights", help="the checkpoint the artifact came from, if not at the manifest's path")
-    p.add_argument("--threads", type=_count(1), help="runtime threads")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _artifact_arguments(p, images="folder of real images to add to the golden input")
     p.add_argument("--html", help="also write the table as an HTML page to this file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --html file")
     p.set_defaults(func=_cmd_drift)

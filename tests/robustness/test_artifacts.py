@@ -85,3 +85,9 @@ def test_verify_images_works_on_the_shipped_model_without_weights(artifact, tmp_
     for i in range(3):
         png(pics / f"{i}.png", np.full((70, 90, 3), 60 * i, np.uint8))
     expect(cli("verify", artifact, "--images", pics), 0)
+
+
+def test_drift_names_its_limits_with_exit_2(reference, tmp_path):
+    # .ort files cannot be opened for their block outputs yet: a named refusal, not a traceback
+    expect(cli("drift", reference), 2, "--target onnx")
+    expect(cli("drift", tmp_path), 2, "not an edgevit artifact folder")
