@@ -112,6 +112,13 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+def _refuse_bomb(path: Path, w: int, h: int) -> None:
+    if w * h > MAX_DECODE_PIXELS:
+        raise ConfigError(f"image {path} declares {w}x{h} pixels ({w * h / 1e6:.0f} MP), more than edgevit "
+                          f"decodes ({MAX_DECODE_PIXELS / 1e6:.0f} MP): a decompression bomb or a picture to "
+                          "downscale first; remove it from the folder or shrink it")
+
+
 class UnreadableImage(Exception):
     """A file that is not a picture edgevit can decode faithfully; loaders skip it and name it in a warning."""
 
@@ -130,11 +137,7 @@ def open_image(path: str | Path):
     path = Path(path)
     try:
         with Image.open(path) as img:
-            w, h = img.size
-            if w * h > MAX_DECODE_PIXELS:
-                raise ConfigError(f"image {path} declares {w}x{h} pixels ({w * h / 1e6:.0f} MP), more than edgevit "
-                                  f"decodes ({MAX_DECODE_PIXELS / 1e6:.0f} MP): a decompression bomb or a picture to "
-                                  "downscale first; remove it from the folder or shrink it")
+            _refuse_bomb(path, *img.size)
             img.load()
             if img.mode in _SIXTEEN_BIT_GRAY:
                 wide = np.asarray(img, dtype=np.uint32)
@@ -166,8 +169,7 @@ def check_headers(folder: str | Path) -> int:
             open_image(path)  # raises the named ConfigError
         except Exception:  # noqa: BLE001 - damaged files are skipped (and named) when the images are loaded
             continue
-        if w * h > MAX_DECODE_PIXELS:
-            open_image(path)
+        _refuse_bomb(path, w, h)
     return len(files)
 
 
