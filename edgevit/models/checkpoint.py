@@ -278,10 +278,12 @@ def _mismatch_message(source, layout, name, missing, unexpected, mismatched) -> 
 # Saving
 
 
-def save_weights(model: NextViT, path: str | os.PathLike, *, layout: str = "timm", overwrite: bool = False) -> Path:
+def save_weights(model: NextViT, path: str | os.PathLike, *, layout: str = "timm", overwrite: bool = False,
+                 dtype: torch.dtype | None = None) -> Path:
     """Save ``model``'s weights in ``layout`` ('official' or 'timm'); ``.safetensors`` or a torch file by suffix.
 
-    The official layout in a torch file is wrapped as ``{'model': state_dict}`` like the release files.
+    The official layout in a torch file is wrapped as ``{'model': state_dict}`` like the release files. ``dtype``
+    (e.g. ``torch.float16``) casts the floating-point tensors; loading casts them back to the model's dtype.
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown checkpoint layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
@@ -289,6 +291,8 @@ def save_weights(model: NextViT, path: str | os.PathLike, *, layout: str = "timm
     if path.suffix not in SUFFIXES:
         raise ConfigError(f"cannot tell the file format of {path}; use one of {', '.join(SUFFIXES)}")
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
     if layout == "official":
         sd = timm_to_official(sd, model.cfg)
     with atomic_file(path, overwrite=overwrite) as tmp:

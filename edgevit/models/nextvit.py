@@ -424,6 +424,14 @@ register_config(NextViTConfig(name="nextvit_digits", depths=(1, 2, 2, 1), stem_c
                               drop_path_rate=0.05, num_classes=10, default_img_size=64,
                               embedded_weights="nextvit_digits.safetensors", embedded_labels="digits_labels.txt",
                               embedded_data="digits"))
+# The deep reference model (tools/train_photodigits.py): Next-ViT-S's 20 blocks (depths 3/4/10/3, the same NCB/NTB
+# pattern and sr ratios) at reduced widths, trained on the digit scans composited onto photographs at 64x64; hard
+# enough that fp32 is well below 100%, so quantization schemes can differ on it.
+register_config(NextViTConfig(name="nextvit_photodigits", depths=(3, 4, 10, 3), stem_chs=(16, 16, 32),
+                              ncb_chs=(32, 64, 128, 256), ntb_chs=(128, 256, 512), drop_path_rate=0.1,
+                              num_classes=10, default_img_size=64,
+                              embedded_weights="nextvit_photodigits.safetensors",
+                              embedded_labels="digits_labels.txt", embedded_data="photodigits"))
 
 
 def list_models() -> list[str]:

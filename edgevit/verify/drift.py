@@ -128,6 +128,17 @@ def deployed_reference(manifest: dict, weights: str | None):
     return net, deploy(net, manifest["target"], passes=passes, img_size=size).model
 
 
+def in_reference_layout(unit: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` in PyTorch's layout ``shape``: as is or flattened (a target transposes channels-last tensors back
+    itself, from its graph's layout, before returning them); anything else is an error, never a guess."""
+    if value.shape == tuple(shape):
+        return value
+    if value.size == int(np.prod(shape)) and value.squeeze().shape == tuple(d for d in shape if d != 1):
+        return value.reshape(shape)
+    raise ConfigError(f"drift: the runtime's tensor for {unit} has shape {value.shape}, PyTorch's {tuple(shape)}; "
+                      "they cannot be matched (report this with the artifact's manifest)")
+
+
 def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: str | None = None,
               threads: int | None = None) -> DriftReport:
     """Per-block drift of the artifact folder ``folder`` (golden input, plus ``images``)."""
@@ -167,15 +178,17 @@ def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: 
 
     ref[out_name] = reference_for_artifact(net, x_norm, output_names(net), (out_name,))[out_name]
     spec = RuntimeSpec.from_manifest(manifest)
-    got, mechanism, notes = target.block_outputs(folder / manifest["artifact"], spec, names, x_in, threads=threads)
+    got, mechanism, notes = target.block_outputs(folder / manifest["artifact"], spec, names, x_in, threads=threads,
+                                                 model=deployed)
     report = DriftReport(target=key, precision=manifest["precision"], runtime=target.runtime_for(delegate),
                          mechanism=mechanism, samples=len(x_in), tolerance=tol, notes=list(notes))
     for unit, kind, stage in [*units, (out_name, "output", None)]:
         if unit not in got:
-            report.notes.append(f"{unit}: no runtime tensor found for it (fused away or renamed); not compared")
+            if not any(n.startswith(f"{unit}:") for n in report.notes):
+                report.notes.append(f"{unit}: no runtime tensor found for it (fused away or renamed); not compared")
             continue
-        m = compare(unit, ref[unit], np.asarray(got[unit], np.float32).reshape(ref[unit].shape),
-                    classification=False)
+        value = in_reference_layout(unit, np.asarray(got[unit], np.float32), ref[unit].shape)
+        m = compare(unit, ref[unit], value, classification=False)
         over = not (m.cosine_min >= tol.min_cosine and m.max_rel <= tol.max_rel)
         report.blocks.append(BlockDrift(unit=unit, kind=kind, stage=stage, cosine_min=m.cosine_min,
                                         sqnr_db=m.sqnr_db, max_rel=m.max_rel, over_budget=over))

@@ -64,8 +64,54 @@ def test_a_perturbed_block_is_named_first(tiny_onnx, tmp_path):
     assert before and not any(b.over_budget for b in before)
 
 
+def test_ort_drift_names_a_block_perturbed_inside_the_ort_file(tiny_onnx, tmp_path):
+    """The .ort side: the perturbed ONNX is turned into the folder's model.ort by the same converter the target
+    uses, so the block must be found through the .ort's own graph (it keeps no module names)."""
+    import shutil
+
+    from edgevit.targets.ort_convert import convert_to_ort
+
+    ort_dir = tmp_path / "ort"
+    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="ort", out=str(ort_dir)))
+    clean = drift_dir(ort_dir)
+    assert [b.unit for b in clean.blocks] == TINY_UNITS
+    assert clean.first_over_budget is None and all(b.cosine_min > 0.99999 for b in clean.blocks)
+
+    onnx_copy = tmp_path / "onnx"
+    shutil.copytree(tiny_onnx, onnx_copy)
+    _perturb(onnx_copy, "stages.1.blocks.1")
+    staged = tmp_path / "staged"
+    staged.mkdir()
+    convert_to_ort(onnx_copy / "model.onnx", staged)
+    shutil.copy(staged / "model.ort", ort_dir / "model.ort")
+    manifest = read_manifest(ort_dir)
+    manifest["artifact_sha256"] = sha256_file(ort_dir / "model.ort")
+    seal(ort_dir, manifest)
+    write_manifest(ort_dir, manifest)
+    report = drift_dir(ort_dir)
+    assert report.first_over_budget == "stages.1.blocks.1"
+    assert not any(b.over_budget for b in report.blocks[:3])
+
+
+def test_ort_int8_blocks_are_read_through_their_scales_and_layout(tmp_path):
+    """int8 .ort graphs hold quantized tensors, channels-last: each block is dequantized with its own scale and
+    transposed back. A wrong tensor or layout gives cosines near 0; the right ones agree closely with PyTorch."""
+    out = tmp_path / "ort8"
+    convert(ConvertConfig(model="nextvit_digits", target="ort", precision="int8", out=str(out)))
+    report = drift_dir(out)
+    assert [b.unit for b in report.blocks] == ["stem", "stages.0.blocks.0", "stages.1.blocks.0", "stages.1.blocks.1",
+                                               "stages.2.blocks.0", "stages.2.blocks.1", "stages.3.blocks.0",
+                                               "logits"]
+    assert all(b.cosine_min > 0.99 for b in report.blocks), report.table()
+    assert any("channels-last" in n for n in report.notes)
+
+
 def test_targets_without_a_mechanism_say_so(tmp_path):
-    out = tmp_path / "ort"
-    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="ort", out=str(out)))
-    with pytest.raises(ConfigError, match="--target onnx"):
-        drift_dir(out)
+    from edgevit.targets import get_target
+    from edgevit.targets.base import Target
+
+    unsupported = [n for n in ("coreml", "executorch") if type(get_target(n)).block_outputs is Target.block_outputs]
+    if not unsupported:
+        pytest.skip("every target has a drift mechanism")
+    with pytest.raises(ConfigError, match="supports: onnx"):
+        get_target(unsupported[0]).block_outputs(tmp_path / "x", None, [], np.zeros(1))
