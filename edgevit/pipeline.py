@@ -19,6 +19,8 @@ no partial folder and an existing one untouched.
 
 from __future__ import annotations
 
+import hashlib
+
 import logging
 import platform
 import shutil
@@ -114,6 +116,8 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
                                                 candidates, ranking, staging, steps, net, names)
         manifest = build_manifest(p, staging, result, io_spec, golden, names, net, weights_hash, rewrite_info,
                                   accuracy)
+        if calib_set is not None and p.cfg.precision in p.target.needs_calibration:
+            manifest["calibration"] = calibration_record(p, calib_set)
         with steps(f"verify in {p.target.runtime_for(p.cfg.delegate)}"):
             report = verify_artifact(p, staging / result.artifact, _runtime_spec(p, io_spec, result), golden, real)
         if accuracy is not None:  # reduced precision: the row's cosine and agreement over the evaluation images too
@@ -481,6 +485,17 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
         cfg.target: result.details,
         "golden": gold,
     }
+
+
+def calibration_record(p: Plan, calib) -> dict:
+    """Which calibration images made the artifact, so a tool can calibrate the same graph again (``edgevit drift``
+    on ExecuTorch int8) and prove it did: the folder (``shipped`` for a model's own images), the selection and the
+    hash of the exact inputs the quantizer saw."""
+    cfg = p.cfg
+    inputs = calib.raw if p.raw_input else calib.normalized
+    return {"folder": portable_source(cfg.calib_dir) if cfg.calib_dir else "shipped", "count": cfg.calib_count,
+            "seed": cfg.seed, "images": len(calib.files),
+            "inputs_sha256": hashlib.sha256(np.ascontiguousarray(inputs, np.float32).tobytes()).hexdigest()}
 
 
 def verify_artifact(p: Plan, artifact: Path, spec, golden: Golden, real):

@@ -176,7 +176,8 @@ class Target:
         the deployed fp32 PyTorch model the artifact was exported from, for runtimes whose artifact keeps no module
         names and must be matched against a re-trace of it. Returns (tensors by unit or output name, how they were
         obtained, notes). Debug copies never go into the artifact folder."""
-        raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: onnx, ort")
+        raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: onnx, ort, "
+                          "executorch (fp32, xnnpack)")
 
     def versions(self) -> dict[str, str]:
         return {}

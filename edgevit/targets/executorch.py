@@ -153,6 +153,57 @@ class ExecuTorchTarget(Target):
 
         return lambda x: run_batched(fn, x, spec.batch)
 
+    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None):
+        """A debug program lowered the way the artifact was (same deployed graph, same XNNPACK delegate) with every
+        block's output as an extra program output, run in ExecuTorch's runtime; its final output is compared with
+        the artifact's in the notes. fp32 only for now (int8 is refused, see below)."""
+        import torch
+
+        self.require("executorch.exir")
+        delegate = spec.details.get("delegate")
+        if delegate == "coreml":
+            raise ConfigError("edgevit drift does not support ExecuTorch's CoreML delegate yet; it supports: onnx, "
+                              "ort, executorch (fp32, xnnpack)")
+        if model is None:
+            raise ConfigError("drift on a .pte needs the deployed PyTorch model it was exported from")
+        from executorch.exir import to_edge_transform_and_lower
+
+        tapped = _tapped(model, units).eval()
+        example = torch.from_numpy(np.ascontiguousarray(x[:spec.batch or 1], np.float32))
+        if spec.details.get("quantization") is not None:
+            # tried: the same quantizer on the tapped graph (outputs at the float op, at its requantized value, or
+            # as int8) lowers, but XNNPACK refuses to run it ("Propagating input shapes failed ...
+            # xnn_status_invalid_parameter"); see the issue's closing note
+            raise ConfigError("edgevit drift does not support int8 ExecuTorch programs yet (XNNPACK will not run "
+                              "a quantized program with block outputs added); convert the same options with "
+                              "--target onnx --precision int8 and run drift there, or drift the fp32 .pte")
+        notes = []
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            exported = torch.export.export(tapped, (example,), strict=False)
+            edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners("xnnpack"))
+            program = edge.to_executorch()
+        runtime = executorch_runtime(threads)
+        method = runtime.load_program(program.buffer).load_method("forward")
+
+        def fn(b: np.ndarray) -> list[np.ndarray]:
+            return [o.detach().numpy().copy() for o in method.execute([torch.from_numpy(b)])]
+
+        outs = run_batched(fn, np.ascontiguousarray(x, np.float32), spec.batch)
+        plain = self.load(artifact_path, spec, threads=threads)(x)
+        got = {unit: outs[1 + i] for i, unit in enumerate(units)}
+        got[spec.output_names[0]] = plain[0]  # the final row is always the artifact's own output
+        gap = float(np.abs(np.asarray(outs[0], np.float64) - plain[0]).max())
+        scale = float(np.abs(plain[0]).max()) or 1.0
+        if gap > 1e-3 * scale:
+            notes.append(f"the artifact's final output differs from the debug program's (a fresh lowering of its "
+                         f"source) by {gap:.3g}: this .pte is not what its source lowers to, and the block rows "
+                         "describe the fresh lowering, not this file; re-convert it")
+        else:
+            notes.append(f"the debug program's final output differs from the artifact's by at most {gap:.3g}")
+        return got, "a debug program lowered like the artifact with block outputs as program outputs, in ExecuTorch " \
+                    "(XNNPACK)", notes
+
     def import_runtime(self) -> None:
         executorch_runtime()
 
@@ -165,6 +216,31 @@ class ExecuTorchTarget(Target):
         return {"runtime": "executorch", "min_version": minor_release(self.versions()["executorch"]),
                 "why": f"written by ExecuTorch {self.versions()['executorch']}; an older runtime is not promised to "
                        "load a newer program, so edgevit asks for this minor release or newer"}
+
+
+def _tapped(model, units: list[str]):
+    """``model`` wrapped to return (its output, each unit's output in ``units`` order), read by forward hooks
+    while it runs (so torch.export traces them as outputs). Module paths inside become ``model.<path>``."""
+    import torch
+
+    class Tapped(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            taps = {}
+            modules = dict(self.model.named_modules())
+            hooks = [modules[u].register_forward_hook(lambda _m, _i, out, u=u: taps.__setitem__(u, out))
+                     for u in units]
+            try:
+                out = self.model(x)
+            finally:
+                for h in hooks:
+                    h.remove()
+            return (out, *(taps[u] for u in units))
+
+    return Tapped()
 
 
 def executorch_runtime(threads: int | None = None):

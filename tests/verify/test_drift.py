@@ -106,6 +106,40 @@ def test_ort_int8_blocks_are_read_through_their_scales_and_layout(tmp_path):
     assert any("channels-last" in n for n in report.notes)
 
 
+def test_executorch_drift_flags_a_pte_that_is_not_its_source(tmp_path):
+    """ExecuTorch drift re-lowers the artifact's source with block outputs added (an XNNPACK blob keeps no per-op
+    outputs), so it localizes what lowering and the runtime do, not a change made inside a .pte. A .pte replaced by
+    one lowered from a model with one block's weights scaled must not pass: the final row is the artifact's own
+    output, over budget, and a note says the block rows describe a fresh lowering, not this file."""
+    import torch
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    from edgevit.verify.drift import deployed_reference
+
+    out = tmp_path / "et"
+    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="executorch", out=str(out)))
+    clean = drift_dir(out)
+    assert [b.unit for b in clean.blocks] == TINY_UNITS
+    assert clean.first_over_budget is None and all(b.cosine_min > 0.99999 for b in clean.blocks)
+
+    manifest = read_manifest(out)
+    _, deployed = deployed_reference(manifest, None)
+    conv = next(m for m in deployed.stages[2].blocks[0].modules() if isinstance(m, torch.nn.Conv2d))
+    with torch.no_grad():
+        conv.weight.mul_(1.3)
+    example = torch.zeros(manifest["input"]["shape"])
+    edge = to_edge_transform_and_lower(torch.export.export(deployed, (example,), strict=False),
+                                       partitioner=[XnnpackPartitioner()])
+    (out / "model.pte").write_bytes(edge.to_executorch().buffer)
+    manifest["artifact_sha256"] = sha256_file(out / "model.pte")
+    seal(out, manifest)
+    write_manifest(out, manifest)
+    report = drift_dir(out)
+    assert report.first_over_budget == "logits"
+    assert any("not what its source lowers to" in n for n in report.notes)
+
+
 def test_targets_without_a_mechanism_say_so(tmp_path):
     from edgevit.targets import get_target
     from edgevit.targets.base import Target
