@@ -43,7 +43,11 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--calib-count", type=int, default=64)
     ap.add_argument("--json", default="benchmarks/results/quantization.json")
+    ap.add_argument("--print-only", action="store_true", help="print the table of an existing --json file")
     args = ap.parse_args(argv)
+    if args.print_only:
+        print_table(json.loads(Path(args.json).read_text()))
+        return 0
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
 
@@ -97,11 +101,11 @@ def main(argv=None) -> int:
                 row["size_mb"] = r.manifest["artifact_bytes"] / 1e6
                 accuracy.setdefault(ref, {})[f"{target}/{precision}"] = row
         results["reference_accuracy"] = accuracy
-    print_table(results)
-    out = Path(args.json)
+    out = Path(args.json)  # written before the table is printed: a printing bug never loses a run
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     log(f"wrote {out}")
+    print_table(results)
     return 0
 
 
@@ -126,8 +130,8 @@ def print_table(r: dict) -> None:
     for k, v in r["latency"].items():
         cos, agree = v.get("photos_cosine_min"), v.get("photos_top1_agreement")
         print(f"  {k:<18} {v['p50_ms']:>8.1f} {v['p90_ms']:>8.1f} {v['peak_rss_mb']:>8.0f} {v['size_mb']:>8.1f} "
-              f"{v['golden_cosine']:>10.5f} {cos if cos is None else format(cos, '.5f'):>16} "
-              f"{agree if agree is None else format(agree, '.2%'):>17}")
+              f"{v['golden_cosine']:>10.5f} {'-' if cos is None else format(cos, '.5f'):>16} "
+              f"{'-' if agree is None else format(agree, '.2%'):>17}")
     s = r["speedup"]
     print(f"  int8 speed-up: XNNPACK {s['xnnpack_int8_vs_fp32']:.2f}x, ONNX Runtime {s['ort_int8_vs_fp32']:.2f}x; "
           f"int8/fp32 size: executorch {r['size_ratio']['executorch']:.2f}, onnx {r['size_ratio']['onnx']:.2f}")

@@ -93,6 +93,7 @@ def test_ort_drift_names_a_block_perturbed_inside_the_ort_file(tiny_onnx, tmp_pa
     assert not any(b.over_budget for b in report.blocks[:3])
 
 
+@pytest.mark.slow
 def test_ort_int8_blocks_are_read_through_their_scales_and_layout(tmp_path):
     """int8 .ort graphs hold quantized tensors, channels-last: each block is dequantized with its own scale and
     transposed back. A wrong tensor or layout gives cosines near 0; the right ones agree closely with PyTorch."""
@@ -106,6 +107,7 @@ def test_ort_int8_blocks_are_read_through_their_scales_and_layout(tmp_path):
     assert any("channels-last" in n for n in report.notes)
 
 
+@pytest.mark.slow
 def test_executorch_drift_flags_a_pte_that_is_not_its_source(tmp_path):
     """ExecuTorch drift re-lowers the artifact's source with block outputs added (an XNNPACK blob keeps no per-op
     outputs), so it localizes what lowering and the runtime do, not a change made inside a .pte. A .pte replaced by
