@@ -64,6 +64,7 @@ def test_a_perturbed_block_is_named_first(tiny_onnx, tmp_path):
     assert before and not any(b.over_budget for b in before)
 
 
+@pytest.mark.slow
 def test_ort_drift_names_a_block_perturbed_inside_the_ort_file(tiny_onnx, tmp_path):
     """The .ort side: the perturbed ONNX is turned into the folder's model.ort by the same converter the target
     uses, so the block must be found through the .ort's own graph (it keeps no module names)."""
