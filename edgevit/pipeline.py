@@ -488,9 +488,9 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
 
 
 def calibration_record(p: Plan, calib) -> dict:
-    """Which calibration images made the artifact, so a tool can calibrate the same graph again (``edgevit drift``
-    on ExecuTorch int8) and prove it did: the folder (``shipped`` for a model's own images), the selection and the
-    hash of the exact inputs the quantizer saw."""
+    """Which calibration images made the artifact: the folder (``shipped`` for a model's own images), the selection
+    (count, seed) and the sha256 of the exact inputs the quantizer saw, enough to calibrate again and check that
+    the same inputs were used."""
     cfg = p.cfg
     inputs = calib.raw if p.raw_input else calib.normalized
     return {"folder": portable_source(cfg.calib_dir) if cfg.calib_dir else "shipped", "count": cfg.calib_count,

@@ -24,7 +24,6 @@ the artifacts see. Needs scikit-learn and scikit-image (``pip install -e '.[dev]
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import sys
@@ -41,7 +40,7 @@ from edgevit.models.checkpoint import load_weights
 from edgevit.preprocess import Preprocess
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_reference import digits_split  # noqa: E402  (one split for both reference models)
+from train_reference import digits_split, pretrained_cfg, write_info  # noqa: E402  (shared by both models)
 
 ASSETS = Path(__file__).resolve().parents[1] / "edgevit" / "assets"
 SIZE = 64
@@ -195,11 +194,9 @@ def main(argv=None) -> int:
             "train_digits": int(len(train_idx)), "held_out_images": int(len(held_idx)),
             "held_out_top1": acc, "seconds": round(time.time() - t0, 1), "torch": torch.__version__,
             "weights_dtype": "float16",
-            "pretrained_cfg": {"input_size": [3, SIZE, SIZE], "crop_pct": 1.0, "interpolation": "bicubic",
-                               "mean": list(pre.mean), "std": list(pre.std),
-                               "note": "what tools/train_photodigits.py trained with: 64x64 pictures, unresized"}}
-    (ASSETS / "nextvit_photodigits.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(json.dumps(info, indent=2))
+            "pretrained_cfg": pretrained_cfg(pre, "what tools/train_photodigits.py trained with: 64x64 pictures, "
+                                                  "unresized")}
+    write_info(ASSETS / "nextvit_photodigits.json", info)
     return 0
 
 

@@ -45,6 +45,17 @@ def digits_split(seed: int = 0):
     return images, labels, np.array(sorted(train)), np.array(sorted(held))
 
 
+def pretrained_cfg(pre: Preprocess, note: str) -> dict:
+    """The sidecar section edgevit reads a shipped checkpoint's preprocessing from (edgevit.models.pretrained)."""
+    return {"input_size": [3, *pre.size], "crop_pct": pre.crop_pct, "interpolation": pre.interpolation,
+            "mean": list(pre.mean), "std": list(pre.std), "note": note}
+
+
+def write_info(path: Path, info: dict) -> None:
+    path.write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps(info, indent=2))
+
+
 def to_pil(img8: np.ndarray) -> Image.Image:
     # white ink on black, as scanned; RGB so it goes through the standard 3-channel preprocessing
     return Image.fromarray(img8, "L").convert("RGB")
@@ -128,12 +139,9 @@ def main(argv=None) -> int:
             "train_images": int(len(train_idx)), "held_out_images": int(len(held_idx)),
             "held_out_top1": acc, "epochs": args.epochs, "seconds": round(time.time() - t0, 1),
             "torch": torch.__version__,
-            # the sidecar edgevit reads the shipped checkpoint's preprocessing from (edgevit.models.pretrained)
-            "pretrained_cfg": {"input_size": [3, *pre.size], "crop_pct": pre.crop_pct,
-                               "interpolation": pre.interpolation, "mean": list(pre.mean), "std": list(pre.std),
-                               "note": "what tools/train_reference.py trained with: Preprocess.for_size((64, 64))"}}
-    (ASSETS / "nextvit_digits.json").write_text(json.dumps(info, indent=2) + "\n")
-    print(json.dumps(info, indent=2))
+            "pretrained_cfg": pretrained_cfg(pre, "what tools/train_reference.py trained with: "
+                                                  "Preprocess.for_size((64, 64))")}
+    write_info(ASSETS / "nextvit_digits.json", info)
     return 0
 
 

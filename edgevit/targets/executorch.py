@@ -166,10 +166,6 @@ class ExecuTorchTarget(Target):
                               "ort, executorch (fp32, xnnpack)")
         if model is None:
             raise ConfigError("drift on a .pte needs the deployed PyTorch model it was exported from")
-        from executorch.exir import to_edge_transform_and_lower
-
-        tapped = _tapped(model, units).eval()
-        example = torch.from_numpy(np.ascontiguousarray(x[:spec.batch or 1], np.float32))
         if spec.details.get("quantization") is not None:
             # tried: the same quantizer on the tapped graph (outputs at the float op, at its requantized value, or
             # as int8) lowers, but XNNPACK refuses to run it ("Propagating input shapes failed ...
@@ -177,6 +173,10 @@ class ExecuTorchTarget(Target):
             raise ConfigError("edgevit drift does not support int8 ExecuTorch programs yet (XNNPACK will not run "
                               "a quantized program with block outputs added); convert the same options with "
                               "--target onnx --precision int8 and run drift there, or drift the fp32 .pte")
+        from executorch.exir import to_edge_transform_and_lower
+
+        tapped = _tapped(model, units).eval()
+        example = torch.from_numpy(np.ascontiguousarray(x[:spec.batch or 1], np.float32))
         notes = []
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
