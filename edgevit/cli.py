@@ -558,9 +558,35 @@ def main(argv: list[str] | None = None) -> int:
     except EdgeVitError as e:
         print(f"edgevit {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
+        _release_interrupted_frames(e)
         return 130
+
+
+def _release_interrupted_frames(interrupt: BaseException) -> None:
+    """Free what the interrupted frames held, with finalizer errors kept off the terminal.
+
+    An interrupt can land inside a third-party constructor, leaving an object whose ``__del__`` then fails (seen:
+    onnxruntime's ``ModelProtoWithShapeInfo`` interrupted before it set ``_tmp_model_path`` printed "Exception
+    ignored ... Traceback" after our message). Those errors are a consequence of the interrupt, not news for the
+    user; they go to the debug log.
+    """
+    import traceback
+
+    def quiet(unraisable):
+        logging.getLogger(__name__).debug("after the interrupt, %s raised %r", unraisable.object,
+                                          unraisable.exc_value)
+
+    previous, sys.unraisablehook = sys.unraisablehook, quiet
+    try:
+        traceback.clear_frames(interrupt.__traceback__)
+        interrupt.__traceback__ = None
+        import gc
+
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
 
 
 def _terminate_like_interrupt() -> None:
