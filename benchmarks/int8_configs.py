@@ -12,6 +12,7 @@ Configurations (ONNX Runtime, `quantize_static` QDQ, int8 per-channel weights, u
   attn-float+pct     both
   residual-float     minmax, the residual Adds (the block outputs) left in float
   residual+attn-float  both left in float
+  conv-gemm-only     minmax, only Conv/Gemm quantized (every other op, the residual Adds included, in float)
 ExecuTorch (XNNPACKQuantizer, per-channel int8 weights, int8 activations):
   default            edgevit's default
   attention-float    the attention core (bmm, the scaling mul, softmax) left in float; projections stay int8
@@ -51,11 +52,13 @@ ORT_CONFIGS = {"default": ("minmax", ()), "percentile": ("percentile", ()),
                "attention-float": ("minmax", ("MatMul", "Softmax")),
                "attn-float+pct": ("percentile", ("MatMul", "Softmax")),
                "residual-float": ("minmax", ("Add",)),
-               "residual+attn-float": ("minmax", ("Add", "MatMul", "Softmax"))}
+               "residual+attn-float": ("minmax", ("Add", "MatMul", "Softmax")),
+               "conv-gemm-only": ("minmax", "only Conv Gemm")}
 ET_CONFIGS = ("default", "attention-float", "residual-float", "per-tensor")
 
 
-def ort_variant(fp32: Path, out: Path, calib: np.ndarray, method: str, float_ops: tuple[str, ...]) -> Path:
+def ort_variant(fp32: Path, out: Path, calib: np.ndarray, method: str, float_ops: tuple[str, ...] | str) -> Path:
+    """``float_ops``: op types left in float, or "only A B" for the only op types quantized."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -66,13 +69,14 @@ def ort_variant(fp32: Path, out: Path, calib: np.ndarray, method: str, float_ops
     with contextlib.redirect_stdout(io.StringIO()):
         quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
     graph = onnx.load(str(pre)).graph
-    exclude = [n.name for n in graph.node if n.op_type in float_ops] or None
+    only = float_ops.split()[1:] if isinstance(float_ops, str) else None
+    exclude = None if only else [n.name for n in graph.node if n.op_type in float_ops] or None
     name = graph.input[0].name
     quantize_static(str(pre), str(out), _reader(name, calib, 1), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     calibrate_method={"minmax": CalibrationMethod.MinMax,
                                       "percentile": CalibrationMethod.Percentile}[method],
-                    nodes_to_exclude=exclude, extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                    nodes_to_exclude=exclude, op_types_to_quantize=only, extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
     return out
 
 

@@ -445,7 +445,21 @@ class CoreMLSimulator:
             raise UnsupportedOpError(f"the CoreML simulator cannot evaluate {unknown} in {self.package}; nothing "
                                      "was checked. Verify this artifact with predict on macOS")
 
-    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def consumers(self, name: str) -> list[tuple[str, str]]:
+        """(op type, output name) of each operation that reads the value ``name``."""
+        found = []
+        for o in self.function.operations:
+            reads = [v for v in o.inputs.values() if hasattr(v, "name")] + \
+                [i for v in o.inputs.values() if isinstance(v, (list, tuple)) for i in v if hasattr(i, "name")]
+            if any(v.name == name for v in reads):
+                found.append((o.op_type, o.outputs[0].name))
+        return found
+
+    def value_names(self) -> set[str]:
+        return {v.name for o in self.function.operations for v in o.outputs}
+
+    def run(self, feeds: dict[str, np.ndarray], extra: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+        """The program's outputs, plus the intermediate values named in ``extra`` (``edgevit drift``)."""
         from coremltools.converters.mil.mil import types
 
         env: dict[str, object] = {}
@@ -484,7 +498,7 @@ class CoreMLSimulator:
             for var, val in zip(operation.outputs, results):
                 dtype = types.builtin_to_string(var.dtype) if not types.is_dict(var.sym_type) else "dict"
                 env[var.name] = _store(dtype, val) if dtype != "dict" else val
-        outs = {name: env[name] for name in self.output_names}
+        outs = {name: env[name] for name in (*self.output_names, *extra)}
         for alias, name in self.aliases.items():
             outs.setdefault(alias, env[name])
         return outs

@@ -143,12 +143,73 @@ def test_executorch_drift_flags_a_pte_that_is_not_its_source(tmp_path):
     assert any("not what its source lowers to" in n for n in report.notes)
 
 
-def test_targets_without_a_mechanism_say_so(tmp_path):
-    from edgevit.targets import get_target
-    from edgevit.targets.base import Target
+def _scale_coreml_conv(folder, unit, factor):
+    """Scale, inside the .mlpackage's weight file, the weights of the first conv torch.export places in ``unit``,
+    and re-seal the folder. The blob's metadata (MIL storage format: sentinel, dtype, size, data offset) is read
+    from the file itself; the weights stay where they are."""
+    import struct
 
-    unsupported = [n for n in ("coreml", "executorch") if type(get_target(n)).block_outputs is Target.block_outputs]
-    if not unsupported:
-        pytest.skip("every target has a drift mechanism")
-    with pytest.raises(ConfigError, match="supports: onnx"):
-        get_target(unsupported[0]).block_outputs(tmp_path / "x", None, [], np.zeros(1))
+    import coremltools as ct
+    import torch
+
+    from edgevit.targets.coreml import _converted_module
+    from edgevit.verify.drift import deployed_reference
+
+    manifest = read_manifest(folder)
+    _, deployed = deployed_reference(manifest, None)
+    classifier = [o["name"] for o in manifest["outputs"]] == ["probabilities"]
+    net = _converted_module(deployed, manifest["input"]["pixels"] == "raw_rgb_0_255", (0.0,) * 3, (1.0,) * 3,
+                            classifier)
+    graph = torch.export.export(net, (torch.zeros(manifest["input"]["shape"]),), strict=False) \
+        .run_decompositions({}).graph
+    conv = next(n.name for n in graph.nodes if n.target == torch.ops.aten.conv2d.default and any(
+        p.startswith(f"model.{unit}.") for p, _ in (n.meta.get("nn_module_stack") or {}).values()))
+    package = folder / "model.mlpackage"
+    spec = ct.models.MLModel(str(package), skip_model_load=True).get_spec()
+    ops = list(spec.mlProgram.functions["main"].block_specializations.values())[0].operations
+    by_output = {o.outputs[0].name: o for o in ops if o.outputs}
+    conv_op = next(o for o in ops if o.type == "conv" and o.outputs[0].name in (conv, conv + "_cast_fp16"))
+    weight = by_output[conv_op.inputs["weight"].arguments[0].name]
+    blob = weight.attributes["val"].blobFileValue
+    path = next(package.rglob("weight.bin"))
+    data = bytearray(path.read_bytes())
+    sentinel, dtype, size, offset = struct.unpack_from("<IIQQ", data, blob.offset)
+    assert sentinel == 0xDEADBEEF
+    kind = {1: np.float16, 2: np.float32}[dtype]  # MIL storage: 1 = fp16, 2 = fp32
+    values = np.frombuffer(bytes(data[offset:offset + size]), dtype=kind) * kind(factor)
+    data[offset:offset + size] = values.astype(kind).tobytes()
+    path.write_bytes(bytes(data))
+    manifest["artifact_sha256"] = sha256_file(package)
+    seal(folder, manifest)
+    write_manifest(folder, manifest)
+
+
+def test_coreml_drift_reads_the_programs_own_values_and_names_a_perturbed_block(tmp_path):
+    """CoreML: the block values are the ML program's own, read while the simulator runs it, so a change made inside
+    the .mlpackage (one conv's weights scaled in its weight file) must be named, and nothing before it."""
+    import shutil
+
+    out = tmp_path / "cm"
+    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="coreml", precision="fp32",
+                          out=str(out)))
+    clean = drift_dir(out)
+    assert [b.unit for b in clean.blocks] == TINY_UNITS
+    assert clean.first_over_budget is None and all(b.cosine_min > 0.99999 for b in clean.blocks), clean.table()
+    perturbed = tmp_path / "perturbed"
+    shutil.copytree(out, perturbed)
+    _scale_coreml_conv(perturbed, "stages.2.blocks.0", 1.3)
+    report = drift_dir(perturbed)
+    assert report.first_over_budget == "stages.2.blocks.0", report.table()
+    assert not any(b.over_budget for b in report.blocks[:4])
+
+
+def test_a_runtime_without_a_mechanism_says_so_and_where_to_go(tmp_path):
+    """ExecuTorch's CoreML delegate has no drift mechanism (its payload's values are not named after the model's
+    nodes): refused before any work, naming what to run instead."""
+    from edgevit.targets import get_target
+    from edgevit.targets.base import RuntimeSpec
+
+    spec = RuntimeSpec(input_name="x", batch=1, output_names=("logits",), raw_pixels=False,
+                       details={"delegate": "coreml"})
+    with pytest.raises(ConfigError, match="--target coreml and run drift there"):
+        get_target("executorch").block_outputs(tmp_path / "model.pte", spec, [], np.zeros((1, 3, 8, 8)))
