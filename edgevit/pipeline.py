@@ -356,7 +356,7 @@ def budget_candidates(p: Plan, export_model, calib_set, eval_set, steps):
         from edgevit.quantize.sensitivity import rank_layers
 
         ranking = rank_layers(export_model, calib_set.normalized, eval_set.normalized)
-    layers = [r["layer"] for r in ranking]
+    layers = [r["module"] for r in ranking]
     candidates: list[tuple[str, ...]] = [()]
     k = 1
     while k < len(layers):
@@ -394,10 +394,14 @@ def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_s
     # PyTorch's outputs on the evaluation images do not change between budget attempts
     eval_ref = None if eval_set is None else reference_for_artifact(net, eval_set.normalized, names,
                                                                     io_spec.output_names)
-    for attempt, keep in enumerate(candidates):
+    ranked_by = "PyTorch fake-quant sensitivity per layer" if ranking else None
+    attempt = -1
+    while attempt + 1 < len(candidates):
+        attempt += 1
+        keep = candidates[attempt]
         for leftover in staging.iterdir():  # a previous attempt's files
             shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
-        label = f"export {cfg.target} {cfg.precision}" + (f" ({len(keep)} layers kept in float)" if keep else "")
+        label = f"export {cfg.target} {cfg.precision}" + (f" ({len(keep)} modules kept in float)" if keep else "")
         with steps(label):
             with torch.no_grad():
                 result = p.target.export(export_model, torch.from_numpy(x_in), staging, io_spec, cfg,
@@ -411,16 +415,66 @@ def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_s
         if not budget or within_budget(accuracy, max_accuracy_drop=cfg.max_accuracy_drop,
                                        min_agreement=cfg.min_agreement):
             break
-        log.info("budget not met with %d layers in float: %s", len(keep), format_accuracy(accuracy))
+        log.info("budget not met with %d modules in float: %s", len(keep), format_accuracy(accuracy))
+        if attempt == 0:  # the fully quantized artifact exists now: where does its own runtime lose accuracy?
+            with steps("rank blocks by drift in the runtime"):
+                measured = runtime_block_ranking(p, staging / result.artifact, _runtime_spec(p, io_spec, result),
+                                                 export_model, eval_set)
+            if measured is not None:
+                ranking, ranked_by = measured
+                candidates = [(), *block_candidates([r["module"] for r in ranking])]
     else:
         raise ParityError(f"the accuracy budget (max drop {cfg.max_accuracy_drop}, min agreement "
-                          f"{cfg.min_agreement}) is not met even with all {len(candidates[-1])} quantizable "
-                          f"layers in float:\n{format_accuracy(accuracy)}")
+                          f"{cfg.min_agreement}) is not met even with all {len(candidates[-1])} ranked modules "
+                          f"in float:\n{format_accuracy(accuracy)}")
     if ranking:
         accuracy["budget"] = {"max_accuracy_drop": cfg.max_accuracy_drop, "min_agreement": cfg.min_agreement,
-                              "attempts": attempt + 1}
-        accuracy["sensitivity"] = ranking[:10]
+                              "attempts": attempt + 1, "ranked_by": ranked_by}
+        accuracy["ranking"] = ranking[:10]
     return result, accuracy
+
+
+def block_candidates(blocks: list[str]) -> list[tuple[str, ...]]:
+    """Keep the worst 1, 2, 4 ... blocks in float, then all of them."""
+    out, k = [], 1
+    while k < len(blocks):
+        out.append(tuple(blocks[:k]))
+        k *= 2
+    return [*out, tuple(blocks)]
+
+
+def runtime_block_ranking(p: Plan, artifact: Path, spec, export_model, eval_set, *, max_images: int = 64):
+    """Next-ViT units (stem, each block) ranked by the drift each one adds in the artifact's own runtime, from
+    ``edgevit drift``'s mechanism on up to ``max_images`` evaluation images: a unit's share is how much the mean
+    cosine of its output to PyTorch's falls below the previous unit's. Returns (ranking, how it was measured), or
+    None where the target has no drift mechanism for this artifact (the PyTorch ranking stays)."""
+    from edgevit.verify.drift import in_reference_layout, pytorch_block_outputs, units_of
+
+    if not hasattr(export_model, "stages"):
+        return None
+    units = [u for u, _, _ in units_of(export_model)]
+    x_norm = eval_set.normalized[:max_images].astype(np.float32)
+    x_in = (eval_set.raw if p.raw_input else eval_set.normalized)[:max_images].astype(np.float32)
+    try:
+        got, mechanism, _ = p.target.block_outputs(artifact, spec, units, x_in, model=export_model)
+    except ConfigError as e:
+        log.info("no runtime drift for the budget ranking (%s); using the PyTorch ranking", e)
+        return None
+    ref = pytorch_block_outputs(export_model, x_norm, units)
+    rows, previous = [], 0.0
+    for unit in units:
+        if unit not in got:
+            continue
+        a = ref[unit].reshape(len(x_norm), -1).astype(np.float64)
+        b = in_reference_layout(unit, np.asarray(got[unit], np.float32), ref[unit].shape)
+        b = b.reshape(len(x_norm), -1).astype(np.float64)
+        cos = float(np.mean((a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
+                                                        1e-30)))
+        rows.append({"module": unit, "drift": max(0.0, (1.0 - cos) - previous), "cosine_mean": cos})
+        previous = 1.0 - cos
+    if not rows:
+        return None
+    return sorted(rows, key=lambda r: -r["drift"]), f"drift each block adds in the runtime ({mechanism})"
 
 
 def measure_accuracy(p: Plan, artifact: Path, spec, ref: dict[str, np.ndarray], eval_set) -> dict:

@@ -32,7 +32,7 @@ def quantizable_layers(model: nn.Module) -> list[str]:
 
 @torch.no_grad()
 def rank_layers(model: nn.Module, calib: np.ndarray, evalset: np.ndarray, *, max_images: int = 64) -> list[dict]:
-    """[{layer, sensitivity}] sorted from most to least sensitive (inputs: normalized images)."""
+    """[{module, sensitivity}] sorted from most to least sensitive (inputs: normalized images)."""
     model = model.eval()
     layers = quantizable_layers(model)
     modules = dict(model.named_modules())
@@ -67,5 +67,5 @@ def rank_layers(model: nn.Module, calib: np.ndarray, evalset: np.ndarray, *, max
             handle.remove()
             mod.weight.data = original
         cos = torch.nn.functional.cosine_similarity(ref.double(), y.double(), dim=1).mean().item()
-        out.append({"layer": name, "sensitivity": 1.0 - cos})
+        out.append({"module": name, "sensitivity": 1.0 - cos})
     return sorted(out, key=lambda d: -d["sensitivity"])

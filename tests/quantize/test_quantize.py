@@ -160,7 +160,14 @@ def test_budget_keeps_layers_in_float_when_forced(tmp_path, target, delegate):
     result = convert(cfg.replace(min_agreement=1.0, out=str(tmp_path / "budget")))
     acc = result.manifest["accuracy"]
     assert acc["top1_agreement"] == 1.0 and acc["kept_float"]
-    assert acc["budget"]["attempts"] >= 2 and acc["sensitivity"][0]["layer"] == acc["kept_float"][0]
+    assert acc["budget"]["attempts"] >= 2 and acc["ranking"][0]["module"] == acc["kept_float"][0]
+    if target == "executorch":  # no drift mechanism for int8 programs: PyTorch's per-layer ranking
+        assert acc["budget"]["ranked_by"].startswith("PyTorch fake-quant")
+    else:  # ranked by what the fully quantized artifact's own runtime showed, whole blocks kept in float
+        assert acc["budget"]["ranked_by"].startswith("drift each block adds in the runtime")
+        drifts = [r["drift"] for r in acc["ranking"]]
+        assert drifts == sorted(drifts, reverse=True) and drifts[0] > 0
+        assert all(k == "stem" or k.startswith("stages.") and k.count(".") == 3 for k in acc["kept_float"])
     if target == "onnx":
         m = read_manifest(result.out_dir)
         assert m["onnx"]["quantization"]["kept_float_nodes"] >= len(acc["kept_float"])
