@@ -127,7 +127,7 @@ def test_sensitivity_ranking_covers_every_layer():
     calib = calibration_set(embedded_data(DIGITS, "calib"), PRE, count=16).normalized
     evals = evaluation_set(embedded_data(DIGITS, "eval"), PRE, None, count=32).normalized
     ranking = rank_layers(net, calib, evals)
-    assert sorted(r["layer"] for r in ranking) == sorted(quantizable_layers(net))
+    assert sorted(r["module"] for r in ranking) == sorted(quantizable_layers(net))
     sens = [r["sensitivity"] for r in ranking]
     assert sens == sorted(sens, reverse=True) and sens[0] > sens[-1] >= -1e-9
 
