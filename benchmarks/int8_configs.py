@@ -180,7 +180,8 @@ def main(argv=None) -> int:
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
 
-    results = {}
+    results = {"note": f"measured {time.strftime('%Y-%m-%d')} with `benchmarks/int8_configs.py"
+                       f"{' --with-small' if args.with_small else ''}`; accuracy only, no timing"}
     with tempfile.TemporaryDirectory(prefix="edgevit-int8cfg-") as tmp:
         tmp = Path(tmp)
         results["nextvit_photodigits"] = measure("nextvit_photodigits", False,
@@ -198,6 +199,8 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {out}")
     for model, r in results.items():
+        if model == "note":
+            continue
         print(f"\n{model}: {r['images']} images, calibrated on {r['calibration_images']}")
         print(f"  {'runtime/config':<28} {'top1 agree':>10} {'worst cos':>9} {'mean cos':>9} {'SQNR dB':>8} "
               f"{'drop pts':>8}")

@@ -72,7 +72,11 @@ def quantize_xnnpack(model, example: torch.Tensor, calibration: np.ndarray,
     return Quantized(module=converted, kept_float=[k for k in keep_float if k in matched], observers=seen)
 
 
+# benchmarks/int8_configs.py (results/int8_configs.json): the attention core or the residual adds in float, or
+# per-tensor weights, move top-1 agreement by at most 2 of the 450 deep-reference images and 2 of the 7
+# photographs: ties, the default stays
 DETAILS = {"scheme": "int8 static (pt2e, ExecuTorch XNNPACKQuantizer)", "weights": "int8 per-channel symmetric",
+           "configuration": "edgevit default (XNNPACKQuantizer's symmetric config, every op it annotates)",
            "activations": "int8 per-tensor (affine)",
            # read from the converted graph of the deployed form (token-layout attention)
            "attention": "q k^T runs in fp32 on int8-rounded q and k; its scaled scores are rounded to int8 before the "

@@ -47,6 +47,30 @@ def module_of_nodes(path: Path) -> dict[str, str]:
     return out
 
 
+def op_precisions(path: Path) -> dict[str, dict[str, int]]:
+    """Which ops of a QDQ model compute on int8 values, by op type: an op whose every computed input comes out of a
+    DequantizeLinear and whose every output goes into a QuantizeLinear is run as an int8 kernel by onnxruntime;
+    any other op (Q/DQ excepted) computes in float."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    producer = {o: n.op_type for n in model.graph.node for o in n.output}
+    readers: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            readers.setdefault(i, []).append(n.op_type)
+    split: dict[str, dict[str, int]] = {"int8": {}, "float": {}}
+    for n in model.graph.node:
+        if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        computed = [i for i in n.input if i in producer]
+        int8 = computed and all(producer[i] == "DequantizeLinear" for i in computed) and \
+            all(readers.get(o) and all(r == "QuantizeLinear" for r in readers[o]) for o in n.output)
+        side = split["int8" if int8 else "float"]
+        side[n.op_type] = side.get(n.op_type, 0) + 1
+    return {k: dict(sorted(v.items())) for k, v in split.items()}
+
+
 def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_name: str, batch: int | None,
                   method: str = "minmax", keep_float: tuple[str, ...] = ()) -> dict:
     """Static int8 QDQ: per-channel int8 weights, uint8 activations calibrated on ``calib``.
@@ -85,7 +109,12 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_n
             "activations": "uint8 per-tensor asymmetric", "calibration_method": method,
             "calibration_images": int(len(calib)),
             "kept_float": [k for k in keep_float if k in kept],
-            "kept_float_nodes": len(exclude)}
+            "kept_float_nodes": len(exclude),
+            # benchmarks/int8_configs.py (results/int8_configs.json): percentile calibration, the attention core,
+            # the residual adds or everything but Conv/Gemm left in float move top-1 agreement by 1-3 of the 450
+            # deep-reference images and by 1 of the 7 photographs, in both directions: ties, so the default stays
+            "configuration": "edgevit default (every op onnxruntime can quantize, minmax unless --calib-method)",
+            "ops": op_precisions(out_path)}
 
 
 def convert_fp16(fp32_path: Path, out_path: Path) -> dict:

@@ -171,6 +171,12 @@ def test_budget_keeps_layers_in_float_when_forced(tmp_path, target, delegate):
     if target == "onnx":
         m = read_manifest(result.out_dir)
         assert m["onnx"]["quantization"]["kept_float_nodes"] >= len(acc["kept_float"])
+        # the manifest's op split, read from the QDQ graph: every Conv int8 in the plain artifact, some float here
+        plain_ops = read_manifest(tmp_path / "plain")["onnx"]["quantization"]["ops"]
+        ops = m["onnx"]["quantization"]["ops"]
+        assert plain_ops["int8"]["Conv"] > 0 and "Conv" not in plain_ops["float"]
+        assert ops["float"]["Conv"] > 0 and ops["int8"].get("Conv", 0) + ops["float"]["Conv"] == \
+            plain_ops["int8"]["Conv"]
 
 
 def test_budget_needs_labels_for_accuracy_drop(tmp_path):
