@@ -91,7 +91,7 @@ def _add_convert(sub):
     w.add_argument("--random-init", action="store_const", const=True, default=None,
                    help="deterministic random weights with realistic BatchNorm statistics (smoke runs)")
     p.add_argument("--seed", type=int, help="seed for --random-init (default 0)")
-    p.add_argument("--target", help="onnx | ort | executorch | coreml")
+    p.add_argument("--target", help="onnx | ort | executorch | coreml | litert (alias tflite)")
     p.add_argument("--precision", help="fp32 (default), fp16 (coreml default), int8; coreml also int8w, pal8, "
                                        "pal6, pal4")
     p.add_argument("--delegate", help="executorch delegate: xnnpack (default) or coreml")

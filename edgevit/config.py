@@ -39,6 +39,9 @@ def parse_img_size(value: int | str | tuple[int, int]) -> tuple[int, int]:
 
 MAX_IMG_SIDE = 4096  # one 4096 x 4096 Next-ViT-S forward needs ~20 GB of activations; bigger sizes are typos
 MAX_BATCH = 256
+# other names users know a target by
+TARGET_ALIASES = {"tflite": "litert"}
+
 # ONNX opsets the artifact can really carry (tests/targets/test_opset.py exports the shipped model at both ends):
 # torch 2.13's exporter writes opset 18 natively and its down-converter cannot rewrite Next-ViT's ReduceMean for 17
 # (it then leaves the model at 18 without an error); onnxruntime 1.31 refuses models above opset 26.
@@ -150,6 +153,7 @@ class ConvertConfig:
     def __post_init__(self):
         for f in fields(self):
             check_value(f.name, str(f.type), getattr(self, f.name))
+        object.__setattr__(self, "target", TARGET_ALIASES.get(self.target, self.target))
         if self.img_size is not None:
             h, w = parse_img_size(tuple(self.img_size) if isinstance(self.img_size, list) else self.img_size)
             if max(h, w) > MAX_IMG_SIDE:

@@ -26,7 +26,8 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
       --extra-index-url https://pypi.org/simple
   fi
 fi
-echo "edgevit: installing edgevit[dev] and its toolchains" >&2
-quiet "${PIP[@]}" install -q -e ".[dev]"
+echo "edgevit: installing edgevit[dev,litert] and its toolchains" >&2
+# litert is an optional extra for users (it pulls jax); the test suite runs its real interpreter, so it is here
+quiet "${PIP[@]}" install -q -e ".[dev,litert]"
 touch "$STAMP"
 echo "edgevit: ready ($VENV)" >&2

@@ -41,6 +41,10 @@ FORMS: dict[str, tuple[tuple[str, ...], str]] = {
                    "BN folded; token-layout attention with 3-D bmm. On XNNPACK it ties the BCHW qk form at 224 and "
                    "384 (within the run's spread) and both run every op in the delegate; chosen because it leaves "
                    "the attention as the model writes it, so there is no attention rewrite to verify"),
+    "litert": (_BN_FOLDS + ("delegate_friendly_ops",),
+               "BN folded; token-layout attention, as for ExecuTorch. With the BCHW attention form litert-torch's "
+               "NHWC layout pass rejects the int8 graph (\"Attempting to convert non-NHWC compatible node to "
+               "NHWC: dequantize_per_tensor\"); the forms are not yet timed against each other on LiteRT"),
 }
 
 

@@ -22,6 +22,7 @@ _TARGET_MODULES = {
     "ort": "edgevit.targets.onnx",
     "executorch": "edgevit.targets.executorch",
     "coreml": "edgevit.targets.coreml",
+    "litert": "edgevit.targets.litert",
 }
 
 _REGISTRY: dict[str, type["Target"]] = {}

@@ -66,6 +66,12 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("coreml", "pal8"): _WEIGHT_ONLY,
     ("coreml", "pal6"): _INT8,
     ("coreml", "pal4"): _INT8,
+    # LiteRT: fp16 stores weights in fp16 and XNNPACK computes in fp32 (weight rounding only); int8w quantizes
+    # activations at run time, so it is held like static int8
+    ("litert", "fp32"): _FP32,
+    ("litert", "fp16"): _FP16,
+    ("litert", "int8w"): _INT8,
+    ("litert", "int8"): _INT8,
 }
 
 

@@ -36,6 +36,8 @@ def test_every_supported_combination_converts_the_reference_model(tmp_path, targ
     if delegate is not None:
         assert m[target]["delegate"] == delegate
         assert m[target]["delegation"]["portable_nodes"] == 0
+    if target == "litert":  # an app feeds and reads float tensors, whatever the precision
+        assert m["litert"]["input_dtypes"] == ["float32"] and m["litert"]["output_dtypes"] == ["float32"]
     if precision == "fp32":
         assert m["accuracy"] is None
     else:  # every reduced precision is measured on the shipped held-out images

@@ -1,0 +1,267 @@
+"""LiteRT target (formerly TensorFlow Lite): ``.tflite`` from ``litert_torch.convert``, run in the LiteRT
+interpreter with its XNNPACK delegate.
+
+Precisions:
+  fp32   as converted
+  fp16   weights stored fp16 (ai-edge-quantizer FLOAT_CASTING, explicit dequantize): computed in fp32 by XNNPACK
+         unless a device delegate chooses fp16
+  int8w  dynamic range (ai-edge-quantizer ``dynamic_wi8_afp32``): int8 per-channel weights, float activations that
+         XNNPACK quantizes on the fly
+  int8   static (litert-torch's PT2E quantizer: int8 per-channel weights, int8 activations) calibrated on real
+         images through the model's preprocessing. The converter folds a quantized graph input or output into the
+         model's I/O type, so the ops that read the input and make the outputs stay float (the manifest lists
+         them): the app feeds and reads float tensors.
+
+The runtime is ``ai_edge_litert`` or, where only that is installed (a Raspberry Pi), ``tflite_runtime``, which has the
+same Interpreter API (2.14 needs numpy < 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgevit.errors import ConfigError, ExportError, MissingDependencyError
+from edgevit.targets.base import ExportResult, Runner, Target, minor_release, register_target, run_batched
+
+log = logging.getLogger(__name__)
+
+SIGNATURE = "serving_default"
+
+
+def interpreter_class():
+    """The LiteRT Interpreter: ai_edge_litert's, else tflite_runtime's (same API)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError as e:
+            raise MissingDependencyError("target litert needs the LiteRT interpreter (ai_edge_litert, or "
+                                         "tflite_runtime on a device): pip install 'edgevit[litert]'") from e
+    return Interpreter
+
+
+def runtime_module() -> str:
+    try:
+        import ai_edge_litert.interpreter  # noqa: F401
+        return "ai_edge_litert"
+    except ImportError:
+        return "tflite_runtime"
+
+
+@contextlib.contextmanager
+def _quiet():
+    """litert-torch draws progress lines and its converter logs natively; both go to the debug log."""
+    from edgevit._native import native_stderr_to_log
+
+    with warnings.catch_warnings(), native_stderr_to_log(log, "litert"):
+        warnings.simplefilter("ignore")
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield
+    for line in (out.getvalue() + err.getvalue()).splitlines():
+        if line.strip():
+            log.debug("litert: %s", line)
+
+
+def _io_modules(model, example) -> tuple[str, ...]:
+    """Innermost module paths of the ops that read the graph input and of those that make its outputs."""
+    import torch
+
+    from edgevit.quantize.executorch_quant import module_paths
+
+    graph = torch.export.export(model, (example,), strict=False).graph
+    found: list[str] = []
+    for node in graph.nodes:
+        if node.op == "placeholder" and node.users and not node.name.startswith(("p_", "b_")):
+            ends = list(node.users)
+        elif node.op == "output":
+            ends = [a for a in node.all_input_nodes]
+        else:
+            continue
+        for end in ends:
+            paths = module_paths(end)
+            if paths and paths[-1] not in found:
+                found.append(paths[-1])
+    return tuple(found)
+
+
+def _pt2e_int8(model, example, calibration: np.ndarray, keep_float: tuple[str, ...]):
+    """PT2E int8 with litert-torch's quantizer; modules in ``keep_float`` are not annotated (stay float)."""
+    import torch
+    from litert_torch.quantize import pt2e_quantizer as pq
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgevit.quantize.calibration import calibration_batches
+    from edgevit.quantize.executorch_quant import _in_any, module_paths
+
+    class Quantizer(pq.PT2EQuantizer):
+        # PT2EQuantizer.set_module_name refuses None ("not supported yet"); filter the annotators instead
+        def _annotate_all_static_patterns(self, gm, config, filter_fn=None):
+            def keep(node) -> bool:
+                return (filter_fn is None or filter_fn(node)) and _in_any(module_paths(node), keep_float) is None
+
+            return super()._annotate_all_static_patterns(gm, config, keep)
+
+    quantizer = Quantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    graph = torch.export.export(model, (example,), strict=False).module()
+    matched = {m for node in graph.graph.nodes if (m := _in_any(module_paths(node), keep_float))}
+    prepared = prepare_pt2e(graph, quantizer)
+    with torch.no_grad():
+        for x in calibration_batches(calibration, example.shape[0]):
+            prepared(torch.from_numpy(x))
+    return convert_pt2e(prepared, fold_quantize=False), quantizer, [k for k in keep_float if k in matched]
+
+
+def _ai_edge_quantize(float_path: Path, out_path: Path, precision: str) -> None:
+    from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe, recipe_manager
+
+    if precision == "int8w":
+        rcp = recipe.dynamic_wi8_afp32()
+    else:  # fp16 weights, explicitly dequantized to fp32 compute
+        manager = recipe_manager.RecipeManager()
+        manager.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                       num_bits=16, algorithm_key=algorithm_manager.AlgorithmName.FLOAT_CASTING)
+        rcp = manager.get_quantization_recipe()
+    q = quantizer.Quantizer(str(float_path))
+    q.load_quantization_recipe(rcp)
+    q.quantize().export_model(str(out_path), overwrite=True)
+
+
+def graph_report(path: Path) -> dict:
+    """Operator counts of the .tflite graph, its I/O types, and the XNNPACK delegate's partitions."""
+    Interpreter = interpreter_class()
+    plain = Interpreter(model_path=str(path), experimental_preserve_all_tensors=False,
+                        **_no_default_delegates())
+    ops = Counter(op["op_name"] for op in plain._get_ops_details())
+    with _quiet():
+        delegated = Interpreter(model_path=str(path), num_threads=1)
+        delegated.allocate_tensors()
+    partitions = sum(1 for op in delegated._get_ops_details() if op["op_name"] == "DELEGATE")
+    return {"op_counts": dict(sorted(ops.items())), "transposes": ops.get("TRANSPOSE", 0),
+            "input_dtypes": [np.dtype(d["dtype"]).name for d in plain.get_input_details()],
+            "output_dtypes": [np.dtype(d["dtype"]).name for d in plain.get_output_details()],
+            "xnnpack_partitions": partitions}
+
+
+def _no_default_delegates() -> dict:
+    try:
+        from ai_edge_litert.interpreter import OpResolverType
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import OpResolverType
+        except ImportError:
+            return {}
+    return {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+
+
+@register_target
+class LiteRTTarget(Target):
+    name = "litert"
+    suffix = ".tflite"
+    precisions = ("fp32", "fp16", "int8w", "int8")
+    needs_calibration = ("int8",)
+    extra = "litert"
+    runtime = "ai_edge_litert"
+
+    def runtime_for(self, delegate):
+        return f"LiteRT interpreter ({runtime_module()}, XNNPACK)"
+
+    def check_options(self, cfg) -> None:
+        if cfg.dynamic_batch:
+            raise ConfigError("litert artifacts have a fixed batch here; drop --dynamic-batch or use --batch N")
+
+    def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
+        with _quiet():  # its import logs natively (oneDNN notices)
+            litert_torch = self.require("litert_torch")
+        path = out_dir / "model.tflite"
+        details: dict = {}
+        try:
+            with _quiet():
+                if cfg.precision == "int8":
+                    from litert_torch.quantize.quant_config import QuantConfig
+
+                    io_float = _io_modules(model, example)
+                    converted, quantizer, kept = _pt2e_int8(model, example, calibration,
+                                                            tuple(keep_float) + io_float)
+                    litert_torch.convert(converted, (example,),
+                                         quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
+                    details["quantization"] = {
+                        "scheme": "int8 static (PT2E, litert-torch PT2EQuantizer)",
+                        "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor",
+                        "calibration_images": int(len(calibration)),
+                        "float_io_modules": list(io_float),
+                        "why_float_io": "the converter folds a quantized graph input/output into the model's I/O "
+                                        "type; these modules stay float so the app feeds and reads float",
+                        "kept_float": [k for k in kept if k in keep_float]}
+                elif cfg.precision in ("fp16", "int8w"):
+                    with tempfile.TemporaryDirectory(prefix="edgevit-litert-") as tmp:
+                        float_path = Path(tmp) / "float.tflite"
+                        litert_torch.convert(model, (example,)).export(str(float_path))
+                        _ai_edge_quantize(float_path, path, cfg.precision)
+                    details["quantization"] = {
+                        "scheme": {"fp16": "fp16 weights (ai-edge-quantizer FLOAT_CASTING), fp32 compute",
+                                   "int8w": "dynamic range (ai-edge-quantizer dynamic_wi8_afp32): int8 per-channel "
+                                            "weights, activations quantized at run time"}[cfg.precision]}
+                else:
+                    litert_torch.convert(model, (example,)).export(str(path))
+        except (ConfigError, ExportError, MissingDependencyError):
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise ExportError(f"LiteRT conversion failed: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}") from e
+        report = graph_report(path)
+        if any(d != "float32" for d in report["input_dtypes"] + report["output_dtypes"]):
+            raise ExportError(f"the LiteRT model's inputs/outputs are {report['input_dtypes']} / "
+                              f"{report['output_dtypes']}, not float32; this is a bug in edgevit's int8 path")
+        details.update(report)
+        details["signature"] = SIGNATURE
+        return ExportResult(artifact=path.name, details=details)
+
+    def load(self, artifact_path, spec, *, threads=None) -> Runner:
+        Interpreter = interpreter_class()
+        with _quiet():
+            interpreter = Interpreter(model_path=str(artifact_path), num_threads=threads or 2)
+            interpreter.allocate_tensors()
+        runner = interpreter.get_signature_runner(SIGNATURE)
+        out_keys = sorted(runner.get_output_details(), key=lambda k: int(k.rsplit("_", 1)[-1]))
+        (in_key,) = runner.get_input_details()
+        if len(out_keys) != len(spec.output_names):
+            raise ConfigError(f"{artifact_path} has {len(out_keys)} outputs, the manifest names "
+                              f"{len(spec.output_names)}")
+
+        def run(x: np.ndarray) -> list[np.ndarray]:
+            outs = runner(**{in_key: np.ascontiguousarray(x, np.float32)})
+            return [np.asarray(outs[k], np.float32).copy() for k in out_keys]
+
+        return lambda x: run_batched(run, x, spec.batch)
+
+    def import_runtime(self) -> None:
+        interpreter_class()
+
+    def versions(self):
+        from importlib.metadata import PackageNotFoundError, version
+
+        found = {}
+        for package in ("litert-torch", "ai-edge-litert", "ai-edge-quantizer", "tflite-runtime"):
+            try:
+                found[package] = version(package)
+            except PackageNotFoundError:
+                continue
+        return found
+
+    def runtime_requirements(self, cfg) -> dict:
+        made = self.versions().get("ai-edge-litert")
+        if made is None:
+            return {"runtime": "litert", "why": "the LiteRT interpreter with the builtin op set"}
+        return {"runtime": "litert", "min_version": minor_release(made),
+                "why": f"converted for the LiteRT {made} op set; an older interpreter is not promised to have "
+                       "every op version this model uses"}
