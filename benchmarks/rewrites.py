@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Where the time goes, original vs deployed Next-ViT, on ONNX Runtime and ExecuTorch XNNPACK.
+"""Where the time goes, original vs deployed Next-ViT, on ONNX Runtime, ExecuTorch XNNPACK and LiteRT (XNNPACK).
 
 Every variant is timed in the same rounds (interleaved, rotating order), median of >= 15 rounds after warm-up,
 2 threads, ONNX Runtime spinning off, ExecuTorch's thread pool sized to the same threads. Alternative exact forms
@@ -10,6 +10,12 @@ same run (Next-ViT's own GEMM shapes included) and against the CPU's theoretical
 
     .venv/bin/python benchmarks/rewrites.py                      # Next-ViT-S at 224 and 384 (~6 min)
     .venv/bin/python benchmarks/rewrites.py --sizes 224 --rounds 15 --json out.json
+
+LiteRT (when the `litert` extra is installed): every form converted with litert-torch and run in the LiteRT
+interpreter (XNNPACK, same threads), plus the chosen form in int8 (PT2E, calibrated on 8 synthetic images: the
+timing and the size do not depend on what the calibration images show). Its goals are printed under the table:
+deployed fp32 within 1.10x of the fastest other deployed CPU runtime, int8 >= 2.5x faster than its fp32, int8 file
+<= 0.3x the fp32 file.
 """
 
 from __future__ import annotations
@@ -41,7 +47,62 @@ ALT_FORMS = {
     "qk": ("fold_conv_bn", "merge_pre_bn", "bchw_attention_qk", "delegate_friendly_ops"),
     "tok": ("fold_conv_bn", "merge_pre_bn", "delegate_friendly_ops"),
 }
-CHOSEN = {"ort": FORMS["onnx"][0], "et": FORMS["executorch"][0]}
+CHOSEN = {"ort": FORMS["onnx"][0], "et": FORMS["executorch"][0], "lite": FORMS["litert"][0]}
+
+
+def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, log):
+    """LiteRT interpreter runners for each form (fp32) and for the chosen form in int8; {} without the extra."""
+    try:
+        import litert_torch
+
+        from edgevit.targets.litert import _io_modules, _pt2e_int8, _quiet, graph_report, interpreter_class
+    except ImportError:
+        log("  LiteRT rows skipped: pip install 'edgevit[litert]'")
+        return {}, {}
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    Interpreter = interpreter_class()
+    xn = x.numpy()
+    runners, info = {}, {}
+
+    def runner(path: Path):
+        with _quiet():
+            it = Interpreter(model_path=str(path), num_threads=threads)
+            it.allocate_tensors()
+        index = it.get_input_details()[0]["index"]
+
+        def run(it=it):
+            it.set_tensor(index, xn)
+            it.invoke()
+        return run
+
+    chosen = form_name(CHOSEN["lite"])
+    for name, net in forms.items():
+        path = tmp / f"lite_{name}_{size[0]}.tflite"
+        t0 = time.perf_counter()
+        try:
+            with _quiet():
+                litert_torch.convert(net, (x,)).export(str(path))
+        except Exception as e:  # noqa: BLE001 - a form the converter rejects is reported, not timed
+            info[f"lite_{name}"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
+            log(f"  LiteRT {name}: conversion failed ({info[f'lite_{name}']['error']})")
+            continue
+        runners[f"lite_{name}"] = runner(path)
+        rep = graph_report(path)
+        info[f"lite_{name}"] = {"bytes": path.stat().st_size, "transposes": rep["transposes"],
+                                "xnnpack_partitions": rep["xnnpack_partitions"]}
+        if name == chosen:
+            calib = np.random.default_rng(1).normal(size=(8, 3, *size)).astype(np.float32)
+            q = tmp / f"lite_int8_{size[0]}.tflite"
+            with _quiet():
+                converted, quantizer, _ = _pt2e_int8(net, x, calib, _io_modules(net, x))
+                litert_torch.convert(converted, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(q))
+            runners["lite_int8"] = runner(q)
+            rep = graph_report(q)
+            info["lite_int8"] = {"bytes": q.stat().st_size, "transposes": rep["transposes"],
+                                 "xnnpack_partitions": rep["xnnpack_partitions"]}
+        log(f"  built LiteRT {name} at {size[0]}x{size[1]} in {time.perf_counter() - t0:.0f}s")
+    return runners, info
 
 
 def form_name(passes) -> str:
@@ -80,6 +141,9 @@ def build_runners(model, size, threads, tmp: Path, log):
             runners[f"et_{label}"] = lambda method=method: method.execute([x])
             info[f"et_{label}"] = {"subgraphs": rep["delegated_subgraphs"], "portable": rep["portable_operators"]}
         log(f"  built {label} at {size[0]}x{size[1]} in {time.perf_counter() - t0:.0f}s")
+    lite, lite_info = litert_runners(forms, x, size, threads, tmp, log)
+    runners.update(lite)
+    info.update(lite_info)
     return runners, info
 
 
@@ -106,7 +170,8 @@ def main(argv=None) -> int:
     model = randomize_(create_model(args.model))
     results = {"model": args.model, "threads": args.threads, "rounds": args.rounds, "warmup": args.warmup,
                "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-               "chosen_forms": {"onnxruntime": form_name(CHOSEN["ort"]), "executorch": form_name(CHOSEN["et"])},
+               "chosen_forms": {"onnxruntime": form_name(CHOSEN["ort"]), "executorch": form_name(CHOSEN["et"]),
+                                "litert": form_name(CHOSEN["lite"])},
                "sizes": {}}
     with torch.no_grad(), tempfile.TemporaryDirectory(prefix="edgevit-bench-") as tmp:
         for s in [int(v) for v in args.sizes.split(",")]:
@@ -130,10 +195,12 @@ def main(argv=None) -> int:
                 st.update(info.get(k, {}))
                 rows[k] = st
             choices = {}
-            for rt, prefix in (("onnxruntime", "ort"), ("executorch", "et")):
+            for rt, prefix in (("onnxruntime", "ort"), ("executorch", "et"), ("litert", "lite")):
                 chosen = f"{prefix}_{results['chosen_forms'][rt]}"
+                if chosen not in runners:
+                    continue
                 for k in runners:
-                    if k.startswith(prefix + "_") and k != chosen and k != f"{prefix}_original":
+                    if k.startswith(prefix + "_") and k not in (chosen, f"{prefix}_original", f"{prefix}_int8"):
                         choices[f"{chosen} vs {k}"] = paired_ratio(samples[chosen], samples[k])
             results["sizes"][str(s)] = {
                 "macs": macs, "gemm_peak_gflops": peak, "theoretical_peak": ceiling,
@@ -146,6 +213,18 @@ def main(argv=None) -> int:
                     "et_deployed_vs_ort_deployed": rows[f"ort_{results['chosen_forms']['onnxruntime']}"]["p50_ms"] / rows[f"et_{results['chosen_forms']['executorch']}"]["p50_ms"],
                 },
             }
+            lite = f"lite_{results['chosen_forms']['litert']}"
+            if lite in rows and "lite_int8" in rows:
+                others = {f"{p}_deployed": samples[f"{p}_{results['chosen_forms'][rt]}"]
+                          for rt, p in (("onnxruntime", "ort"), ("executorch", "et"))}
+                fastest = min(others, key=lambda k: float(np.median(others[k])))
+                results["sizes"][str(s)]["litert_goals"] = {
+                    "fastest_other": fastest,
+                    "fp32_vs_fastest_other": paired_ratio(samples[lite], others[fastest]),
+                    "fp32_vs_int8": paired_ratio(samples[lite], samples["lite_int8"]),
+                    "int8_size_vs_fp32": info["lite_int8"]["bytes"] / info[lite]["bytes"],
+                    "deployed_vs_original": paired_ratio(samples["lite_original"], samples[lite])
+                    if "lite_original" in rows else None}
     print_table(results)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -163,10 +242,13 @@ def print_table(results: dict) -> None:
         print(f"  {'variant':<16} {'p50 ms':>8} {'p90 ms':>8} {'min ms':>8} {'roofline':>9} {'GEMM':>8}  note")
         for k, v in r["variants"].items():
             note = ""
-            if k == f"ort_{chosen['onnxruntime']}" or k == f"et_{chosen['executorch']}":
+            if k in (f"ort_{chosen['onnxruntime']}", f"et_{chosen['executorch']}", f"lite_{chosen.get('litert')}"):
                 note = "<- deployed (chosen form)"
             if "subgraphs" in v:
                 note += f" [{v['subgraphs']} XNNPACK subgraphs, portable: {v['portable'] or 'none'}]"
+            if "transposes" in v:
+                note += f" [{v['transposes']} TRANSPOSE, {v['xnnpack_partitions']} XNNPACK partitions, " \
+                        f"{v['bytes'] / 1e6:.1f} MB]"
             print(f"  {k:<16} {v['p50_ms']:>8.1f} {v['p90_ms']:>8.1f} {v['min_ms']:>8.1f} "
                   f"{v['theoretical_fraction'] or 0:>8.0%} {v['roofline_fraction']:>8.0%}  {note}")
         if r.get("theoretical_peak"):
@@ -177,6 +259,13 @@ def print_table(results: dict) -> None:
         for pair, c in r["chosen_vs_alternatives"].items():
             verdict = {"a faster": "chosen faster", "b faster": "alternative faster", "tie": "tie (within spread)"}
             print(f"    {pair:<16} {c['median']:.3f} [{c['p10']:.3f}, {c['p90']:.3f}]  {verdict[c['verdict']]}")
+        g = r.get("litert_goals")
+        if g:
+            a, b = g["fp32_vs_fastest_other"], g["fp32_vs_int8"]
+            print(f"  LiteRT goals: deployed fp32 / fastest other ({g['fastest_other']}) {a['median']:.3f} "
+                  f"[{a['p10']:.3f}, {a['p90']:.3f}] (goal <= 1.10); int8 speed-up {b['median']:.2f}x "
+                  f"[{b['p10']:.2f}, {b['p90']:.2f}] (goal >= 2.5); int8 size {g['int8_size_vs_fp32']:.2f}x fp32 "
+                  "(goal <= 0.3)")
         ra = r["ratios"]
         print(f"  speed-up ExecuTorch deployed vs original {ra['et_deployed_vs_original']:.2f}x, "
               f"ONNX Runtime deployed vs original {ra['ort_deployed_vs_original']:.2f}x, "

@@ -145,11 +145,33 @@ def graph_report(path: Path) -> dict:
     with _quiet():
         delegated = Interpreter(model_path=str(path), num_threads=1)
         delegated.allocate_tensors()
-    partitions = sum(1 for op in delegated._get_ops_details() if op["op_name"] == "DELEGATE")
+    details = delegated._get_ops_details()
+    original, delegates = details[:len(plain._get_ops_details())], [op for op in details if op["op_name"] == "DELEGATE"]
+    outside = Counter(original[i]["op_name"] for i in _not_delegated(original, delegates))
     return {"op_counts": dict(sorted(ops.items())), "transposes": ops.get("TRANSPOSE", 0),
             "input_dtypes": [np.dtype(d["dtype"]).name for d in plain.get_input_details()],
             "output_dtypes": [np.dtype(d["dtype"]).name for d in plain.get_output_details()],
-            "xnnpack_partitions": partitions}
+            "xnnpack_partitions": len(delegates),
+            "delegated_ops": sum(ops.values()) - sum(outside.values()),
+            "not_delegated": dict(sorted(outside.items()))}
+
+
+def _not_delegated(original: list[dict], delegates: list[dict]) -> set[int]:
+    """Indices of the original ops no XNNPACK partition took. A delegate node keeps the original ops in the
+    interpreter's list and names only its partition's boundary tensors; its ops are those reached walking back
+    from its outputs to its inputs."""
+    producer = {t: op["index"] for op in original for t in op["outputs"]}
+    taken: set[int] = set()
+    for d in delegates:
+        boundary = set(d["inputs"])
+        stack = [producer[t] for t in d["outputs"] if t in producer]
+        while stack:
+            i = stack.pop()
+            if i in taken:
+                continue
+            taken.add(i)
+            stack.extend(producer[t] for t in original[i]["inputs"] if t in producer and t not in boundary)
+    return {op["index"] for op in original} - taken
 
 
 def _no_default_delegates() -> dict:

@@ -34,7 +34,9 @@ def test_fp32_runs_in_the_interpreter_like_pytorch(tiny_litert):
     details = m["litert"]
     assert details["input_dtypes"] == ["float32"] and details["output_dtypes"] == ["float32"]
     assert details["transposes"] == details["op_counts"].get("TRANSPOSE", 0)
-    assert details["xnnpack_partitions"] >= 1 and details["op_counts"]["CONV_2D"] > 0
+    assert details["xnnpack_partitions"] == 1 and details["op_counts"]["CONV_2D"] > 0
+    # fp32: XNNPACK takes every op (the partition walk accounts for all of them)
+    assert details["not_delegated"] == {} and details["delegated_ops"] == sum(details["op_counts"].values())
     # independently of the golden pair: fresh inputs through the interpreter against the deployed PyTorch model
     _, deployed = deployed_reference(m, None)
     x = torch.Generator().manual_seed(3)

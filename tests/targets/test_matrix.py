@@ -38,6 +38,9 @@ def test_every_supported_combination_converts_the_reference_model(tmp_path, targ
         assert m[target]["delegation"]["portable_nodes"] == 0
     if target == "litert":  # an app feeds and reads float tensors, whatever the precision
         assert m["litert"]["input_dtypes"] == ["float32"] and m["litert"]["output_dtypes"] == ["float32"]
+        lite = m["litert"]  # every op is either in an XNNPACK partition or listed as outside one
+        assert lite["delegated_ops"] + sum(lite["not_delegated"].values()) == sum(lite["op_counts"].values())
+        assert lite["xnnpack_partitions"] == 1 or lite["not_delegated"]
     if precision == "fp32":
         assert m["accuracy"] is None
     else:  # every reduced precision is measured on the shipped held-out images
