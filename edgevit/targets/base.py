@@ -178,7 +178,7 @@ class Target:
         names and must be matched against a re-trace of it. Returns (tensors by unit or output name, how they were
         obtained, notes). Debug copies never go into the artifact folder."""
         raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: onnx, ort, "
-                          "executorch (fp32, xnnpack), coreml")
+                          "executorch (fp32, xnnpack), coreml, litert")
 
     def versions(self) -> dict[str, str]:
         return {}

@@ -165,7 +165,7 @@ class ExecuTorchTarget(Target):
             raise ConfigError("edgevit drift does not support ExecuTorch's CoreML delegate yet (its payload's values "
                               "are not named after the model's nodes); convert the same options with --target "
                               "coreml and run drift there. It supports: onnx, ort, executorch (fp32, xnnpack), "
-                              "coreml")
+                              "coreml, litert")
         if model is None:
             raise ConfigError("drift on a .pte needs the deployed PyTorch model it was exported from")
         if spec.details.get("quantization") is not None:

@@ -174,6 +174,55 @@ def _not_delegated(original: list[dict], delegates: list[dict]) -> set[int]:
     return {op["index"] for op in original} - taken
 
 
+def module_scopes(model) -> dict[str, str]:
+    """Module path -> the scope litert-torch writes into tensor names: ``<module>.<class>_<attribute>`` per level
+    below the root's ``<module>.<class>``."""
+    root = f"{type(model).__module__}.{type(model).__qualname__}"
+    modules = dict(model.named_modules())
+    scopes = {"": root}
+    for path in modules:
+        if not path:
+            continue
+        parent, _, attr = path.rpartition(".")
+        m = modules[path]
+        scopes[path] = f"{scopes[parent]}/{type(m).__module__}.{type(m).__qualname__}_{attr}"
+    return scopes
+
+
+def _in_scope(name: str, scope: str) -> bool:
+    return any(part.split(";")[0] == scope or part.split(";")[0].startswith(scope + "/") for part in name.split(";;"))
+
+
+def tensor_layouts(ops: list[dict], tensors: dict, inputs: list[int], value_of) -> dict[int, str]:
+    """NCHW / NHWC of every 4-D tensor, propagated through the graph from the (NCHW) input; ``value_of(index)``
+    reads a constant (a TRANSPOSE's permutation)."""
+    layout = {t: "NCHW" for t in inputs}
+    nhwc_ops = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "TRANSPOSE_CONV"}
+    for op in ops:  # the interpreter lists ops in execution order
+        outs = [t for t in op["outputs"] if len(tensors[t]["shape"]) == 4]
+        if not outs:
+            continue
+        if op["op_name"] in nhwc_ops:
+            kind = "NHWC"
+        elif op["op_name"] == "TRANSPOSE":
+            src = layout.get(op["inputs"][0])
+            perm = tuple(int(p) for p in np.asarray(value_of(op["inputs"][1])).ravel())
+            kind = _permuted(src, perm)
+        else:
+            kind = next((layout[t] for t in op["inputs"] if t in layout), None)
+        for t in outs:
+            if kind:
+                layout[t] = kind
+    return layout
+
+
+def _permuted(src: str | None, perm: tuple[int, ...]) -> str | None:
+    if src is None or len(perm) != 4:
+        return None
+    out = "".join(src[p] for p in perm)
+    return out if out in ("NCHW", "NHWC") else None
+
+
 def _no_default_delegates() -> dict:
     try:
         from ai_edge_litert.interpreter import OpResolverType
@@ -265,6 +314,73 @@ class LiteRTTarget(Target):
             return [np.asarray(outs[k], np.float32).copy() for k in out_keys]
 
         return lambda x: run_batched(run, x, spec.batch)
+
+    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None):
+        """The artifact's own intermediate tensors, preserved by the interpreter (``experimental_preserve_all_tensors``)
+        with the builtin kernels: XNNPACK keeps a partition's tensors to itself, so the block rows come from LiteRT's
+        builtin kernels on the same graph, and the final row from the artifact run as deployed (XNNPACK).
+
+        litert-torch names every tensor after the module scope that made it (``<type>_<attribute>`` per level,
+        ``;;`` between fused names), so a unit's output is the tensor made inside its scope and read outside it.
+        Layouts come from the graph (convolutions and pools make NHWC, a TRANSPOSE permutes its input's, other ops
+        keep their input's), never from shapes; int8 tensors are dequantized with their own scale."""
+        if model is None:
+            raise ConfigError("drift on a .tflite needs the deployed PyTorch model it was converted from")
+        Interpreter = interpreter_class()
+        with _quiet():
+            it = Interpreter(model_path=str(artifact_path), experimental_preserve_all_tensors=True,
+                             **_no_default_delegates())
+            it.allocate_tensors()
+        ops = it._get_ops_details()
+        tensors = {t["index"]: t for t in it.get_tensor_details()}
+        scopes = module_scopes(model)
+        root = scopes[""]
+        inputs = [d["index"] for d in it.get_input_details()]
+        layout = tensor_layouts(ops, tensors, inputs, it.get_tensor)
+        producer = {t: op["index"] for op in ops for t in op["outputs"]}
+        readers: dict[int, set[int]] = {}
+        for op in ops:
+            for t in op["inputs"]:
+                readers.setdefault(t, set()).add(op["index"])
+        outputs = {d["index"] for d in it.get_output_details()}
+        found, notes = {}, []
+        for unit in units:
+            scope = scopes.get(unit)
+            inside: set[int] = set()
+            for op in ops:  # execution order. Quantize/dequantize ops, and ops named after no module (layout
+                # transposes the exporter's wrapper adds), belong to the unit that made their input
+                follows = op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or not any(
+                    _in_scope(tensors[t]["name"], root) for t in op["outputs"])
+                if scope and any(_in_scope(tensors[t]["name"], scope) for t in op["outputs"]) or \
+                        follows and len(op["inputs"]) and producer.get(op["inputs"][0]) in inside:
+                    inside.add(op["index"])
+            leaving = [t for i in sorted(inside) for t in ops[i]["outputs"]
+                       if t in outputs or readers.get(t, set()) - inside]
+            if len(leaving) != 1:
+                notes.append(f"{unit}: {len(leaving)} tensors leave its scope in the .tflite graph; not compared")
+                continue
+            found[unit] = leaving[0]
+        quantized = [u for u, t in found.items() if tensors[t]["quantization"][0]]
+        if quantized:
+            notes.append(f"{len(quantized)} unit outputs are int8 tensors, dequantized with their own scales")
+        input_index = inputs[0]
+
+        def fn(b: np.ndarray) -> list[np.ndarray]:
+            it.set_tensor(input_index, np.ascontiguousarray(b, np.float32))
+            it.invoke()
+            values = []
+            for t in found.values():
+                v = it.get_tensor(t)
+                scale, zero = tensors[t]["quantization"]
+                v = (v.astype(np.float32) - zero) * scale if scale else v.astype(np.float32)
+                values.append(v.transpose(0, 3, 1, 2) if layout.get(t) == "NHWC" else v)
+            return values
+
+        got = dict(zip(found, run_batched(fn, np.ascontiguousarray(x, np.float32), spec.batch))) if found else {}
+        final = self.load(artifact_path, spec, threads=threads)(x)
+        got[spec.output_names[0]] = final[0]
+        return got, "the .tflite's own tensors preserved by the LiteRT interpreter (builtin kernels; the final row " \
+                    "runs with XNNPACK)", notes
 
     def import_runtime(self) -> None:
         interpreter_class()

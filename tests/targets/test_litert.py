@@ -84,3 +84,48 @@ def test_tflite_is_an_alias_and_dynamic_batch_is_refused(tmp_path):
     assert ConvertConfig(model="nextvit_test_tiny", random_init=True, target="tflite", out="x").target == "litert"
     expect(cli("convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "litert", "--dynamic-batch",
                "--out", tmp_path / "o"), 2, "fixed batch")
+
+
+def _scale_tflite_conv(folder, unit, factor):
+    """Scale, inside model.tflite, the filter of the first CONV_2D whose output litert-torch named in ``unit``'s
+    scope (its bytes found once in the file), and re-seal the folder."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgevit._io import sha256_file
+    from edgevit.manifest import seal, write_manifest
+    from edgevit.targets.litert import _in_scope, module_scopes
+
+    m = read_manifest(folder)
+    _, deployed = deployed_reference(m, None)
+    scope = module_scopes(deployed)[unit]
+    path = folder / "model.tflite"
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    names = {t["index"]: t["name"] for t in it.get_tensor_details()}
+    conv = next(op for op in it._get_ops_details() if op["op_name"] == "CONV_2D"
+                and _in_scope(names[op["outputs"][0]], scope))
+    weights = np.ascontiguousarray(it.get_tensor(conv["inputs"][1]))
+    data = path.read_bytes()
+    old = weights.tobytes()
+    assert data.count(old) == 1
+    path.write_bytes(data.replace(old, (weights * np.float32(factor)).astype(weights.dtype).tobytes()))
+    m["artifact_sha256"] = sha256_file(path)
+    seal(folder, m)
+    write_manifest(folder, m)
+
+
+def test_drift_reads_the_tflite_tensors_and_names_a_perturbed_block(tiny_litert, tmp_path):
+    import shutil
+
+    from edgevit.verify.drift import drift_dir
+
+    clean = drift_dir(tiny_litert)
+    assert [b.unit for b in clean.blocks] == ["stem", "stages.0.blocks.0", "stages.1.blocks.0", "stages.1.blocks.1",
+                                              "stages.2.blocks.0", "stages.2.blocks.1", "stages.3.blocks.0", "logits"]
+    assert clean.first_over_budget is None and all(b.cosine_min > 0.99999 for b in clean.blocks)
+    folder = tmp_path / "perturbed"
+    shutil.copytree(tiny_litert, folder)
+    _scale_tflite_conv(folder, "stages.2.blocks.0", 1.3)
+    report = drift_dir(folder)
+    assert report.first_over_budget == "stages.2.blocks.0", report.table()
+    assert not any(b.over_budget for b in report.blocks[:4])
