@@ -123,6 +123,9 @@ def _add_convert(sub):
                    help="budget: keep the most sensitive layers in float until top-1 drops at most P points")
     b.add_argument("--min-agreement", type=float,
                    help="budget: keep layers in float until top-1 agreement with fp32 is at least A (0-1)")
+    p.add_argument("--layout", choices=["nchw", "nhwc"],
+                   help="litert: input layout; nhwc takes channels-last pixels (an Android bitmap's order) and the "
+                        "model transposes them itself (default nchw)")
     p.add_argument("--input-type", choices=["image", "tensor"],
                    help="coreml: image (raw RGB pixels, normalisation in the model; default) or tensor")
     p.add_argument("--min-ios", type=int, help="coreml: deployment target 16, 17 or 18 (default 16)")
@@ -186,7 +189,7 @@ def _convert_config(args):
     options = load_recipe(args.recipe) if args.recipe else {}
     for key in ("model", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size", "batch",
                 "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
-                "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "min_ios", "compute_units",
+                "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "layout", "min_ios", "compute_units",
                 "calib_dir", "calib_count", "calib_method", "eval_dir", "eval_count", "max_accuracy_drop",
                 "min_agreement", "mean", "std", "crop_pct", "interpolation", "license", "author"):
         value = getattr(args, key)
@@ -404,7 +407,7 @@ def _sweep_folders(args) -> list[str]:
 
     from edgevit.config import ConvertConfig
     from edgevit.errors import ConfigError
-    from edgevit.manifest import read_manifest
+    from edgevit.manifest import input_hw, read_manifest
     from edgevit.pipeline import convert, portable_source
 
     if not (args.model and args.target):
@@ -422,7 +425,7 @@ def _sweep_folders(args) -> list[str]:
         if (out / "manifest.json").is_file():
             m = read_manifest(out)
             src = m["source"]
-            reuse = (m["model"], m["target"], m["precision"], m["input"]["shape"][2:], src["random_init"],
+            reuse = (m["model"], m["target"], m["precision"], list(input_hw(m)), src["random_init"],
                      src["weights"]) == (args.model, args.target, args.precision, [size, size], args.random_init,
                                          portable_source(cfg.weights))
         if reuse:

@@ -131,6 +131,7 @@ class ConvertConfig:
     rewrite: bool = True
     etrecord: bool = False
     input_type: str = "image"
+    layout: str = "nchw"  # litert: "nhwc" takes channels-last input (an Android bitmap's pixel order)
     min_ios: int = 16
     compute_units: str = "all"
     calib_dir: str | None = None
@@ -187,6 +188,11 @@ class ConvertConfig:
             value = getattr(self, key)
             if value is not None and not Path(value).is_dir():
                 raise ConfigError(f"{key.replace('_', '-')} folder {value} does not exist")
+        if self.layout not in ("nchw", "nhwc"):
+            raise ConfigError(f"layout must be nchw or nhwc, got {self.layout!r}")
+        if self.layout == "nhwc" and self.target != "litert":
+            raise ConfigError(f"--layout nhwc is a LiteRT option (its converter moves the transpose into the model); "
+                              f"target {self.target} takes NCHW")
         if self.calib_method not in ("minmax", "entropy", "percentile"):
             raise ConfigError(f"calib_method must be one of minmax, entropy, percentile; got {self.calib_method!r}")
         if self.calib_count < 1:

@@ -38,7 +38,7 @@ def state_dict_sha256(model) -> str:
 
 
 def write_golden(folder: Path, pictures: list, x: np.ndarray, outputs: dict[str, np.ndarray], *,
-                 resize_check: tuple | None = None) -> dict:
+                 resize_check: tuple | None = None, layout: str = "NCHW") -> dict:
     """Write the golden batch (one picture per batch entry, each stored at the resize size, so an app's
     preprocessing of it is crop + normalise and exactly reproducible), and optionally the resize check: a picture
     that needs resizing and its preprocessed input, which apps compare their own resize against."""
@@ -47,6 +47,7 @@ def write_golden(folder: Path, pictures: list, x: np.ndarray, outputs: dict[str,
     names = ["image.png"] + [f"image_{i}.png" for i in range(1, len(pictures))]
     for name, picture in zip(names, pictures):
         picture.save(gdir / name)
+    x = to_layout(x, layout)  # what the app feeds
     x.astype("<f4").tofile(gdir / "input.bin")
     outs = []
     for name, arr in outputs.items():
@@ -57,6 +58,7 @@ def write_golden(folder: Path, pictures: list, x: np.ndarray, outputs: dict[str,
     if resize_check is not None:
         source, arr = resize_check
         source.save(gdir / "resize_source.png")
+        arr = to_layout(arr, layout)
         arr.astype("<f4").tofile(gdir / "resize_input.bin")
         out["resize_check"] = {"image": "golden/resize_source.png", "width": source.width, "height": source.height,
                                "input": {"file": "golden/resize_input.bin", "shape": list(arr.shape),
@@ -110,9 +112,27 @@ def integrity_problems(folder: Path, manifest: dict) -> list[str]:
     return problems
 
 
+def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """An NCHW batch in ``layout`` (NCHW or NHWC)."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
+
+
+def input_layout(manifest: dict) -> str:
+    return manifest["input"].get("layout", "NCHW")
+
+
+def input_hw(manifest: dict) -> tuple[int, int]:
+    """The artifact's input height and width, whatever its layout."""
+    shape = manifest["input"]["shape"]
+    return (shape[1], shape[2]) if input_layout(manifest) == "NHWC" else (shape[2], shape[3])
+
+
 def read_golden(folder: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The golden input as an NCHW batch (stored in the artifact's layout) and the golden outputs."""
     g = manifest["golden"]
     x = np.fromfile(folder / g["input"]["file"], dtype="<f4").reshape(g["input"]["shape"])
+    if input_layout(manifest) == "NHWC":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
     outs = {o["name"]: np.fromfile(folder / o["file"], dtype="<f4").reshape(o["shape"]) for o in g["outputs"]}
     return x, outs
 

@@ -373,7 +373,7 @@ def budget_candidates(p: Plan, export_model, calib_set, eval_set, steps):
 def _runtime_spec(p: Plan, io_spec, result):
     from edgevit.targets import RuntimeSpec
 
-    return RuntimeSpec.from_export(io_spec, result, raw_pixels=p.raw_input)
+    return RuntimeSpec.from_export(io_spec, result, raw_pixels=p.raw_input, layout=p.cfg.layout.upper())
 
 
 def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_set, candidates, ranking, staging,
@@ -507,9 +507,12 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
 
     cfg = p.cfg
     artifact = staging / result.artifact
+    layout = cfg.layout.upper()
     gold = write_golden(staging, golden.pictures, golden.x_in, golden.ref,
-                        resize_check=(golden.resize_source, golden.resize_input))
+                        resize_check=(golden.resize_source, golden.resize_input), layout=layout)
     x_shape = list(golden.x.shape)
+    if layout == "NHWC":
+        x_shape = [x_shape[0], x_shape[2], x_shape[3], x_shape[1]]
     return {
         "format_version": FORMAT_VERSION,
         "model": cfg.model,
@@ -518,7 +521,7 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
         "artifact": result.artifact,
         "files": sorted([result.artifact, *result.extra_files]),
         "input": {"name": io_spec.input_name, "shape": ["batch", *x_shape[1:]] if cfg.dynamic_batch else x_shape,
-                  "dtype": "float32", "layout": "NCHW",
+                  "dtype": "float32", "layout": layout,
                   "pixels": "raw_rgb_0_255" if p.raw_input else "normalized",
                   "type": "image" if p.raw_input else "tensor"},
         "preprocess": io_spec.preprocess,

@@ -23,7 +23,7 @@ import numpy as np
 from edgevit.bench.timing import interleaved, summarize
 from edgevit._io import sha256_file
 from edgevit.errors import ConfigError, IntegrityError
-from edgevit.manifest import read_golden, read_manifest
+from edgevit.manifest import input_hw, read_golden, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def model_macs(manifest: dict) -> int | None:
                            features_only=src.get("features", False))
     except ConfigError:
         return None
-    return count_macs(net, tuple(manifest["input"]["shape"][2:]))
+    return count_macs(net, input_hw(manifest))
 
 
 def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs: int = 20, min_time_s: float = 0.0,
@@ -163,7 +163,7 @@ def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs:
         res = {
             "artifact": str(item.folder), "model": m["model"], "target": m["target"], "precision": m["precision"],
             "runtime": m.get("parity", {}).get("runtime", m["target"]), "source": "desktop",
-            "img_size": m["input"]["shape"][2:], "batch": item.batch, "threads": threads,
+            "img_size": list(input_hw(m)), "batch": item.batch, "threads": threads,
             "load_ms": item.load_ms, "first_run_ms": item.first_run_ms, **st,
             "size_mb": folder_size_mb(item.folder, m), "macs": macs, "gemm_peak_gflops": peak,
             **roofline(macs, st["p50_ms"], m["precision"], peak, theory),

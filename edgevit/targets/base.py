@@ -101,12 +101,14 @@ class RuntimeSpec:
     raw_pixels: bool  # True: the artifact takes 0-255 RGB (normalisation inside the model)
     labels: tuple[str, ...] | None = None
     details: dict[str, Any] = field(default_factory=dict)  # the target's manifest section
+    layout: str = "NCHW"  # what the artifact's input tensor is; runners always take NCHW batches and convert
 
     @classmethod
-    def from_export(cls, io_spec: IOSpec, result: ExportResult, *, raw_pixels: bool) -> "RuntimeSpec":
+    def from_export(cls, io_spec: IOSpec, result: ExportResult, *, raw_pixels: bool,
+                    layout: str = "NCHW") -> "RuntimeSpec":
         return cls(input_name=io_spec.input_name, batch=None if io_spec.dynamic_batch else io_spec.input_shape[0],
                    output_names=tuple(io_spec.output_names), raw_pixels=raw_pixels, labels=io_spec.labels,
-                   details=dict(result.details))
+                   details=dict(result.details), layout=layout)
 
     @classmethod
     def from_manifest(cls, manifest: dict) -> "RuntimeSpec":
@@ -115,7 +117,8 @@ class RuntimeSpec:
         return cls(input_name=manifest["input"]["name"], batch=batch if isinstance(batch, int) else None,
                    output_names=tuple(o["name"] for o in manifest["outputs"]),
                    raw_pixels=manifest["input"].get("pixels") == "raw_rgb_0_255",
-                   labels=tuple(labels) if labels else None, details=dict(manifest.get(manifest["target"], {})))
+                   labels=tuple(labels) if labels else None, details=dict(manifest.get(manifest["target"], {})),
+                   layout=manifest["input"].get("layout", "NCHW"))
 
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]

@@ -80,17 +80,28 @@ def _io_modules(model, example) -> tuple[str, ...]:
 
     graph = torch.export.export(model, (example,), strict=False).graph
     found: list[str] = []
+
+    def first_in_a_module(nodes, step) -> None:
+        """From ``nodes`` on (``step``: users or inputs), the first nodes traced inside a module (a wrapper's
+        permute, for example, has none)."""
+        seen, todo = set(), list(nodes)
+        while todo:
+            node = todo.pop()
+            if node in seen or node.op in ("placeholder", "output", "get_attr"):
+                continue
+            seen.add(node)
+            paths = [p for p in module_paths(node) if p]
+            if paths:
+                if paths[-1] not in found:
+                    found.append(paths[-1])
+            else:
+                todo.extend(step(node))
+
     for node in graph.nodes:
         if node.op == "placeholder" and node.users and not node.name.startswith(("p_", "b_")):
-            ends = list(node.users)
+            first_in_a_module(list(node.users), lambda n: list(n.users))
         elif node.op == "output":
-            ends = [a for a in node.all_input_nodes]
-        else:
-            continue
-        for end in ends:
-            paths = module_paths(end)
-            if paths and paths[-1] not in found:
-                found.append(paths[-1])
+            first_in_a_module(node.all_input_nodes, lambda n: n.all_input_nodes)
     return tuple(found)
 
 
@@ -193,10 +204,11 @@ def _in_scope(name: str, scope: str) -> bool:
     return any(part.split(";")[0] == scope or part.split(";")[0].startswith(scope + "/") for part in name.split(";;"))
 
 
-def tensor_layouts(ops: list[dict], tensors: dict, inputs: list[int], value_of) -> dict[int, str]:
-    """NCHW / NHWC of every 4-D tensor, propagated through the graph from the (NCHW) input; ``value_of(index)``
+def tensor_layouts(ops: list[dict], tensors: dict, inputs: list[int], value_of,
+                   input_layout: str = "NCHW") -> dict[int, str]:
+    """NCHW / NHWC of every 4-D tensor, propagated through the graph from the input's layout; ``value_of(index)``
     reads a constant (a TRANSPOSE's permutation)."""
-    layout = {t: "NCHW" for t in inputs}
+    layout = {t: input_layout for t in inputs}
     nhwc_ops = {"CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D", "TRANSPOSE_CONV"}
     for op in ops:  # the interpreter lists ops in execution order
         outs = [t for t in op["outputs"] if len(tensors[t]["shape"]) == 4]
@@ -254,7 +266,14 @@ class LiteRTTarget(Target):
         with _quiet():  # its import logs natively (oneDNN notices)
             litert_torch = self.require("litert_torch")
         path = out_dir / "model.tflite"
-        details: dict = {}
+        details: dict = {"layout": cfg.layout.upper()}
+        inner = ""  # where the model's modules sit in what is converted
+        if cfg.layout == "nhwc":  # the converter's channel-last I/O: the model permutes its NHWC input itself
+            model, inner = litert_torch.to_channel_last_io(model, args=[0]).eval(), "wrapped."
+            keep_float = tuple(inner + k for k in keep_float)
+            example = example.permute(0, 2, 3, 1).contiguous()
+            if calibration is not None:
+                calibration = np.ascontiguousarray(calibration.transpose(0, 2, 3, 1))
         try:
             with _quiet():
                 if cfg.precision == "int8":
@@ -269,10 +288,10 @@ class LiteRTTarget(Target):
                         "scheme": "int8 static (PT2E, litert-torch PT2EQuantizer)",
                         "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor",
                         "calibration_images": int(len(calibration)),
-                        "float_io_modules": list(io_float),
+                        "float_io_modules": [k.removeprefix(inner) for k in io_float],
                         "why_float_io": "the converter folds a quantized graph input/output into the model's I/O "
                                         "type; these modules stay float so the app feeds and reads float",
-                        "kept_float": [k for k in kept if k in keep_float]}
+                        "kept_float": [k.removeprefix(inner) for k in kept if k in keep_float]}
                 elif cfg.precision in ("fp16", "int8w"):
                     with tempfile.TemporaryDirectory(prefix="edgevit-litert-") as tmp:
                         float_path = Path(tmp) / "float.tflite"
@@ -309,7 +328,10 @@ class LiteRTTarget(Target):
             raise ConfigError(f"{artifact_path} has {len(out_keys)} outputs, the manifest names "
                               f"{len(spec.output_names)}")
 
+        nhwc = spec.layout == "NHWC"
+
         def run(x: np.ndarray) -> list[np.ndarray]:
+            x = x.transpose(0, 2, 3, 1) if nhwc else x
             outs = runner(**{in_key: np.ascontiguousarray(x, np.float32)})
             return [np.asarray(outs[k], np.float32).copy() for k in out_keys]
 
@@ -333,10 +355,15 @@ class LiteRTTarget(Target):
             it.allocate_tensors()
         ops = it._get_ops_details()
         tensors = {t["index"]: t for t in it.get_tensor_details()}
+        inner = ""
+        if spec.layout == "NHWC":  # converted inside litert-torch's channel-last wrapper, which names the scopes
+            from litert_torch import to_channel_last_io
+
+            model, inner = to_channel_last_io(model, args=[0]), "wrapped."
         scopes = module_scopes(model)
         root = scopes[""]
         inputs = [d["index"] for d in it.get_input_details()]
-        layout = tensor_layouts(ops, tensors, inputs, it.get_tensor)
+        layout = tensor_layouts(ops, tensors, inputs, it.get_tensor, spec.layout)
         producer = {t: op["index"] for op in ops for t in op["outputs"]}
         readers: dict[int, set[int]] = {}
         for op in ops:
@@ -345,7 +372,7 @@ class LiteRTTarget(Target):
         outputs = {d["index"] for d in it.get_output_details()}
         found, notes = {}, []
         for unit in units:
-            scope = scopes.get(unit)
+            scope = scopes.get(inner + unit)
             inside: set[int] = set()
             for op in ops:  # execution order. Quantize/dequantize ops, and ops named after no module (layout
                 # transposes the exporter's wrapper adds), belong to the unit that made their input
@@ -366,6 +393,7 @@ class LiteRTTarget(Target):
         input_index = inputs[0]
 
         def fn(b: np.ndarray) -> list[np.ndarray]:
+            b = b.transpose(0, 2, 3, 1) if spec.layout == "NHWC" else b
             it.set_tensor(input_index, np.ascontiguousarray(b, np.float32))
             it.invoke()
             values = []

@@ -124,7 +124,9 @@ def deployed_reference(manifest: dict, weights: str | None):
     passes = tuple(p["name"] for p in manifest["rewrite"]["passes"])
     if not passes:
         return net, net
-    size = tuple(manifest["input"]["shape"][2:])
+    from edgevit.manifest import input_hw
+
+    size = input_hw(manifest)
     return net, deploy(net, manifest["target"], passes=passes, img_size=size).model
 
 
