@@ -50,6 +50,7 @@ def test_scheme_converts_verifies_and_measures_accuracy(tmp_path, target, precis
         assert details["delegation"]["portable_nodes"] == 0  # every quantized op runs in XNNPACK
 
 
+@pytest.mark.slow  # default-run budget: the matrix test converts the same int8 ONNX; sizes are in the benchmark
 def test_int8_is_smaller(tmp_path):
     fp32 = convert(ConvertConfig(model=DIGITS, target="onnx", out=str(tmp_path / "fp32")))
     int8 = convert(ConvertConfig(model=DIGITS, target="onnx", precision="int8", out=str(tmp_path / "int8")))
@@ -122,6 +123,7 @@ def test_labeled_evaluation_folder():
     assert all(int(f.parent.name) == lab for f, lab in zip(s.files, s.labels))
 
 
+@pytest.mark.slow  # default-run budget: the budget tests rank through the runtime first; this one is PyTorch's
 def test_sensitivity_ranking_covers_every_layer():
     net = deploy(build_model(model=DIGITS, weights=None, random_init=False), "onnx").model
     calib = calibration_set(embedded_data(DIGITS, "calib"), PRE, count=16).normalized

@@ -66,7 +66,7 @@ FLAGS = [
     (["--opset", "17"], ["pass --opset 18 to 26"]),
     (["--opset", "27"], ["pass --opset 18 to 26"]),
     (["--opset", "18.7"], ["invalid int value"]),
-    (["--target", "tflite"], ["unknown target"]),
+    (["--target", "tvm"], ["unknown target"]),
     (["--target", "onnx", "--precision", "int4"], ["int4"]),
     (["--target", "executorch", "--delegate", "coreml", "--precision", "int8"], ["--target coreml"]),
     (["--crop-pct", "0"], ["crop_pct"]),
