@@ -42,9 +42,11 @@ FORMS: dict[str, tuple[tuple[str, ...], str]] = {
                    "384 (within the run's spread) and both run every op in the delegate; chosen because it leaves "
                    "the attention as the model writes it, so there is no attention rewrite to verify"),
     "litert": (_BN_FOLDS + ("delegate_friendly_ops",),
-               "BN folded; token-layout attention, as for ExecuTorch. With the BCHW attention form litert-torch's "
-               "NHWC layout pass rejects the int8 graph (\"Attempting to convert non-NHWC compatible node to "
-               "NHWC: dequantize_per_tensor\"); the forms are not yet timed against each other on LiteRT"),
+               "BN folded; token-layout attention, as for ExecuTorch. In fp32 on LiteRT it ties both BCHW forms at "
+               "224 (benchmarks/results/rewrites_litert.json: tok/kq 1.013, 10-90% 0.998-1.031) though it keeps "
+               "42 TRANSPOSE ops to their 26; chosen because with the BCHW forms litert-torch's NHWC layout pass "
+               "rejects the int8 graph (\"Attempting to convert non-NHWC compatible node to NHWC: "
+               "dequantize_per_tensor\"), and one form serves every precision"),
 }
 
 
