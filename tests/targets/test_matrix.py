@@ -47,6 +47,8 @@ def test_every_supported_combination_converts_the_reference_model(tmp_path, targ
         acc = m["accuracy"]
         assert acc["images"] == 150 and acc["source"] == "evaluation"
         assert acc["top1_fp32"] > 0.98 and acc["top1_agreement"] >= 0.98
+        if target == "litert" and precision == "int8":  # issue 11: int8 top-1 drop <= 1 point on the reference
+            assert acc["accuracy_drop_points"] <= 1.0
 
 
 def test_readme_lists_exactly_the_supported_combinations():
