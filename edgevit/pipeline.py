@@ -8,7 +8,7 @@
 3. ``golden_data``: N different golden pictures for ``--batch N``, their reference outputs, and the app's
    resize-check picture; ``parity_images``: ``--images``;
 4. ``rewrite``: the deploy rewrites (parity-checked per pass) and aten op counts;
-5. ``quantization_data`` and ``budget_candidates``: calibration/evaluation images, the layer ranking;
+5. ``quantization_data`` and ``budget_candidates``: calibration/evaluation images, the budget's first attempt;
 6. ``export_within_budget``: export into the staging folder (again with more layers in float while a budget fails);
 7. ``build_manifest``, ``verify_artifact``: run the artifact in its own runtime against PyTorch, record everything;
    the staging folder is moved into place only when parity passed (or ``keep_failed``).
@@ -345,25 +345,22 @@ def quantization_data(p: Plan, steps):
 
 
 def budget_candidates(p: Plan, export_model, calib_set, eval_set, steps):
-    """(sensitivity ranking, the sets of layers to keep in float, tried in order: none, 1, 2, 4 ..., all)."""
+    """(ranking, the sets of modules to keep in float, tried in order). Every export first tries nothing in float;
+    the ranking is made only once that misses the budget (``export_within_budget``), so nothing is ranked here."""
     cfg = p.cfg
-    if cfg.max_accuracy_drop is None and cfg.min_agreement is None:
-        return [], [()]
-    if calib_set is None:
+    if (cfg.max_accuracy_drop is not None or cfg.min_agreement is not None) and calib_set is None:
         raise ConfigError(f"an accuracy budget needs a quantized precision with calibration; {cfg.target}/"
                           f"{cfg.precision} has nothing to keep in float")
+    return [], [()]
+
+
+def pytorch_layer_ranking(export_model, calib_set, eval_set, steps) -> list[dict]:
+    """Every conv/linear layer by its sensitivity, each alone fake-quantized in PyTorch (for runtimes without a drift
+    mechanism)."""
     with steps("rank layers by quantization sensitivity"):
         from edgevit.quantize.sensitivity import rank_layers
 
-        ranking = rank_layers(export_model, calib_set.normalized, eval_set.normalized)
-    layers = [r["module"] for r in ranking]
-    candidates: list[tuple[str, ...]] = [()]
-    k = 1
-    while k < len(layers):
-        candidates.append(tuple(layers[:k]))
-        k *= 2
-    candidates.append(tuple(layers))
-    return ranking, candidates
+        return rank_layers(export_model, calib_set.normalized, eval_set.normalized)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -389,12 +386,12 @@ def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_s
 
     cfg = p.cfg
     calib_in = None if calib_set is None else (calib_set.raw if p.raw_input else calib_set.normalized)
-    budget = len(candidates) > 1
+    budget = cfg.max_accuracy_drop is not None or cfg.min_agreement is not None
     accuracy = None
     # PyTorch's outputs on the evaluation images do not change between budget attempts
     eval_ref = None if eval_set is None else reference_for_artifact(net, eval_set.normalized, names,
                                                                     io_spec.output_names)
-    ranked_by = "PyTorch fake-quant sensitivity per layer" if ranking else None
+    ranked_by = None
     attempt = -1
     while attempt + 1 < len(candidates):
         attempt += 1
@@ -420,14 +417,17 @@ def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_s
             with steps("rank blocks by drift in the runtime"):
                 measured = runtime_block_ranking(p, staging / result.artifact, _runtime_spec(p, io_spec, result),
                                                  export_model, eval_set)
-            if measured is not None:
+            if measured is None:
+                ranking = pytorch_layer_ranking(export_model, calib_set, eval_set, steps)
+                ranked_by = "PyTorch fake-quant sensitivity per layer"
+            else:
                 ranking, ranked_by = measured
-                candidates = [(), *block_candidates([r["module"] for r in ranking])]
+            candidates = [(), *block_candidates([r["module"] for r in ranking])]
     else:
         raise ParityError(f"the accuracy budget (max drop {cfg.max_accuracy_drop}, min agreement "
                           f"{cfg.min_agreement}) is not met even with all {len(candidates[-1])} ranked modules "
                           f"in float:\n{format_accuracy(accuracy)}")
-    if ranking:
+    if budget:
         accuracy["budget"] = {"max_accuracy_drop": cfg.max_accuracy_drop, "min_agreement": cfg.min_agreement,
                               "attempts": attempt + 1, "ranked_by": ranked_by}
         accuracy["ranking"] = ranking[:10]
@@ -435,7 +435,7 @@ def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_s
 
 
 def block_candidates(blocks: list[str]) -> list[tuple[str, ...]]:
-    """Keep the worst 1, 2, 4 ... blocks in float, then all of them."""
+    """Keep the worst 1, 2, 4 ... ranked modules (units or layers) in float, then all of them."""
     out, k = [], 1
     while k < len(blocks):
         out.append(tuple(blocks[:k]))
@@ -447,7 +447,7 @@ def runtime_block_ranking(p: Plan, artifact: Path, spec, export_model, eval_set,
     """Next-ViT units (stem, each block) ranked by the drift each one adds in the artifact's own runtime, from
     ``edgevit drift``'s mechanism on up to ``max_images`` evaluation images: a unit's share is how much the mean
     cosine of its output to PyTorch's falls below the previous unit's. Returns (ranking, how it was measured), or
-    None where the target has no drift mechanism for this artifact (the PyTorch ranking stays)."""
+    None where the target has no drift mechanism for this artifact (then PyTorch ranks the layers)."""
     from edgevit.verify.drift import in_reference_layout, pytorch_block_outputs, units_of
 
     if not hasattr(export_model, "stages"):
