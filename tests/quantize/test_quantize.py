@@ -135,10 +135,11 @@ def test_sensitivity_ranking_covers_every_layer():
 
 
 BUDGET_TARGETS = [("onnx", None), pytest.param("executorch", "xnnpack", marks=pytest.mark.slow),
-                  pytest.param("coreml", None, marks=pytest.mark.slow)]
+                  pytest.param("coreml", None, marks=pytest.mark.slow),
+                  pytest.param("litert", None, marks=pytest.mark.slow)]
 
 
-@pytest.mark.parametrize("target,delegate", BUDGET_TARGETS, ids=["onnx", "executorch", "coreml"])
+@pytest.mark.parametrize("target,delegate", BUDGET_TARGETS, ids=["onnx", "executorch", "coreml", "litert"])
 def test_budget_keeps_layers_in_float_when_forced(tmp_path, target, delegate):
     """Calibrating on near-uniform grey pictures and evaluating on busy ones clips activations, so the int8
     model loses top-1 agreement; a 100% agreement budget must then keep layers in float. Every target that offers
