@@ -187,6 +187,7 @@ def test_budget_needs_labels_for_accuracy_drop(tmp_path):
         ConvertConfig(model=DIGITS, target="onnx", precision="int8", max_accuracy_drop=1.0)
 
 
+@pytest.mark.slow  # default-run budget (44 s); the matrix test's parity on pal6/pal4/int8w covers decoding coarsely
 def test_lut_and_affine_decoding_match_coremltools(tmp_path):
     """The simulator's own decoding of compressed weights against coremltools' materialisation."""
     from edgevit.targets.coreml_sim import OPS, CoreMLSimulator
