@@ -297,6 +297,7 @@ def test_keep_float_keeps_exactly_the_named_modules():
         quantize_xnnpack(net, torch.from_numpy(calib[:1]), calib, ("model.stages.0",))
 
 
+@pytest.mark.slow  # default-run budget (37 s on CI)
 def test_coreml_int8_tensor_input_without_labels_keeps_what_the_manifest_says(tmp_path):
     """CoreML int8, --input-type tensor, no labels: the model is not wrapped, so no 'model.' prefix; the manifest
     used to list layers that were quietly quantized anyway."""
