@@ -449,6 +449,7 @@ def runtime_block_ranking(p: Plan, artifact: Path, spec, export_model, eval_set,
     cosine of its output to PyTorch's falls below the previous unit's. Returns (ranking, how it was measured), or
     None where the target has no drift mechanism for this artifact (then PyTorch ranks the layers)."""
     from edgevit.verify.drift import in_reference_layout, pytorch_block_outputs, units_of
+    from edgevit.verify.metrics import compare
 
     if not hasattr(export_model, "stages"):
         return None
@@ -465,11 +466,8 @@ def runtime_block_ranking(p: Plan, artifact: Path, spec, export_model, eval_set,
     for unit in units:
         if unit not in got:
             continue
-        a = ref[unit].reshape(len(x_norm), -1).astype(np.float64)
-        b = in_reference_layout(unit, np.asarray(got[unit], np.float32), ref[unit].shape)
-        b = b.reshape(len(x_norm), -1).astype(np.float64)
-        cos = float(np.mean((a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1),
-                                                        1e-30)))
+        value = in_reference_layout(unit, np.asarray(got[unit], np.float32), ref[unit].shape)
+        cos = compare(unit, ref[unit], value, classification=False).cosine_mean
         rows.append({"module": unit, "drift": max(0.0, (1.0 - cos) - previous), "cosine_mean": cos})
         previous = 1.0 - cos
     if not rows:
