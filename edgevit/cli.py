@@ -357,6 +357,8 @@ def _add_drift(sub):
     _artifact_arguments(p, images="folder of real images to add to the golden input")
     p.add_argument("--html", help="also write the table as an HTML page to this file")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --html file")
+    p.add_argument("--calib-dir", help="int8 ExecuTorch only: where the images that calibrated the artifact are now "
+                                       "(default: the folder its manifest records); they must be the same images")
     p.set_defaults(func=_cmd_drift)
 
 
@@ -364,7 +366,8 @@ def _cmd_drift(args) -> int:
     from edgevit._io import atomic_file
     from edgevit.verify.drift import drift_dir
 
-    report = drift_dir(args.dir, images=args.images, weights=args.weights, threads=args.threads)
+    report = drift_dir(args.dir, images=args.images, weights=args.weights, threads=args.threads,
+                       calib_dir=args.calib_dir)
     if args.html:
         with atomic_file(args.html, overwrite=args.overwrite) as tmp:
             tmp.write_text(report.html())

@@ -416,7 +416,7 @@ def export_within_budget(p: Plan, export_model, x_in, io_spec, calib_set, eval_s
         if attempt == 0:  # the fully quantized artifact exists now: where does its own runtime lose accuracy?
             with steps("rank blocks by drift in the runtime"):
                 measured = runtime_block_ranking(p, staging / result.artifact, _runtime_spec(p, io_spec, result),
-                                                 export_model, eval_set)
+                                                 export_model, eval_set, calib_in)
             if measured is None:
                 ranking = pytorch_layer_ranking(export_model, calib_set, eval_set, steps)
                 ranked_by = "PyTorch fake-quant sensitivity per layer"
@@ -443,7 +443,8 @@ def block_candidates(blocks: list[str]) -> list[tuple[str, ...]]:
     return [*out, tuple(blocks)]
 
 
-def runtime_block_ranking(p: Plan, artifact: Path, spec, export_model, eval_set, *, max_images: int = 64):
+def runtime_block_ranking(p: Plan, artifact: Path, spec, export_model, eval_set, calibration=None, *,
+                          max_images: int = 64):
     """Next-ViT units (stem, each block) ranked by the drift each one adds in the artifact's own runtime, from
     ``edgevit drift``'s mechanism on up to ``max_images`` evaluation images: a unit's share is how much the mean
     cosine of its output to PyTorch's falls below the previous unit's. Returns (ranking, how it was measured), or
@@ -457,7 +458,8 @@ def runtime_block_ranking(p: Plan, artifact: Path, spec, export_model, eval_set,
     x_norm = eval_set.normalized[:max_images].astype(np.float32)
     x_in = (eval_set.raw if p.raw_input else eval_set.normalized)[:max_images].astype(np.float32)
     try:
-        got, mechanism, _ = p.target.block_outputs(artifact, spec, units, x_in, model=export_model)
+        got, mechanism, _ = p.target.block_outputs(artifact, spec, units, x_in, model=export_model,
+                                                   calibration=calibration)
     except ConfigError as e:
         log.info("no runtime drift for the budget ranking (%s); using the PyTorch ranking", e)
         return None

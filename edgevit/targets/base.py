@@ -174,14 +174,20 @@ class Target:
         raise NotImplementedError
 
     def block_outputs(self, artifact_path: Path, spec: RuntimeSpec, units: list[str], x: np.ndarray, *,
-                      threads: int | None = None, model=None) -> tuple[dict[str, np.ndarray], str, list[str]]:
+                      threads: int | None = None, model=None,
+                      calibration: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], str, list[str]]:
         """``edgevit drift``'s runtime side: the output of each named module (``stages.2.blocks.3``...) and of the
         artifact's final output, computed by this target's runtime on ``x`` (artifact input format). ``model`` is
         the deployed fp32 PyTorch model the artifact was exported from, for runtimes whose artifact keeps no module
-        names and must be matched against a re-trace of it. Returns (tensors by unit or output name, how they were
-        obtained, notes). Debug copies never go into the artifact folder."""
+        names and must be matched against a re-trace of it; ``calibration`` the inputs the artifact was calibrated on,
+        for runtimes whose debug copy is quantized again (``drift_needs_calibration``). Returns (tensors by unit or
+        output name, how they were obtained, notes). Debug copies never go into the artifact folder."""
         raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: onnx, ort, "
-                          "executorch (fp32, xnnpack), coreml, litert")
+                          "executorch (xnnpack), coreml, litert")
+
+    def drift_needs_calibration(self, spec: RuntimeSpec) -> bool:
+        """True where ``block_outputs`` quantizes a debug copy again and needs the artifact's calibration inputs."""
+        return False
 
     def versions(self) -> dict[str, str]:
         return {}

@@ -198,7 +198,7 @@ class CoreMLTarget(Target):
             return lambda x: run_batched(predict, x, spec.batch)
         return simulator_runner(artifact_path, spec.input_name, names, spec.batch)
 
-    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None):
+    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):
         """The artifact's own intermediate values, read from the numpy simulator while it runs the program (CoreML's
         predict on macOS returns declared outputs only, so the simulator is used there too).
 

@@ -153,10 +153,14 @@ class ExecuTorchTarget(Target):
 
         return lambda x: run_batched(fn, x, spec.batch)
 
-    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None):
-        """A debug program lowered the way the artifact was (same deployed graph, same XNNPACK delegate) with every
-        block's output as an extra program output, run in ExecuTorch's runtime; its final output is compared with
-        the artifact's in the notes. fp32 only for now (int8 is refused, see below)."""
+    def drift_needs_calibration(self, spec: RuntimeSpec) -> bool:
+        return spec.details.get("quantization") is not None and spec.details.get("delegate") != "coreml"
+
+    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):
+        """A debug program lowered the way the artifact was (same deployed graph, same quantizer on the same
+        calibration inputs and float modules for int8, same XNNPACK delegate) with every block's output as an extra
+        program output, run in ExecuTorch's runtime; its final output is compared with the artifact's in the
+        notes. ``calibration`` (int8 only): the exact inputs the artifact was calibrated on."""
         import torch
 
         self.require("executorch.exir")
@@ -164,24 +168,30 @@ class ExecuTorchTarget(Target):
         if delegate == "coreml":
             raise ConfigError("edgevit drift does not support ExecuTorch's CoreML delegate yet (its payload's values "
                               "are not named after the model's nodes); convert the same options with --target "
-                              "coreml and run drift there. It supports: onnx, ort, executorch (fp32, xnnpack), "
+                              "coreml and run drift there. It supports: onnx, ort, executorch (xnnpack), "
                               "coreml, litert")
         if model is None:
             raise ConfigError("drift on a .pte needs the deployed PyTorch model it was exported from")
-        if spec.details.get("quantization") is not None:
-            # tried: the same quantizer on the tapped graph (outputs at the float op, at its requantized value, or
-            # as int8) lowers, but XNNPACK refuses to run it ("Propagating input shapes failed ...
-            # xnn_status_invalid_parameter"); see the issue's closing note
-            raise ConfigError("edgevit drift does not support int8 ExecuTorch programs yet (XNNPACK will not run "
-                              "a quantized program with block outputs added); convert the same options with "
-                              "--target onnx --precision int8 and run drift there, or drift the fp32 .pte")
+        quantization = spec.details.get("quantization")
+        if quantization is not None and calibration is None:
+            raise ConfigError("drift on an int8 .pte quantizes a debug copy again and needs the inputs the artifact "
+                              "was calibrated on")
         from executorch.exir import to_edge_transform_and_lower
 
         tapped = _tapped(model, units).eval()
         example = torch.from_numpy(np.ascontiguousarray(x[:spec.batch or 1], np.float32))
+        with torch.no_grad():
+            tapped.flat = False
+            shapes = [tuple(t.shape[1:]) for t in tapped(example)[1:]]
+            tapped.flat = True
         notes = []
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
+            if quantization is not None:
+                from edgevit.quantize.executorch_quant import quantize_xnnpack
+
+                keep = tuple(f"model.{m}" for m in quantization.get("kept_float", []))
+                tapped = quantize_xnnpack(tapped, example, calibration, keep).module
             exported = torch.export.export(tapped, (example,), strict=False)
             edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners("xnnpack"))
             program = edge.to_executorch()
@@ -193,7 +203,7 @@ class ExecuTorchTarget(Target):
 
         outs = run_batched(fn, np.ascontiguousarray(x, np.float32), spec.batch)
         plain = self.load(artifact_path, spec, threads=threads)(x)
-        got = {unit: outs[1 + i] for i, unit in enumerate(units)}
+        got = {unit: outs[1 + i].reshape(len(x), *shapes[i]) for i, unit in enumerate(units)}
         got[spec.output_names[0]] = plain[0]  # the final row is always the artifact's own output
         gap = float(np.abs(np.asarray(outs[0], np.float64) - plain[0]).max())
         scale = float(np.abs(plain[0]).max()) or 1.0
@@ -203,8 +213,9 @@ class ExecuTorchTarget(Target):
                          "describe the fresh lowering, not this file; re-convert it")
         else:
             notes.append(f"the debug program's final output differs from the artifact's by at most {gap:.3g}")
-        return got, "a debug program lowered like the artifact with block outputs as program outputs, in ExecuTorch " \
-                    "(XNNPACK)", notes
+        how = "quantized again on the artifact's calibration inputs, " if quantization is not None else ""
+        return got, f"a debug program lowered like the artifact ({how}block outputs as program outputs), in " \
+                    "ExecuTorch (XNNPACK)", notes
 
     def import_runtime(self) -> None:
         executorch_runtime()
@@ -221,14 +232,18 @@ class ExecuTorchTarget(Target):
 
 
 def _tapped(model, units: list[str]):
-    """``model`` wrapped to return (its output, each unit's output in ``units`` order), read by forward hooks
-    while it runs (so torch.export traces them as outputs). Module paths inside become ``model.<path>``."""
+    """``model`` wrapped to return (its output, each unit's output in ``units`` order, flattened per sample), read
+    by forward hooks while it runs (so torch.export traces them as outputs). Module paths inside become
+    ``model.<path>``. Flattened because XNNPACK refuses to run an int8 program where a 4-D block output that is
+    also a program output feeds the next stage's pooling ("Propagating input shapes failed"; the tiny config's
+    stage-ending blocks); flattened outputs run (tests/verify/test_drift.py, the int8 .pte case)."""
     import torch
 
     class Tapped(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.model = model
+            self.flat = True
 
         def forward(self, x):
             taps = {}
@@ -240,7 +255,7 @@ def _tapped(model, units: list[str]):
             finally:
                 for h in hooks:
                     h.remove()
-            return (out, *(taps[u] for u in units))
+            return (out, *(taps[u].flatten(1) if self.flat else taps[u] for u in units))
 
     return Tapped()
 

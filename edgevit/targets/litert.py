@@ -337,7 +337,7 @@ class LiteRTTarget(Target):
 
         return lambda x: run_batched(run, x, spec.batch)
 
-    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None):
+    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):
         """The artifact's own intermediate tensors, preserved by the interpreter (``experimental_preserve_all_tensors``)
         with the builtin kernels: XNNPACK keeps a partition's tensors to itself, so the block rows come from LiteRT's
         builtin kernels on the same graph, and the final row from the artifact run as deployed (XNNPACK).

@@ -258,7 +258,7 @@ class OnnxTarget(Target):
         self.require("onnxruntime")
         return _session_runner(artifact_path, threads)
 
-    def block_outputs(self, artifact_path, spec: RuntimeSpec, units, x, *, threads=None, model=None):
+    def block_outputs(self, artifact_path, spec: RuntimeSpec, units, x, *, threads=None, model=None, calibration=None):
         self.require("onnxruntime")
         tensors, notes = block_tensors(Path(artifact_path), units)
         with tempfile.TemporaryDirectory(prefix="edgevit-drift-") as tmp:
@@ -293,7 +293,7 @@ class OrtTarget(OnnxTarget):
     name = "ort"
     suffix = ".ort"
 
-    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None):
+    def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):
         """A .ort file keeps tensor names but not the module scopes, so the deployed PyTorch model is exported
         to fp32 ONNX again only to learn which tensor leaves each block (the exporter names tensors the same way
         every time); those names are then found in the graph onnxruntime loads from the .ort itself (quantized

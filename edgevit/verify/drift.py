@@ -141,9 +141,41 @@ def in_reference_layout(unit: str, value: np.ndarray, shape: tuple[int, ...]) ->
                       "they cannot be matched (report this with the artifact's manifest)")
 
 
+def recorded_calibration(manifest: dict, calib_dir: str | Path | None = None) -> np.ndarray:
+    """The exact inputs the artifact was calibrated on, rebuilt from the manifest's calibration record (its folder,
+    or ``calib_dir`` where the images have moved; the same count and seed) and checked against the recorded
+    sha256, so a debug copy quantized again on them gets the artifact's quantization parameters."""
+    import hashlib
+
+    from edgevit.models.factory import embedded_data
+    from edgevit.preprocess import Preprocess
+    from edgevit.quantize.calibration import calibration_set
+
+    record = manifest.get("calibration")
+    if not record:
+        raise ConfigError("this manifest has no calibration record (converted by an older edgevit), so drift "
+                          "cannot quantize its debug copy the same way; convert the artifact again")
+    folder = calib_dir or (embedded_data(manifest["model"], "calib") if record["folder"] == "shipped"
+                           else record["folder"])
+    if folder is None or not Path(folder).is_dir():
+        raise ConfigError(f"drift quantizes a debug copy of this int8 artifact again on the images that calibrated "
+                          f"it ({record['folder']}), which are not there; pass --calib-dir with the same images")
+    images = calibration_set(folder, Preprocess.from_manifest(manifest["preprocess"]), record["count"],
+                             seed=record["seed"])
+    inputs = images.raw if manifest["input"].get("pixels") == "raw_rgb_0_255" else images.normalized
+    inputs = np.ascontiguousarray(inputs, np.float32)
+    if hashlib.sha256(inputs.tobytes()).hexdigest() != record["inputs_sha256"]:
+        raise ConfigError(f"the images in {folder} are not the ones that calibrated this artifact (their sha256 "
+                          "differs from the manifest's calibration record); pass --calib-dir with the folder the "
+                          f"artifact was converted with ({record['folder']}, count {record['count']}, seed "
+                          f"{record['seed']})")
+    return inputs
+
+
 def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: str | None = None,
-              threads: int | None = None) -> DriftReport:
-    """Per-block drift of the artifact folder ``folder`` (golden input, plus ``images``)."""
+              threads: int | None = None, calib_dir: str | Path | None = None) -> DriftReport:
+    """Per-block drift of the artifact folder ``folder`` (golden input, plus ``images``). ``calib_dir``: where
+    the calibration images are now, for runtimes whose debug copy is quantized again (int8 ExecuTorch)."""
     from edgevit.manifest import integrity_problems, read_golden, read_manifest
     from edgevit.preprocess import Preprocess
     from edgevit.targets import get_target
@@ -180,8 +212,9 @@ def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: 
 
     ref[out_name] = reference_for_artifact(net, x_norm, output_names(net), (out_name,))[out_name]
     spec = RuntimeSpec.from_manifest(manifest)
+    calibration = recorded_calibration(manifest, calib_dir) if target.drift_needs_calibration(spec) else None
     got, mechanism, notes = target.block_outputs(folder / manifest["artifact"], spec, names, x_in, threads=threads,
-                                                 model=deployed)
+                                                 model=deployed, calibration=calibration)
     report = DriftReport(target=key, precision=manifest["precision"], runtime=target.runtime_for(delegate),
                          mechanism=mechanism, samples=len(x_in), tolerance=tol, notes=list(notes))
     for unit, kind, stage in [*units, (out_name, "output", None)]:

@@ -143,6 +143,47 @@ def test_executorch_drift_flags_a_pte_that_is_not_its_source(tmp_path):
     assert any("not what its source lowers to" in n for n in report.notes)
 
 
+@pytest.mark.slow
+def test_executorch_int8_drift_quantizes_the_debug_program_like_the_artifact(tmp_path):
+    """int8 .pte: the debug program is quantized again on the calibration inputs the manifest records. If that
+    did not reproduce the artifact's quantization, its final output would differ from the artifact's and the note
+    would say so; on the shipped digits model they are equal, and every block stays close to PyTorch."""
+    out = tmp_path / "et8"
+    convert(ConvertConfig(model="nextvit_digits", target="executorch", precision="int8", out=str(out)))
+    report = drift_dir(out)
+    assert [b.unit for b in report.blocks] == ["stem", "stages.0.blocks.0", "stages.1.blocks.0", "stages.1.blocks.1",
+                                               "stages.2.blocks.0", "stages.2.blocks.1", "stages.3.blocks.0",
+                                               "logits"]
+    assert all(0.99 < b.cosine_min < 0.99999 for b in report.blocks[:-1]), report.table()  # int8, not fp32
+    assert any("differs from the artifact's by at most 0\n" in n + "\n" for n in report.notes), report.notes
+    assert "quantized again" in report.mechanism
+
+
+def test_int8_drift_refuses_calibration_images_that_are_not_the_recorded_ones(tmp_path):
+    """The debug copy of an int8 .pte must see the artifact's calibration inputs: other images, a folder that is
+    gone, or a manifest without the record are refused, each naming what to do (the matching case is the int8
+    .pte test above: the debug program's output equals the artifact's)."""
+    from PIL import Image
+
+    from edgevit.preprocess import Preprocess
+    from edgevit.verify.drift import recorded_calibration
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((32, 32, 3), 40 * i, np.uint8)).save(folder / f"c{i}.png")
+    manifest = {"model": "nextvit_test_tiny", "input": {"pixels": "normalized"},
+                "preprocess": Preprocess.for_size((32, 32)).to_manifest(),
+                "calibration": {"folder": str(folder), "count": None, "seed": 0, "images": 3,
+                                "inputs_sha256": "0" * 64}}
+    with pytest.raises(ConfigError, match="sha256 differs"):
+        recorded_calibration(manifest)
+    with pytest.raises(ConfigError, match="pass --calib-dir"):
+        recorded_calibration(manifest, tmp_path / "gone")
+    with pytest.raises(ConfigError, match="no calibration record"):
+        recorded_calibration({k: v for k, v in manifest.items() if k != "calibration"})
+
+
 def _scale_coreml_conv(folder, unit, factor):
     """Scale, inside the .mlpackage's weight file, the weights of the first conv torch.export places in ``unit``,
     and re-seal the folder. The blob's metadata (MIL storage format: sentinel, dtype, size, data offset) is read
