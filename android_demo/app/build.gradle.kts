@@ -27,5 +27,7 @@ android {
 dependencies {
     implementation("org.pytorch:executorch-android:1.5.1")
     implementation("com.microsoft.onnxruntime:onnxruntime-android:1.31.0")
+    // LiteRT's Java API (package org.tensorflow.lite), the release line of the Python interpreter edgevit checks with
+    implementation("com.google.ai.edge.litert:litert:2.3.0")
     testImplementation("junit:junit:4.13.2")
 }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Linux checks of the Android demo (no Android SDK can be installed here): resources and manifest linked with
 # aapt2 against Android's framework-res; every Kotlin source compiled with a current Kotlin compiler against the
-# real ExecuTorch and ONNX Runtime Java APIs plus checked stand-ins for the framework; ktlint; JVM tests of the
-# pure-Kotlin core against the golden pairs the Python side writes. Tools are fetched on first use (npm, apt) into
-# .cache/apps-ci; a tool that cannot be had is a failure, never a skip.
+# real ExecuTorch and ONNX Runtime Java APIs plus checked stand-ins for the framework and LiteRT; ktlint; JVM tests
+# of the pure-Kotlin core against the golden pairs the Python side writes. Tools are fetched on first use (npm,
+# apt) into .cache/apps-ci; a tool that cannot be had is a failure, never a skip.
 #
 #   bash android_demo/ci/check.sh            (run by tests/apps/test_android.py)
 set -euo pipefail
@@ -53,6 +53,12 @@ javac -nowarn -d "$BUILD/stubs" $(find "$ROOT/android_demo/ci/framework-standins
 (cd "$BUILD/stubs" && jar cf "$BUILD/android-stubs.jar" .)
 "$PY" "$ROOT/android_demo/ci/check_stubs.py" "$BUILD/android-stubs.jar"
 
+echo "== LiteRT stand-ins (no registry here carries its jar), checked against the recorded LiteRT Java API"
+mkdir -p "$BUILD/litert"
+javac -nowarn -d "$BUILD/litert" $(find "$ROOT/android_demo/ci/litert-standins" -name '*.java')
+"$PY" "$ROOT/android_demo/ci/check_litert_api.py" "$BUILD/litert"
+(cd "$BUILD/litert" && jar cf "$BUILD/litert-stubs.jar" .)
+
 echo "== resources and manifest linked with aapt2 against framework-res"
 mkdir -p "$BUILD/res" "$BUILD/gen"
 aapt2 compile --dir "$APP/res" -o "$BUILD/res/compiled.zip"
@@ -61,7 +67,8 @@ aapt2 link -I "$FRAMEWORK" --manifest "$APP/AndroidManifest.xml" --java "$BUILD/
 echo "linked: $(unzip -l "$BUILD/app.ap_" | tail -1)"
 
 echo "== Kotlin: every source compiled against ExecuTorch + ONNX Runtime Java APIs and the stand-ins"
-"$KOTLINC" -nowarn -jvm-target 17 -cp "$BUILD/android-stubs.jar:$ET_JAR:$ORT_JAR" -d "$BUILD/app-classes" \
+"$KOTLINC" -nowarn -jvm-target 17 -cp "$BUILD/android-stubs.jar:$ET_JAR:$ORT_JAR:$BUILD/litert-stubs.jar" \
+  -d "$BUILD/app-classes" \
   $(find "$APP/java" -name '*.kt') $(find "$BUILD/gen" -name '*.java') 2>&1 | grep -v "^warning:" || true
 [ -f "$BUILD/app-classes/dev/edgevit/demo/MainActivity.class" ] || { echo "Kotlin compilation failed" >&2; exit 1; }
 echo "compiled $(find "$BUILD/app-classes" -name '*.class' | wc -l) classes"

@@ -49,6 +49,32 @@ def interpreter_class():
     return Interpreter
 
 
+def check_fallback_runtime(spec) -> None:
+    """Where only tflite_runtime is installed: refuse what it computes wrongly, warn about the rest.
+
+    tflite_runtime's last release (2.14, TensorFlow's numbering) predates every LiteRT (ai-edge-litert) release the
+    converter targets. Measured on the shipped digits model (tests/targets/test_litert.py, slow run): fp32, fp16
+    and int8 artifacts match their golden outputs in it, but an int8w (dynamic-range) artifact gives wrong outputs
+    with and without XNNPACK, silently, so int8w is refused here (exit 5)."""
+    if runtime_module() != "tflite_runtime":
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        have = version("tflite-runtime")
+    except PackageNotFoundError:
+        have = "unknown"
+    scheme = (spec.details.get("quantization") or {}).get("scheme", "")
+    if scheme.startswith("dynamic range"):
+        raise MissingDependencyError(
+            f"this int8w (dynamic-range int8) .tflite needs the LiteRT interpreter: tflite_runtime {have} runs its "
+            "hybrid int8 kernels to wrong outputs (edgevit's check: cosine -0.70 to the golden output on the "
+            "shipped digits model, where fp32, fp16 and int8 match); pip install 'ai-edge-litert>=2.3' (or "
+            "'edgevit[litert]'), or convert with --precision int8 or fp16")
+    log.warning("running on tflite_runtime %s, which predates LiteRT (the artifact was made for the LiteRT op set "
+                "its manifest's runtime_requirements name); the parity check is what vouches for it", have)
+
+
 def runtime_module() -> str:
     try:
         import ai_edge_litert.interpreter  # noqa: F401
@@ -318,6 +344,7 @@ class LiteRTTarget(Target):
 
     def load(self, artifact_path, spec, *, threads=None) -> Runner:
         Interpreter = interpreter_class()
+        check_fallback_runtime(spec)
         with _quiet():
             interpreter = Interpreter(model_path=str(artifact_path), num_threads=threads or 2)
             interpreter.allocate_tensors()
@@ -349,6 +376,7 @@ class LiteRTTarget(Target):
         if model is None:
             raise ConfigError("drift on a .tflite needs the deployed PyTorch model it was converted from")
         Interpreter = interpreter_class()
+        check_fallback_runtime(spec)
         with _quiet():
             it = Interpreter(model_path=str(artifact_path), experimental_preserve_all_tensors=True,
                              **_no_default_delegates())

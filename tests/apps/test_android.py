@@ -6,6 +6,7 @@ Tools come from npm and Debian on first use; in CI a missing tool fails the test
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,9 +25,38 @@ def test_android_demo_checks():
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-6000:]
     assert "stand-ins: " in out and ", 0 failed" in out.split("stand-ins: ")[1].splitlines()[0]
+    assert "litert stand-ins: " in out and ", 0 failed" in out.split("litert stand-ins: ")[1].splitlines()[0]
     assert "compiled " in out and "core: " in out
     core = out.split("core: ")[1].splitlines()[0]
     assert core.endswith(" 0 failed") and int(core.split()[0]) >= 12
+
+
+def test_the_litert_api_check_rejects_a_member_the_real_api_lacks(tmp_path):
+    """The LiteRT stand-ins are only as good as their check: a stand-in method LiteRT's Java API does not have
+    (here a made-up Options.setUseGpu) must fail it, by name."""
+    if shutil.which("javac") is None:
+        if os.environ.get("CI"):
+            pytest.fail("javac is missing in CI")
+        pytest.skip("javac is not installed here")
+    src = tmp_path / "src/org/tensorflow/lite"
+    src.mkdir(parents=True)
+    (src / "Interpreter.java").write_text(
+        "package org.tensorflow.lite;\n"
+        "public final class Interpreter {\n"
+        "  private Interpreter() { }\n"
+        "  public static class Options {\n"
+        "    public Options() { }\n"
+        "    public Options setNumThreads(int n) { return this; }\n"
+        "    public Options setUseGpu(boolean on) { return this; }\n"
+        "  }\n"
+        "}\n")
+    subprocess.run(["javac", "-d", str(tmp_path / "classes"), str(src / "Interpreter.java")], check=True)
+    r = subprocess.run([sys.executable, str(REPO / "android_demo/ci/check_litert_api.py"), str(tmp_path / "classes")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "org.tensorflow.lite.Interpreter$Options: org.tensorflow.lite.Interpreter$Options setUseGpu(boolean)" \
+        in r.stdout
+    assert "3 members checked, 1 failed" in r.stdout
 
 
 def test_fixture_matches_what_convert_writes_today(tmp_path):

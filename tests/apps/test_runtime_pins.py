@@ -46,12 +46,19 @@ def app_pins() -> dict[str, dict[str, str]]:
             "android gradle": re.search(r'onnxruntime-android:([\d.]+)"', gradle).group(1),
             "android RuntimeVersions.kt": re.search(r'ONNXRUNTIME = "([\d.]+)"', kotlin).group(1),
         },
+        "litert": {  # LiteRT's Java package, the release line of the Python interpreter (ai-edge-litert)
+            "android gradle": re.search(r'ai.edge.litert:litert:([\d.]+)"', gradle).group(1),
+            "android RuntimeVersions.kt": re.search(r'LITERT = "([\d.]+)"', kotlin).group(1),
+        },
     }
 
 
-@pytest.mark.parametrize("package", ["executorch", "onnxruntime"])
+PYPI_NAME = {"executorch": "executorch", "onnxruntime": "onnxruntime", "litert": "ai-edge-litert"}
+
+
+@pytest.mark.parametrize("package", ["executorch", "onnxruntime", "litert"])
 def test_apps_link_the_minor_release_edgevit_converts_with(package):
-    low, high = pyproject_range(package)
+    low, high = pyproject_range(PYPI_NAME[package])
     assert high == (low[0], low[1] + 1), f"{package}: pin one minor release in pyproject.toml"
     pins = app_pins()[package]
     for where, version in pins.items():
@@ -62,7 +69,7 @@ def test_apps_link_the_minor_release_edgevit_converts_with(package):
 def test_the_installed_toolchains_match_pyproject():
     from importlib.metadata import version
 
-    for package in ("executorch", "onnxruntime"):
+    for package in ("executorch", "onnxruntime", "ai-edge-litert"):
         low, _ = pyproject_range(package)
         assert minor(version(package)) == low, f"installed {package} {version(package)} is not {low}"
 

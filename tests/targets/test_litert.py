@@ -160,3 +160,56 @@ def test_nhwc_layout_golden_pair_is_what_an_app_feeds(tiny_litert, tmp_path):
 def test_nhwc_is_a_litert_option(tmp_path):
     expect(cli("convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "onnx", "--layout", "nhwc",
                "--out", tmp_path / "o"), 2, "--layout nhwc is a LiteRT option")
+
+
+_RUN_IN_TFLITE_RUNTIME = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from tflite_runtime.interpreter import Interpreter
+    folder = sys.argv[1]
+    m = json.load(open(f"{folder}/manifest.json"))
+    it = Interpreter(model_path=f"{folder}/model.tflite")
+    run = it.get_signature_runner("serving_default")
+    (key,) = run.get_input_details()
+    x = np.fromfile(f"{folder}/{m['golden']['input']['file']}", "<f4").reshape(m["golden"]["input"]["shape"])
+    out = np.asarray(run(**{key: x})["output_0"], np.float64).ravel()
+    ref = np.fromfile(f"{folder}/{m['golden']['outputs'][0]['file']}", "<f4").astype(np.float64)
+    print(out @ ref / np.linalg.norm(out) / np.linalg.norm(ref))
+""")
+
+
+@pytest.mark.slow
+def test_tflite_runtime_fallback_runs_what_it_computes_right_and_refuses_int8w(tmp_path):
+    """The real tflite-runtime 2.14 (its last release; needs numpy < 2, so it gets its own site folder from PyPI,
+    laid over this environment's with ai_edge_litert blocked). fp32 NHWC: `edgevit verify` runs it there and
+    passes. int8w: tflite_runtime computes it wrongly (shown by running it directly against the golden output),
+    so edgevit refuses it with exit 5 naming ai-edge-litert instead of reporting a parity failure; fp16 and int8
+    match their golden outputs there."""
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(site), "tflite-runtime==2.14.0",
+                          "numpy<2"], capture_output=True, text=True, timeout=600)
+    if pip.returncode != 0:
+        pytest.fail(f"could not install tflite-runtime 2.14 from PyPI: {pip.stderr[-2000:]}")
+    (tmp_path / "sitecustomize.py").write_text(_BLOCK.replace('("ai_edge_litert", "tflite_runtime", "litert_torch")',
+                                                             '("ai_edge_litert",)'))
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{site}{os.pathsep}{REPO}"}
+    fp32 = convert(ConvertConfig(model="nextvit_digits", target="litert", layout="nhwc", out=str(tmp_path / "fp32")))
+    r = cli("verify", fp32.out_dir, env=env)
+    expect(r, 0)
+    assert "tflite_runtime" in r.stdout + r.stderr
+    int8w = convert(ConvertConfig(model="nextvit_digits", target="litert", precision="int8w",
+                                  out=str(tmp_path / "int8w")))
+    expect(cli("verify", int8w.out_dir, env=env), 5, "ai-edge-litert>=2.3")
+    (tmp_path / "run.py").write_text(_RUN_IN_TFLITE_RUNTIME)
+    folders = {"fp32": fp32.out_dir, "int8w": int8w.out_dir}
+    for precision in ("fp16", "int8"):
+        folders[precision] = convert(ConvertConfig(model="nextvit_digits", target="litert", precision=precision,
+                                                   out=str(tmp_path / precision))).out_dir
+    direct = {}
+    for name, folder in folders.items():
+        p = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(folder)], capture_output=True, text=True,
+                           env={**os.environ, **env})
+        assert p.returncode == 0, p.stderr[-2000:]
+        direct[name] = float(p.stdout.split()[-1])
+    assert direct["fp32"] > 0.99999 and direct["fp16"] > 0.9999 and direct["int8"] > 0.999, direct
+    assert direct["int8w"] < 0.9, direct  # the reason int8w is refused

@@ -1,6 +1,7 @@
 package dev.edgevit.demo
 
 import android.graphics.Bitmap
+import dev.edgevit.demo.core.Layout
 import dev.edgevit.demo.core.Manifest
 import dev.edgevit.demo.core.Preprocessor
 import dev.edgevit.demo.core.TopK
@@ -18,8 +19,8 @@ class Classifier(private val manifest: Manifest, private val engine: InferenceEn
 
     /** Any picture: resized with the manifest's interpolation (Pillow's algorithm, not createScaledBitmap). */
     fun classifyPixels(argb: IntArray, width: Int, height: Int): List<TopK.Entry> {
-        val input = pre.prepare(argb, width, height)
-        val shape = longArrayOf(1, 3, pre.height.toLong(), pre.width.toLong())
+        val nchw = pre.prepare(argb, width, height)
+        val (input, shape) = Layout.forArtifact(nchw, pre.height, pre.width, manifest.inputLayout)
         val scores = engine.run(input, shape).first()
         val probs = if (manifest.outputs.first().name == "probabilities") scores else TopK.softmax(scores)
         return TopK.topK(probs, 5, manifest.labels)

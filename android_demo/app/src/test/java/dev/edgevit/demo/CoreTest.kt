@@ -5,9 +5,11 @@ import dev.edgevit.demo.core.DeviceInfo
 import dev.edgevit.demo.core.Golden
 import dev.edgevit.demo.core.Json
 import dev.edgevit.demo.core.LatencyStats
+import dev.edgevit.demo.core.Layout
 import dev.edgevit.demo.core.Manifest
 import dev.edgevit.demo.core.Preprocessor
 import dev.edgevit.demo.core.RuntimeVersions
+import dev.edgevit.demo.core.SignatureOrder
 import dev.edgevit.demo.core.TopK
 import dev.edgevit.demo.core.Yuv
 import java.io.File
@@ -53,7 +55,8 @@ fun main(args: Array<String>) {
         val manifest = Manifest.parse(File(folder, "manifest.json").readText())
 
         test("${folder.name}: manifest parses") {
-            check(manifest.input.shape == listOf(1, 3, 64, 64)) { "input shape ${manifest.input.shape}" }
+            val shape = if (manifest.inputLayout == "NHWC") listOf(1, 64, 64, 3) else listOf(1, 3, 64, 64)
+            check(manifest.input.shape == shape) { "input shape ${manifest.input.shape} (${manifest.inputLayout})" }
             check(manifest.preprocess.mean.size == 3 && manifest.preprocess.std.size == 3) { "mean/std" }
             check(manifest.labels?.size == 10) { "labels ${manifest.labels}" }
             check(manifest.goldenOutputs.isNotEmpty()) { "no golden outputs" }
@@ -63,7 +66,9 @@ fun main(args: Array<String>) {
             val pre = Preprocessor(manifest.preprocess, manifest.takesRawPixels)
             val (px, w, h) = argbOf(File(folder, manifest.goldenImage))
             check(Pair(w, h) == pre.scaledSize(w, h)) { "golden image is not at the resize size" }
-            val mine = pre.toTensor(px, w, h)
+            // in the artifact's layout (NHWC for a `--layout nhwc` LiteRT folder), as Classifier feeds the engine
+            val (mine, shape) = Layout.forArtifact(pre.toTensor(px, w, h), pre.height, pre.width, manifest.inputLayout)
+            check(shape.map { it.toInt() } == manifest.goldenInput.shape) { "shape ${shape.toList()}" }
             val golden = Golden.readFloats(File(folder, manifest.goldenInput.file).readBytes())
             check(mine.size == golden.size) { "size ${mine.size} vs ${golden.size}" }
             var worst = 0f
@@ -78,14 +83,14 @@ fun main(args: Array<String>) {
             val pre = Preprocessor(manifest.preprocess, manifest.takesRawPixels)
             val (px, w, h) = argbOf(File(folder, rc.image))
             check(pre.scaledSize(w, h) != Pair(w, h)) { "the resize-check picture needs no resizing" }
-            val mine = pre.prepare(px, w, h)
+            val (mine, _) = Layout.forArtifact(pre.prepare(px, w, h), pre.height, pre.width, manifest.inputLayout)
             val golden = Golden.readFloats(File(folder, rc.input.file).readBytes())
             check(mine.size == golden.size) { "size ${mine.size} vs ${golden.size}" }
             val plane = pre.height * pre.width
             var worstLevels = 0.0
             var differing = 0
             for (i in mine.indices) {
-                val c = i / plane
+                val c = if (manifest.inputLayout == "NHWC") i % 3 else i / plane
                 val scale = if (manifest.takesRawPixels) 1.0 else 255.0 * manifest.preprocess.std[c]
                 val levels = abs(mine[i] - golden[i]) * scale
                 worstLevels = maxOf(worstLevels, levels)
@@ -147,6 +152,23 @@ fun main(args: Array<String>) {
         check(TopK.topK(floatArrayOf(1f, 2f), 5, null).map { it.label } == listOf("class 1", "class 0")) { "no labels" }
         val p = TopK.softmax(floatArrayOf(1f, 2f, 3f))
         check(abs(p.sum() - 1f) < 1e-6 && p[2] > p[1]) { "softmax ${p.toList()}" }
+    }
+
+    test("NCHW to NHWC interleaves the channel planes") {
+        // 3 channels of a 2x2 image: value = 100 c + pixel index
+        val nchw = FloatArray(12) { (100 * (it / 4) + it % 4).toFloat() }
+        val nhwc = Layout.nchwToNhwc(nchw, 3, 2, 2)
+        check(nhwc.toList() == listOf(0f, 100f, 200f, 1f, 101f, 201f, 2f, 102f, 202f, 3f, 103f, 203f)) {
+            "got ${nhwc.toList()}"
+        }
+        check(Layout.forArtifact(nchw, 2, 2, "NCHW").first === nchw) { "NCHW must pass through" }
+    }
+
+    test("LiteRT signature outputs are read in index order") {
+        val keys = listOf("output_10", "output_2", "output_0", "output_1")
+        check(SignatureOrder.outputs(keys) == listOf("output_0", "output_1", "output_2", "output_10")) {
+            "got ${SignatureOrder.outputs(keys)}"
+        }
     }
 
     test("latency statistics match edgevit bench (nearest rank)") {

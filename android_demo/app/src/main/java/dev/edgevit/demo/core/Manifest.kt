@@ -30,6 +30,7 @@ data class Manifest(
     val artifactSha256: String,
     val input: TensorSpec,
     val inputPixels: String,
+    val inputLayout: String,
     val preprocess: PreprocessSpec,
     val outputs: List<TensorSpec>,
     val labels: List<String>?,
@@ -81,6 +82,7 @@ data class Manifest(
                 artifactSha256 = str(m, "artifact_sha256"),
                 input = TensorSpec(str(input, "name"), ints(input["shape"])),
                 inputPixels = input["pixels"] as? String ?: "normalized",
+                inputLayout = input["layout"] as? String ?: "NCHW",
                 preprocess = PreprocessSpec(
                     size = ints(pre["size"]),
                     mean = floats(pre["mean"]),

@@ -7,10 +7,12 @@ package dev.edgevit.demo.core
 object RuntimeVersions {
     const val EXECUTORCH = "1.5.1"
     const val ONNXRUNTIME = "1.31.0"
+    const val LITERT = "2.3.0"
 
     fun linked(runtime: String): String? = when (runtime) {
         "executorch" -> EXECUTORCH
         "onnxruntime" -> ONNXRUNTIME
+        "litert" -> LITERT
         else -> null
     }
 

@@ -9,7 +9,7 @@ interface InferenceEngine : AutoCloseable {
     val runtime: String
     val computeUnits: String
 
-    /** Runs the artifact on one NCHW float input; returns the outputs in manifest order, flattened. */
+    /** Runs the artifact on one float input in its manifest layout; returns the outputs in manifest order, flattened. */
     fun run(input: FloatArray, shape: LongArray): List<FloatArray>
 
     companion object {
@@ -23,8 +23,10 @@ interface InferenceEngine : AutoCloseable {
 
                 "onnx", "ort" -> OrtEngine(artifact, threads)
 
+                "litert" -> LiteRtEngine(artifact, threads)
+
                 else -> throw IllegalArgumentException(
-                    "target ${manifest.target} does not run on Android; convert with --target executorch or ort"
+                    "target ${manifest.target} does not run on Android; convert with --target executorch, ort or litert"
                 )
             }
         }
