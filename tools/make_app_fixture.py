@@ -13,7 +13,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests/data/app_fixture"
-FOLDERS = {"digits_xnnpack": {"target": "executorch"}, "digits_coreml": {"target": "coreml"}}
+FOLDERS = {"digits_xnnpack": {"target": "executorch"}, "digits_coreml": {"target": "coreml"},
+           "digits_litert_nhwc": {"target": "litert", "layout": "nhwc"}}
 
 
 def main() -> int:

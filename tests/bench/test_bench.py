@@ -237,3 +237,4 @@ def test_paired_ratio_calls_a_tie_within_the_spread():
     faster = paired_ratio([0.8 + 0.01 * i for i in range(10)], b)
     assert faster["verdict"] == "a faster" and faster["p90"] < 1.0
     assert paired_ratio(b, [0.8] * 10)["verdict"] == "b faster"
+

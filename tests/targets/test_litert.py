@@ -157,6 +157,22 @@ def test_nhwc_layout_golden_pair_is_what_an_app_feeds(tiny_litert, tmp_path):
     assert m["litert"]["transposes"] < read_manifest(tiny_litert)["litert"]["transposes"]
 
 
+def test_bench_and_report_take_litert_folders(tiny_litert, tmp_path):
+    """LiteRT folders go through `edgevit bench` (interpreter with XNNPACK, peak RSS in a child process, roofline)
+    and into the report like the other targets."""
+    from edgevit.bench.report import build_report
+    from edgevit.bench.runner import RESULT_KEYS, bench
+
+    (r,) = bench([tiny_litert], threads=2, warmup=1, runs=3, gemm=False)
+    assert r["target"] == "litert" and set(RESULT_KEYS) <= set(r)
+    assert 0 < r["p50_ms"] <= r["p90_ms"] and r["runs"] == 3
+    assert r["peak_rss_mb"] > 10 and r["size_mb"] > 0 and r["macs"] > 0
+    assert "LiteRT interpreter" in r["runtime"]
+    paths = build_report([r], [], tmp_path / "report.html")
+    page = paths["html"].read_text()
+    assert "litert" in page and page.count("data:image/png;base64,") >= 1
+
+
 def test_nhwc_is_a_litert_option(tmp_path):
     expect(cli("convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "onnx", "--layout", "nhwc",
                "--out", tmp_path / "o"), 2, "--layout nhwc is a LiteRT option")
