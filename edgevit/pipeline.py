@@ -279,6 +279,7 @@ def rewrite(p: Plan, net, x: np.ndarray):
     info["op_counts"] = {"original": aten_op_counts(net, example)}
     if export_model is not net:
         info["op_counts"]["deployed"] = aten_op_counts(export_model, example)
+        info.update(p.target.form_report(net, export_model, example, p.cfg))
     return export_model, info
 
 

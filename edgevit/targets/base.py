@@ -185,6 +185,11 @@ class Target:
         raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: onnx, ort, "
                           "executorch (xnnpack), coreml, litert")
 
+    def form_report(self, original, deployed, example, cfg) -> dict:
+        """Extra entries for the manifest's rewrite section comparing the original and the deployed form in this
+        target's own graph (e.g. LiteRT's TRANSPOSE count); none by default."""
+        return {}
+
     def drift_needs_calibration(self, spec: RuntimeSpec) -> bool:
         """True where ``block_outputs`` quantizes a debug copy again and needs the artifact's calibration inputs."""
         return False

@@ -90,6 +90,7 @@ def test_bench_batch_rules(folders):
         bench([et], threads=1, warmup=1, runs=2, batch=3, memory=False, gemm=False)
 
 
+@pytest.mark.slow  # 21 s; moved out of the default run to make room for the LiteRT checks (issue 11)
 def test_bench_cli_json_and_sweep(folders, capsys):
     root, _, _ = folders
     sweep = root / "sweep"
