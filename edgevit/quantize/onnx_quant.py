@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,26 @@ def op_precisions(path: Path) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(v.items())) for k, v in split.items()}
 
 
+# KL-divergence search over a 512-bin histogram for a 128-bin quantized one (TensorRT uses 2048 bins; onnxruntime
+# searches in Python: 76 s for the digits model's calibration at 2048 bins, 10 s at 512, whose search has 193
+# candidate thresholds per tensor; benchmarks/results/calib_methods_onnx.txt). onnxruntime's quantize_static cannot
+# pass these to its entropy calibrator, whose defaults (128 and 128) leave the search a single candidate, the full
+# range: "entropy" gave byte-identical models to minmax (tests/quantize/test_quantize.py checks the fix).
+ENTROPY_BINS = {"num_bins": 512, "num_quantized_bins": 128}
+
+
+def _entropy_ranges(model_path: Path, reader, cache: Path) -> None:
+    """Calibrate ``model_path`` with onnxruntime's entropy calibrator at ENTROPY_BINS and save the ranges where
+    quantize_static reads them (its calibration cache)."""
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+    with tempfile.TemporaryDirectory(prefix="edgevit-calib-") as tmp:
+        calibrator = create_calibrator(model_path, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                                       calibrate_method=CalibrationMethod.Entropy, extra_options=dict(ENTROPY_BINS))
+        calibrator.collect_data(reader)
+        save_tensors_data(calibrator.compute_data(), cache)
+
+
 def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_name: str, batch: int | None,
                   method: str = "minmax", keep_float: tuple[str, ...] = ()) -> dict:
     """Static int8 QDQ: per-channel int8 weights, uint8 activations calibrated on ``calib``.
@@ -91,22 +112,29 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_n
     if missing:
         raise ExportError(f"modules to keep in float have no nodes in the ONNX graph: {missing[:5]}; this is a bug "
                           "in the layer ranking (names must be paths inside the exported model)")
+    tmp = tempfile.TemporaryDirectory(prefix="edgevit-quant-")
+    cache = Path(tmp.name) / "ranges.json" if method == "entropy" else None
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             quant_pre_process(str(fp32_path), str(pre_path), skip_symbolic_shape=True)
+            if cache is not None:
+                _entropy_ranges(pre_path, _reader(input_name, calib, batch), cache)
             quantize_static(str(pre_path), str(out_path), _reader(input_name, calib, batch),
                             quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, calibrate_method={
                                 "minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                                 "percentile": CalibrationMethod.Percentile}[method],
                             nodes_to_exclude=exclude or None,
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                            calibration_cache_path=cache)
     except Exception as e:  # noqa: BLE001
         raise ExportError(f"onnxruntime int8 quantization failed: {type(e).__name__}: {e}") from e
     finally:
         pre_path.unlink(missing_ok=True)
+        tmp.cleanup()
     return {"scheme": "int8 static QDQ (onnxruntime.quantization)", "weights": "int8 per-channel symmetric",
             "activations": "uint8 per-tensor asymmetric", "calibration_method": method,
+            **({"entropy_histogram": dict(ENTROPY_BINS)} if method == "entropy" else {}),
             "calibration_images": int(len(calib)),
             "kept_float": [k for k in keep_float if k in kept],
             "kept_float_nodes": len(exclude),

@@ -338,3 +338,51 @@ def test_executorch_int8_attention_statement_matches_the_graph():
         assert "dequantize" in str(sm.args[0].target)  # int8-rounded scores in
         assert all("bmm" in str(u.target) for u in sm.users)  # fp32 probabilities straight into attn @ v
     assert "rounded to int8 before the softmax" in DETAILS["attention"]
+
+
+def _conv_relu_conv(path):
+    """A small float ONNX graph (Conv -> Relu -> Conv) for calibration tests."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(1)
+    w1 = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32) * 0.3, "w1")
+    w2 = numpy_helper.from_array(rng.standard_normal((4, 8, 1, 1)).astype(np.float32) * 0.3, "w2")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w1"], ["a"], pads=[1, 1, 1, 1], name="conv1"),
+         helper.make_node("Relu", ["a"], ["b"], name="relu"),
+         helper.make_node("Conv", ["b", "w2"], ["logits"], name="conv2")],
+        "g", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4, 16, 16])], initializer=[w1, w2])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    onnx.save(model, str(path))
+
+
+def test_entropy_calibration_is_not_minmax(tmp_path):
+    """onnxruntime's quantize_static runs its entropy calibrator with 128 histogram bins for 128 quantized bins,
+    which leaves the KL search one candidate, the full range: `--calib-method entropy` gave byte-identical models
+    to minmax. edgevit calibrates entropy itself (ENTROPY_BINS) and hands quantize_static the ranges. On inputs with
+    rare outliers every activation range must lie within minmax's (KL only clips) and the input's must be
+    narrower; the manifest records the histogram."""
+    import onnx
+    from onnx import numpy_helper
+
+    from edgevit.quantize.onnx_quant import ENTROPY_BINS, quantize_int8
+
+    fp32 = tmp_path / "f.onnx"
+    _conv_relu_conv(fp32)
+    calib = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    calib[0, 0, 0, :4] = 40.0  # a few outliers, as real activations have
+    scales, details = {}, {}
+    for method in ("minmax", "entropy"):
+        out = tmp_path / f"{method}.onnx"
+        details[method] = quantize_int8(fp32, out, calib, input_name="image", batch=1, method=method)
+        model = onnx.load(str(out))
+        inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+        scales[method] = {n.input[0]: float(inits[n.input[1]]) for n in model.graph.node
+                          if n.op_type == "QuantizeLinear" and n.input[1] in inits and inits[n.input[1]].size == 1}
+    assert scales["entropy"].keys() == scales["minmax"].keys() and "image" in scales["minmax"]
+    ratio = {k: scales["entropy"][k] / scales["minmax"][k] for k in scales["minmax"]}
+    assert all(r <= 1 + 1e-6 for r in ratio.values()) and ratio["image"] < 0.5, ratio
+    assert details["entropy"]["entropy_histogram"] == ENTROPY_BINS
+    assert "entropy_histogram" not in details["minmax"]
