@@ -176,8 +176,9 @@ def _ai_edge_quantize(float_path: Path, out_path: Path, precision: str) -> None:
 def _cached_transposes(model, example, layout: str) -> int:
     """TRANSPOSE ops in the fp32 .tflite of ``model``. The count depends on the graph's structure, not its weights,
     so it is cached per (module structure, input shape, layout, converter version) in EDGEVIT_CACHE (default
-    ~/.cache/edgevit): the first conversion of an architecture pays one extra conversion (about 20 s for
-    Next-ViT-S at 224 on 2 cores), later ones none."""
+    ~/.cache/edgevit): the first conversion of an architecture pays one extra conversion per form (Next-ViT-S at
+    224 on 2 cores: 57 s for both instead of none, benchmarks/results/litert_form_transposes_small.txt), later
+    ones none."""
     import hashlib
     import json
     import os
