@@ -184,10 +184,8 @@ def _cached_transposes(model, example, layout: str) -> int:
     import os
     from importlib.metadata import version
 
-    import edgevit
-
-    key = hashlib.sha256(json.dumps([str(model), list(example.shape), layout, version("litert-torch"),
-                                     edgevit.__version__]).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([str(model), list(example.shape), layout,
+                                     version("litert-torch")]).encode()).hexdigest()
     cache = Path(os.environ.get("EDGEVIT_CACHE") or Path.home() / ".cache" / "edgevit") / "litert_transposes.json"
     try:
         known = json.loads(cache.read_text())
