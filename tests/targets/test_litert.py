@@ -53,6 +53,7 @@ def test_fp32_runs_in_the_interpreter_like_pytorch(tiny_litert):
     assert verify_dir(tiny_litert).passed
 
 
+@pytest.mark.slow  # 33 s with the form TRANSPOSE counts of a new structure; default-run budget
 def test_features_mode_names_four_outputs(tmp_path):
     r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="litert", features=True,
                               out=str(tmp_path / "f")))
