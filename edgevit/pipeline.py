@@ -114,6 +114,11 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
     with atomic_dir(p.out_dir, overwrite=p.cfg.overwrite) as staging:
         result, accuracy = export_within_budget(p, export_model, golden.x_in, io_spec, calib_set, eval_set,
                                                 candidates, ranking, staging, steps, net, names)
+        if export_model is not net:  # the target's own comparison of the two forms (e.g. LiteRT's TRANSPOSEs)
+            import torch
+
+            rewrite_info.update(p.target.form_report(net, export_model, torch.from_numpy(golden.x), p.cfg,
+                                                     result.details))
         manifest = build_manifest(p, staging, result, io_spec, golden, names, net, weights_hash, rewrite_info,
                                   accuracy)
         if calib_set is not None and p.cfg.precision in p.target.needs_calibration:
@@ -279,7 +284,6 @@ def rewrite(p: Plan, net, x: np.ndarray):
     info["op_counts"] = {"original": aten_op_counts(net, example)}
     if export_model is not net:
         info["op_counts"]["deployed"] = aten_op_counts(export_model, example)
-        info.update(p.target.form_report(net, export_model, example, p.cfg))
     return export_model, info
 
 

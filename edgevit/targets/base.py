@@ -185,9 +185,10 @@ class Target:
         raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: onnx, ort, "
                           "executorch (xnnpack), coreml, litert")
 
-    def form_report(self, original, deployed, example, cfg) -> dict:
+    def form_report(self, original, deployed, example, cfg, details: dict) -> dict:
         """Extra entries for the manifest's rewrite section comparing the original and the deployed form in this
-        target's own graph (e.g. LiteRT's TRANSPOSE count); none by default."""
+        target's own graph (e.g. LiteRT's TRANSPOSE count), after the export (``details``: its manifest section);
+        none by default."""
         return {}
 
     def drift_needs_calibration(self, spec: RuntimeSpec) -> bool:

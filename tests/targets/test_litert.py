@@ -35,8 +35,8 @@ def test_fp32_runs_in_the_interpreter_like_pytorch(tiny_litert):
     assert details["input_dtypes"] == ["float32"] and details["output_dtypes"] == ["float32"]
     assert details["transposes"] == details["op_counts"].get("TRANSPOSE", 0)
     assert details["xnnpack_partitions"] == 1 and details["op_counts"]["CONV_2D"] > 0
-    # the rewrite section counts both forms' TRANSPOSE ops from their own fp32 conversions: the deployed form's
-    # independent conversion must count what the artifact has, and the rewrites must not add layout shuffles
+    # the rewrite section counts the original form's TRANSPOSE ops from its own fp32 conversion (the fp32 artifact
+    # is the deployed form's): the rewrites must remove layout shuffles, not add them
     forms = m["rewrite"]["litert_transposes"]
     assert forms["deployed_form"] == details["transposes"] and forms["original_form"] > forms["deployed_form"]
     # fp32: XNNPACK takes every op (the partition walk accounts for all of them)

@@ -41,6 +41,10 @@ def test_every_supported_combination_converts_the_reference_model(tmp_path, targ
         lite = m["litert"]  # every op is either in an XNNPACK partition or listed as outside one
         assert lite["delegated_ops"] + sum(lite["not_delegated"].values()) == sum(lite["op_counts"].values())
         assert lite["xnnpack_partitions"] == 1 or lite["not_delegated"]
+        if precision == "fp16":  # fp16 weights leave the graph's layout alone: the deployed form's separate fp32
+            # conversion (the manifest's before/after count) must count exactly this artifact's TRANSPOSE ops
+            forms = m["rewrite"]["litert_transposes"]
+            assert forms["deployed_form"] == lite["transposes"] and forms["original_form"] > forms["deployed_form"]
     if precision == "fp32":
         assert m["accuracy"] is None
     else:  # every reduced precision is measured on the shipped held-out images
