@@ -114,11 +114,12 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
     with atomic_dir(p.out_dir, overwrite=p.cfg.overwrite) as staging:
         result, accuracy = export_within_budget(p, export_model, golden.x_in, io_spec, calib_set, eval_set,
                                                 candidates, ranking, staging, steps, net, names)
-        if export_model is not net:  # the target's own comparison of the two forms (e.g. LiteRT's TRANSPOSEs)
+        if export_model is not net and p.target.form_report_step:  # the target's own comparison of the forms
             import torch
 
-            rewrite_info.update(p.target.form_report(net, export_model, torch.from_numpy(golden.x), p.cfg,
-                                                     result.details))
+            with steps(p.target.form_report_step):
+                rewrite_info.update(p.target.form_report(net, export_model, torch.from_numpy(golden.x), p.cfg,
+                                                         result.details))
         manifest = build_manifest(p, staging, result, io_spec, golden, names, net, weights_hash, rewrite_info,
                                   accuracy)
         if calib_set is not None and p.cfg.precision in p.target.needs_calibration:

@@ -185,6 +185,8 @@ class Target:
         raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: onnx, ort, "
                           "executorch (xnnpack), coreml, litert")
 
+    form_report_step: str | None = None  # the progress line of ``form_report``; None: the target has none
+
     def form_report(self, original, deployed, example, cfg, details: dict) -> dict:
         """Extra entries for the manifest's rewrite section comparing the original and the deployed form in this
         target's own graph (e.g. LiteRT's TRANSPOSE count), after the export (``details``: its manifest section);

@@ -322,6 +322,7 @@ class LiteRTTarget(Target):
     needs_calibration = ("int8",)
     extra = "litert"
     runtime = "ai_edge_litert"
+    form_report_step = "count the original and deployed forms' TRANSPOSE ops (cached per architecture)"
 
     def runtime_for(self, delegate):
         return f"LiteRT interpreter ({runtime_module()}, XNNPACK)"
