@@ -19,8 +19,6 @@ no partial folder and an existing one untouched.
 
 from __future__ import annotations
 
-import hashlib
-
 import logging
 import platform
 import shutil
@@ -554,11 +552,13 @@ def calibration_record(p: Plan, calib) -> dict:
     """Which calibration images made the artifact: the folder (``shipped`` for a model's own images), the selection
     (count, seed) and the sha256 of the exact inputs the quantizer saw, enough to calibrate again and check that
     the same inputs were used."""
+    from edgevit.quantize.calibration import inputs_sha256
+
     cfg = p.cfg
     inputs = calib.raw if p.raw_input else calib.normalized
     return {"folder": portable_source(cfg.calib_dir) if cfg.calib_dir else "shipped", "count": cfg.calib_count,
             "seed": cfg.seed, "images": len(calib.files),
-            "inputs_sha256": hashlib.sha256(np.ascontiguousarray(inputs, np.float32).tobytes()).hexdigest()}
+            "inputs_sha256": inputs_sha256(inputs)}
 
 
 def verify_artifact(p: Plan, artifact: Path, spec, golden: Golden, real):

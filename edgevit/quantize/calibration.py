@@ -67,6 +67,14 @@ def calibration_batches(calibration: np.ndarray, batch: int):
         yield np.ascontiguousarray(calibration[[(i + j) % n for j in range(batch)]], dtype=np.float32)
 
 
+def inputs_sha256(inputs: np.ndarray) -> str:
+    """The fingerprint of the exact float32 inputs a quantizer saw (the manifest's calibration record; drift
+    checks a rebuilt calibration set against it)."""
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(inputs, np.float32).tobytes()).hexdigest()
+
+
 def calibration_set(folder: str | Path, pre: Preprocess, count: int | None = 128, seed: int = 0) -> ImageSet:
     """Calibration images from ``folder`` (any size or mode: converted to RGB), ``count`` of them at most."""
     files = select(list_images(folder), count, seed)

@@ -145,11 +145,9 @@ def recorded_calibration(manifest: dict, calib_dir: str | Path | None = None) ->
     """The exact inputs the artifact was calibrated on, rebuilt from the manifest's calibration record (its folder,
     or ``calib_dir`` where the images have moved; the same count and seed) and checked against the recorded
     sha256, so a debug copy quantized again on them gets the artifact's quantization parameters."""
-    import hashlib
-
     from edgevit.models.factory import embedded_data
     from edgevit.preprocess import Preprocess
-    from edgevit.quantize.calibration import calibration_set
+    from edgevit.quantize.calibration import calibration_set, inputs_sha256
 
     record = manifest.get("calibration")
     if not record:
@@ -164,7 +162,7 @@ def recorded_calibration(manifest: dict, calib_dir: str | Path | None = None) ->
                              seed=record["seed"])
     inputs = images.raw if manifest["input"].get("pixels") == "raw_rgb_0_255" else images.normalized
     inputs = np.ascontiguousarray(inputs, np.float32)
-    if hashlib.sha256(inputs.tobytes()).hexdigest() != record["inputs_sha256"]:
+    if inputs_sha256(inputs) != record["inputs_sha256"]:
         raise ConfigError(f"the images in {folder} are not the ones that calibrated this artifact (their sha256 "
                           "differs from the manifest's calibration record); pass --calib-dir with the folder the "
                           f"artifact was converted with ({record['folder']}, count {record['count']}, seed "
