@@ -142,6 +142,11 @@ class ConvertConfig:
     max_accuracy_drop: float | None = None
     min_agreement: float | None = None
     delegate: str | None = None
+    # tensorrt: the optimization profile spans batch 1 .. max_batch (opt: batch); builder workspace; build the engine
+    # right after converting (needs a GPU and the tensorrt extra)
+    max_batch: int | None = None
+    workspace_mib: int = 4096
+    build: bool = False
     # preprocessing overrides; by default they come from the checkpoint (edgevit.models.pretrained)
     mean: tuple[float, float, float] | None = None
     std: tuple[float, float, float] | None = None
@@ -163,6 +168,14 @@ class ConvertConfig:
         if self.batch > MAX_BATCH:
             raise ConfigError(f"batch {self.batch} is larger than edgevit's bound of {MAX_BATCH}; artifacts bake the "
                               "batch in, use --dynamic-batch (onnx/ort) for variable batches")
+        if self.max_batch is not None and not 1 <= self.max_batch <= MAX_BATCH:
+            raise ConfigError(f"max_batch must be 1 to {MAX_BATCH}, got {self.max_batch}")
+        if self.workspace_mib < 16:
+            raise ConfigError(f"workspace_mib must be >= 16 (TensorRT's suggested minimum is 16 MiB), got "
+                              f"{self.workspace_mib}")
+        if (self.max_batch is not None or self.build) and self.target != "tensorrt":
+            raise ConfigError(f"--max-batch and --build are TensorRT options; target {self.target} does not take "
+                              "them (use --target tensorrt)")
         if self.eval_count is not None and self.eval_count < 1:
             raise ConfigError(f"eval_count must be >= 1, got {self.eval_count}")
         if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop <= 100:

@@ -158,6 +158,8 @@ def plan(cfg: ConvertConfig) -> Plan:
     if cfg.precision is None:
         cfg = cfg.replace(precision=target.default_precision)
     target.check(cfg.precision, cfg.delegate)
+    if target.always_dynamic_batch and not cfg.dynamic_batch:
+        cfg = cfg.replace(dynamic_batch=True)  # e.g. TensorRT: the engine's optimization profile spans batches
     if hasattr(target, "check_options"):
         target.check_options(cfg)
     tol_key = target.tolerance_key(cfg)

@@ -23,6 +23,7 @@ _TARGET_MODULES = {
     "executorch": "edgevit.targets.executorch",
     "coreml": "edgevit.targets.coreml",
     "litert": "edgevit.targets.litert",
+    "tensorrt": "edgevit.targets.tensorrt",
 }
 
 _REGISTRY: dict[str, type["Target"]] = {}
@@ -135,6 +136,7 @@ class Target:
     delegates: tuple[str | None, ...] = (None,)
     extra: str = ""  # pip extra that installs the toolchain ("" = core dependency)
     runtime: str = ""  # the desktop runtime that runs its artifacts
+    always_dynamic_batch: bool = False  # the artifact takes any batch whatever --dynamic-batch says
 
     def check(self, precision: str, delegate: str | None = None) -> None:
         if precision not in self.precisions:

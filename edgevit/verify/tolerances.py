@@ -72,6 +72,12 @@ TOLERANCES: dict[tuple[str, str], Tolerance] = {
     ("litert", "fp16"): _FP16,
     ("litert", "int8w"): _INT8,
     ("litert", "int8"): _INT8,
+    # TensorRT: the ONNX made here runs in ONNX Runtime's CPU provider at conversion and the engine built from it on
+    # the server is held to the same row. fp16 is AutoCast's graph (fp16 storage and arithmetic, fp32 I/O); int8
+    # leaves the unquantized ops in fp16.
+    ("tensorrt", "fp32"): _FP32,
+    ("tensorrt", "fp16"): _FP16,
+    ("tensorrt", "int8"): _INT8,
 }
 
 
