@@ -91,7 +91,7 @@ def _add_convert(sub):
     w.add_argument("--random-init", action="store_const", const=True, default=None,
                    help="deterministic random weights with realistic BatchNorm statistics (smoke runs)")
     p.add_argument("--seed", type=int, help="seed for --random-init (default 0)")
-    p.add_argument("--target", help="onnx | ort | executorch | coreml | litert (alias tflite)")
+    p.add_argument("--target", help="onnx | ort | executorch | coreml | litert (alias tflite) | tensorrt")
     p.add_argument("--precision", help="fp32 (default), fp16 (coreml default), int8; coreml also int8w, pal8, "
                                        "pal6, pal4")
     p.add_argument("--delegate", help="executorch delegate: xnnpack (default) or coreml")
@@ -128,6 +128,13 @@ def _add_convert(sub):
                         "model transposes them itself (default nchw)")
     p.add_argument("--input-type", choices=["image", "tensor"],
                    help="coreml: image (raw RGB pixels, normalisation in the model; default) or tensor")
+    t = p.add_argument_group("tensorrt (the TensorRT-ready ONNX; the engine is built on the GPU server)")
+    t.add_argument("--max-batch", type=int, help="largest batch of the engine's optimization profile (default: "
+                                                  "--batch, which is the profile's opt batch; min is 1)")
+    t.add_argument("--workspace-mib", type=int, help="TensorRT builder workspace in MiB (default 4096)")
+    t.add_argument("--build", action="store_const", const=True, default=None,
+                   help="also build the engine now (needs an NVIDIA GPU and pip install 'edgevit[tensorrt]'); "
+                        "same as edgevit build-engine OUT afterwards")
     p.add_argument("--min-ios", type=int, help="coreml: deployment target 16, 17 or 18 (default 16)")
     p.add_argument("--compute-units", help="coreml: all (default), cpu_only, cpu_and_gpu, cpu_and_ne")
     pp = p.add_argument_group("preprocessing (default: what the checkpoint comes with; see the manifest's "
@@ -191,7 +198,8 @@ def _convert_config(args):
                 "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
                 "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "layout", "min_ios", "compute_units",
                 "calib_dir", "calib_count", "calib_method", "eval_dir", "eval_count", "max_accuracy_drop",
-                "min_agreement", "mean", "std", "crop_pct", "interpolation", "license", "author"):
+                "min_agreement", "mean", "std", "crop_pct", "interpolation", "license", "author", "max_batch",
+                "workspace_mib", "build"):
         value = getattr(args, key)
         if value is not None:
             options[key] = value
@@ -345,6 +353,39 @@ def _cmd_verify(args) -> int:
 
             print("measured at conversion: " + format_accuracy(accuracy))
     return 0 if report.passed else 3
+
+
+def _add_build_engine(sub):
+    p = sub.add_parser("build-engine", help="build and check the TensorRT engine of a tensorrt artifact folder (on "
+                                            "the GPU server)",
+                       description="Build model.plan from a folder made by `edgevit convert --target tensorrt`, with "
+                                   "the manifest's optimization profile and workspace and a timing cache beside it, "
+                                   "then check the engine against PyTorch (golden pair, --images) under the folder's "
+                                   "tolerance row and record GPU, driver, CUDA and TensorRT versions in the manifest. "
+                                   "Needs an NVIDIA GPU and pip install 'edgevit[tensorrt]' (exit 5 otherwise).",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dir", help="artifact folder written by edgevit convert --target tensorrt")
+    p.add_argument("--images", help="folder of real images to check the engine on (rebuilds the PyTorch reference)")
+    p.add_argument("--weights", help="the checkpoint the artifact came from, if not at the manifest's path")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="also compare every tensor of the engine with ONNX Runtime (polygraphy run)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing model.plan")
+    p.add_argument("--json", action="store_true", help="print the engine record as JSON")
+    p.set_defaults(func=_cmd_build_engine)
+
+
+def _cmd_build_engine(args) -> int:
+    from edgevit.verify.engine import build_engine
+
+    record, report = build_engine(args.dir, images=args.images, weights=args.weights, per_tensor=args.per_tensor,
+                          overwrite=args.overwrite, on_progress=lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        _print_json(record)
+    else:
+        print(f"built {args.dir}/{record['plan']} ({record['plan_bytes'] / 1e6:.1f} MB) in {record['build_s']}s on "
+              f"{record['gpu']} (TensorRT {record['tensorrt']}, driver {record['driver']})")
+        print(report.table())
+    return 0
 
 
 def _add_drift(sub):
@@ -525,7 +566,7 @@ def _cmd_report(args) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-COMMANDS = [_add_convert, _add_verify, _add_drift, _add_bench, _add_profile, _add_report, _add_info, _add_models]
+COMMANDS = [_add_convert, _add_verify, _add_build_engine, _add_drift, _add_bench, _add_profile, _add_report, _add_info, _add_models]
 
 
 def _own_records_only(record: logging.LogRecord) -> bool:

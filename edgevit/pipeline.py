@@ -137,6 +137,11 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
                               "inspection")
         if not report.passed:
             log.warning("parity failed; keeping the artifact because keep_failed was set")
+    if p.cfg.build and report.passed:
+        from edgevit.verify.engine import build_engine
+
+        with steps("build the TensorRT engine"):
+            manifest["tensorrt"]["engine"], _ = build_engine(p.out_dir, images=p.cfg.images, weights=p.cfg.weights)
     return ConvertResult(out_dir=p.out_dir, manifest=manifest, parity_passed=report.passed,
                          seconds=round(time.perf_counter() - steps.t0, 2))
 
@@ -162,6 +167,10 @@ def plan(cfg: ConvertConfig) -> Plan:
         cfg = cfg.replace(dynamic_batch=True)  # e.g. TensorRT: the engine's optimization profile spans batches
     if hasattr(target, "check_options"):
         target.check_options(cfg)
+    if cfg.build:  # no GPU or no TensorRT: say so now, not after the conversion
+        from edgevit.targets.tensorrt_engine import require_engine_toolchain
+
+        require_engine_toolchain(cfg.out)
     tol_key = target.tolerance_key(cfg)
     tolerance = tolerance_for(tol_key, cfg.precision)
     out_dir = Path(cfg.out)

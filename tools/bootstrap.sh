@@ -26,8 +26,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
       --extra-index-url https://pypi.org/simple
   fi
 fi
-echo "edgevit: installing edgevit[dev,litert] and its toolchains" >&2
-# litert is an optional extra for users (it pulls jax); the test suite runs its real interpreter, so it is here
-quiet "${PIP[@]}" install -q -e ".[dev,litert]"
+echo "edgevit: installing edgevit[dev,litert,tensorrt-onnx] and its toolchains" >&2
+# litert (pulls jax) and tensorrt-onnx (NVIDIA ModelOpt on the CPU) are optional extras for users; the test suite
+# runs the LiteRT interpreter and ModelOpt for real, so they are here
+quiet "${PIP[@]}" install -q -e ".[dev,litert,tensorrt-onnx]"
 touch "$STAMP"
 echo "edgevit: ready ($VENV)" >&2

@@ -41,10 +41,12 @@ def load_inputs(paths: list[str | Path], *, etrecord: str | Path | None = None) 
         else:
             profiles.append(ingest(p, etrecord=etrecord))
     for r in results:
+        if r.get("skipped"):  # bench could not time it here (e.g. a TensorRT folder without its GPU): said there
+            continue
         missing = [k for k in ("artifact", "target", "precision", "p50_ms") if k not in r]
         if missing:
             raise ConfigError(f"a result lacks {missing}; produce results with `edgevit bench --json`")
-    return results, profiles
+    return [r for r in results if not r.get("skipped")], profiles
 
 
 def _label(r: dict) -> str:

@@ -32,6 +32,10 @@ NOT_RUNNABLE_HERE = {"coreml": "CoreML predictions need macOS; use the iOS app's
                                "`edgevit profile ingest` to bring its numbers in"}
 
 
+class NotRunnableHere(ConfigError):
+    """An artifact folder that cannot be timed on this machine (``bench`` reports it as skipped, with the reason)."""
+
+
 @dataclass
 class Loaded:
     folder: Path
@@ -72,6 +76,12 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
     if manifest.get("executorch", {}).get("delegate") == "coreml":
         raise ConfigError(f"{folder}: the .pte delegates to CoreML, which cannot run here; "
                           f"{NOT_RUNNABLE_HERE['coreml']}")
+    if manifest["target"] == "tensorrt":
+        from edgevit.targets.tensorrt_engine import bench_problem
+
+        reason = bench_problem(folder, manifest)
+        if reason:
+            raise NotRunnableHere(reason)
     artifact = folder / manifest["artifact"]
     if not artifact.exists() or sha256_file(artifact) != manifest["artifact_sha256"]:
         raise IntegrityError(f"{folder}: the artifact is missing or does not match the manifest's artifact_sha256 "
@@ -79,6 +89,17 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
                              "re-convert it")
     target = get_target(manifest["target"])
     x = _input_for(folder, manifest, batch)
+    if manifest["target"] == "tensorrt":  # the engine on the GPU (bench_problem said it can run here)
+        from edgevit.targets.tensorrt_engine import engine_bench_run
+
+        t0 = time.perf_counter()
+        run = engine_bench_run(folder, manifest, x if batch is not None else x[:1])
+        load_ms = (time.perf_counter() - t0) * 1000
+        t0 = time.perf_counter()
+        run()
+        first_ms = (time.perf_counter() - t0) * 1000
+        return Loaded(folder=folder, manifest=manifest, run=run, load_ms=load_ms, first_run_ms=first_ms,
+                      batch=len(x) if batch is not None else 1)
     target.import_runtime()  # one-time import cost is not the artifact's load time
     t0 = time.perf_counter()
     runner = target.load(folder / manifest["artifact"], RuntimeSpec.from_manifest(manifest), threads=threads)
@@ -139,10 +160,18 @@ def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs:
     say = on_progress or (lambda msg: None)
     if not folders:
         raise ConfigError("give at least one artifact folder to bench")
-    loaded = []
+    loaded, skipped = [], []
     for f in folders:
         say(f"loading {f}")
-        loaded.append(load_for_bench(f, threads=threads, batch=batch))
+        try:
+            loaded.append(load_for_bench(f, threads=threads, batch=batch))
+        except NotRunnableHere as e:
+            m = read_manifest(f)
+            skipped.append({"artifact": str(f), "model": m["model"], "target": m["target"],
+                            "precision": m["precision"], "skipped": str(e)})
+            say(f"skipping {f}: {e}")
+    if not loaded:
+        return skipped
     runners = {str(item.folder): item.run for item in loaded}
     gemms = gemm_runners(threads, runtimes=_runtimes(loaded)) if gemm else {}
     runners.update({k: fn for k, (fn, _) in gemms.items()})
@@ -175,7 +204,7 @@ def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs:
         for res in results:
             say(f"measuring peak memory of {res['artifact']} in a fresh process")
             res["peak_rss_mb"] = measure_memory(Path(res["artifact"]), threads=threads, batch=batch)
-    return results
+    return results + skipped
 
 
 def roofline(macs: int | None, p50_ms: float, precision: str, measured_fp32: float, theory: dict) -> dict:
@@ -227,11 +256,15 @@ def format_table(results: list[dict]) -> str:
     rows = [head, "-" * len(head)]
     for r in results:
         name = r["artifact"] if len(r["artifact"]) <= 34 else "..." + r["artifact"][-31:]
+        if r.get("skipped"):
+            rows.append(f"{name:<34} {r['target']:<10} {r['precision']:<5} skipped: {r['skipped']}")
+            continue
         rss = "-" if r.get("peak_rss_mb") is None else f"{r['peak_rss_mb']:.0f}"
         roof = "-" if r.get("roofline_fraction") is None else f"{r['roofline_fraction']:.0%}"
         rows.append(f"{name:<34} {r['target']:<10} {r['precision']:<5} {r.get('load_ms', float('nan')):>8.1f} "
                     f"{r.get('first_run_ms', float('nan')):>8.1f} {r['p50_ms']:>8.2f} {r['p90_ms']:>8.2f} "
                     f"{r['p99_ms']:>8.2f} {r.get('std_ms', 0):>6.2f} {rss:>7} {r['size_mb']:>8.1f} {roof:>8}")
+    results = [r for r in results if not r.get("skipped")]
     if results and results[0].get("roofline_basis"):
         rows.append(f"roofline: 2 x MACs / p50 against the CPU's ceiling for the artifact's precision; "
                     f"{results[0]['threads']} threads, runs interleaved")

@@ -138,6 +138,24 @@ def build_settings(input_name: str, shape: tuple[int, ...], cfg) -> dict:
             "python": "edgevit build-engine DIR (edgevit.targets.tensorrt_engine.build_engine)"}
 
 
+def carry_scopes(src: Path, dest: Path) -> int:
+    """Copy the module scopes torch's exporter recorded on each node of ``src`` onto the node of the same name in
+    ``dest`` (ModelOpt rewrites the graph and drops node metadata; ``edgevit drift`` finds blocks by these scopes).
+    Nodes ModelOpt added (casts, Q/DQ) take their feeder's scope in ``onnx.block_tensors``. Returns how many
+    nodes got their scope back."""
+    import onnx
+
+    scopes = {n.name: list(n.metadata_props) for n in onnx.load(str(src), load_external_data=False).graph.node}
+    model = onnx.load(str(dest))
+    carried = 0
+    for node in model.graph.node:
+        if not node.metadata_props and scopes.get(node.name):
+            node.metadata_props.extend(scopes[node.name])
+            carried += 1
+    onnx.save(model, str(dest))
+    return carried
+
+
 def nodes_of_modules(path: Path, modules: tuple[str, ...]) -> list[str]:
     """Names of the ONNX nodes exported from any of ``modules`` (module paths such as ``stages.2.blocks.3``)."""
     import onnx
@@ -189,6 +207,7 @@ class TensorRTTarget(OnnxTarget):
                 else:
                     quant = tensorrt_quant.quantize_int8(fp32, path, calibration, method=cfg.calib_method,
                                                          keep_float_nodes=nodes)
+                carry_scopes(fp32, path)
                 if keep_float:
                     quant["kept_float"] = list(keep_float)  # the modules asked for: every node of each is excluded
                     quant["kept_float_nodes"] = len(nodes)

@@ -73,12 +73,15 @@ def measure(report: ParityReport, data: str, runner, x: np.ndarray, reference: d
 
 
 def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights: str | None = None,
-               threads: int | None = None, raise_on_failure: bool = True) -> ParityReport:
+               threads: int | None = None, raise_on_failure: bool = True, runner=None,
+               runtime: str | None = None) -> ParityReport:
     """Re-run the parity check of an existing artifact folder.
 
     The golden pair is always replayed. With ``images``, the PyTorch reference is rebuilt from the manifest's
     ``source`` (its weights file, ``weights`` to point at another copy, or its deterministic random init) and must
-    hash to the manifest's ``weights_sha256``.
+    hash to the manifest's ``weights_sha256``. ``runner`` (with the name of its ``runtime``) checks another
+    executable built from the artifact against the same references and tolerance row, e.g. a TensorRT engine
+    (``edgevit build-engine``); by default the artifact runs in its target's desktop runtime.
     """
     from edgevit.targets import RuntimeSpec, get_target
 
@@ -97,10 +100,11 @@ def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights:
     if missing:
         raise IntegrityError(f"{folder}: {'; '.join(missing)}; re-convert it")
     target = get_target(manifest["target"])
-    runner = target.load(artifact, RuntimeSpec.from_manifest(manifest), threads=threads)
-    delegate = manifest.get(manifest["target"], {}).get("delegate")
+    if runner is None:
+        runner = target.load(artifact, RuntimeSpec.from_manifest(manifest), threads=threads)
+        runtime = target.runtime_for(manifest.get(manifest["target"], {}).get("delegate"))
     key = manifest["parity"]["tolerance"]["target"]  # the table row the artifact was converted under
-    report = ParityReport(target=key, precision=manifest["precision"], runtime=target.runtime_for(delegate),
+    report = ParityReport(target=key, precision=manifest["precision"], runtime=runtime,
                           tolerance=tolerance_for(key, manifest["precision"]))
     report.failures += [f"integrity: {p}" for p in problems]
     art_names = tuple(o["name"] for o in manifest["outputs"])

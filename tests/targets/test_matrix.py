@@ -45,6 +45,12 @@ def test_every_supported_combination_converts_the_reference_model(tmp_path, targ
             # conversion (the manifest's before/after count) must count exactly this artifact's TRANSPOSE ops
             forms = m["rewrite"]["litert_transposes"]
             assert forms["deployed_form"] == lite["transposes"] and forms["original_form"] > forms["deployed_form"]
+    if target == "tensorrt":  # the ONNX is TensorRT-ready: parser's operator list, lint, build settings, no engine
+        trt = m["tensorrt"]
+        assert trt["supported_operators"]["problems"] == [] and trt["lint"]["passed"] and trt["engine"] is None
+        assert m["input"]["shape"][0] == "batch" and trt["build"]["profile"]["max"][0] >= 1
+        if precision == "int8":
+            assert trt["op_counts"]["QuantizeLinear"] == trt["quantization"]["quantize_linear_nodes"] > 0
     if precision == "fp32":
         assert m["accuracy"] is None
     else:  # every reduced precision is measured on the shipped held-out images

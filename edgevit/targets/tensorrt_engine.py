@@ -1,0 +1,170 @@
+"""The TensorRT engine of a ``tensorrt`` artifact folder, built on the GPU server that will serve it (an engine is
+tied to one GPU model and one TensorRT version), and run from Python; ``edgevit build-engine`` is
+``edgevit.verify.engine``, which checks the engine against PyTorch and records it.
+
+The engine is built from the folder's ``model.onnx`` (its precision already in the graph) with the manifest's
+optimization profile and workspace, strongly typed, through Polygraphy's TensorRT loaders, with a timing cache
+kept beside it (a second build on the same GPU reuses the measured tactics).
+
+Not executed in edgevit's own CI: no machine there has both a GPU and TensorRT (tests/targets/test_tensorrt.py
+marks those tests ``gpu``); every path without them is tested.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgevit._io import atomic_file, sha256_file
+from edgevit.errors import ConfigError, IntegrityError, MissingDependencyError
+
+log = logging.getLogger(__name__)
+
+
+def gpu_info() -> dict | None:
+    """Name, driver and CUDA driver version of GPU 0 from the NVIDIA driver (NVML); None without a usable GPU."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - NVMLError_LibraryNotFound, DriverNotLoaded, ...: no usable GPU here
+        return None
+    try:
+        if pynvml.nvmlDeviceGetCount() < 1:
+            return None
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        name = pynvml.nvmlDeviceGetName(handle)
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        return {"gpu": name.decode() if isinstance(name, bytes) else name,
+                "driver": str(pynvml.nvmlSystemGetDriverVersion()),
+                "cuda_driver_api": f"{cuda // 1000}.{cuda % 1000 // 10}"}
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def engine_problems() -> list[str]:
+    """Why no engine can be built or run here; empty when a GPU and TensorRT are both usable."""
+    problems = []
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        problems.append("TensorRT is not installed (pip install 'edgevit[tensorrt]')")
+    try:
+        import polygraphy.backend.trt  # noqa: F401
+    except ImportError:
+        problems.append("Polygraphy is not installed (pip install 'edgevit[tensorrt]')")
+    if gpu_info() is None:
+        problems.append("no usable NVIDIA GPU (the NVIDIA driver's NVML reports none)")
+    return problems
+
+
+def require_engine_toolchain(folder: str | Path) -> None:
+    problems = engine_problems()
+    if problems:
+        raise MissingDependencyError(
+            f"cannot build a TensorRT engine on this machine: {'; '.join(problems)}. The folder is complete without "
+            f"an engine (the TensorRT-ready ONNX and its build settings); build it on the GPU server that will serve "
+            f"it with: edgevit build-engine {folder}")
+
+
+def tensorrt_folder(folder: Path) -> dict:
+    from edgevit.manifest import integrity_problems, read_manifest
+
+    manifest = read_manifest(folder)
+    if manifest["target"] != "tensorrt":
+        raise ConfigError(f"{folder} is a {manifest['target']} artifact; build-engine takes folders made with "
+                          "edgevit convert --target tensorrt")
+    onnx_path = folder / manifest["artifact"]
+    if not onnx_path.is_file() or sha256_file(onnx_path) != manifest["artifact_sha256"]:
+        raise IntegrityError(f"{onnx_path} is missing or does not match the manifest's artifact_sha256; re-convert")
+    problems = integrity_problems(folder, manifest)
+    if problems:
+        raise IntegrityError(f"{folder}: {'; '.join(problems)}; re-convert it")
+    return manifest
+
+
+def engine_runner(plan: Path, manifest: dict):
+    """A callable running the engine at ``plan`` on any number of NCHW samples (chunks of at most the profile's
+    max batch), returning the outputs in the manifest's order."""
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    profile = manifest["tensorrt"]["build"]["profile"]
+    top = profile["max"][0]
+    names = [o["name"] for o in manifest["outputs"]]
+    runner = TrtRunner(EngineFromBytes(plan.read_bytes()))
+    runner.activate()
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        parts = [runner.infer({profile["input"]: np.ascontiguousarray(x[i:i + top], np.float32)})
+                 for i in range(0, len(x), top)]
+        return [np.concatenate([np.asarray(p[n], np.float32) for p in parts]) for n in names]
+
+    run.runner = runner  # kept alive with the callable; bench reads its timing
+    return run
+
+
+def build_plan(folder: Path, manifest: dict, dest: Path, *, on_progress=None) -> float:
+    """Build the folder's engine into ``dest`` and refresh the timing cache beside the ONNX (each written
+    atomically); returns the build seconds."""
+    require_engine_toolchain(folder)
+    import tensorrt as trt
+    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath, Profile
+
+    say = on_progress or (lambda msg: None)
+    build = manifest["tensorrt"]["build"]
+    cache = folder / build["timing_cache"]
+    prof = build["profile"]
+    profile = Profile().add(prof["input"], min=tuple(prof["min"]), opt=tuple(prof["opt"]), max=tuple(prof["max"]))
+    say(f"building the TensorRT engine (profile batch {prof['min'][0]}-{prof['max'][0]}, opt {prof['opt'][0]}); "
+        "minutes on a first build, faster with the timing cache")
+    t0 = time.perf_counter()
+    with atomic_file(cache, overwrite=True) as new_cache:
+        config = CreateConfig(profiles=[profile], load_timing_cache=str(cache) if cache.is_file() else None,
+                              memory_pool_limits={trt.MemoryPoolType.WORKSPACE: build["workspace_mib"] << 20})
+        network = NetworkFromOnnxPath(str(folder / manifest["artifact"]), strongly_typed=True)
+        engine_bytes = EngineBytesFromNetwork(network, config=config, save_timing_cache=str(new_cache))()
+    build_s = time.perf_counter() - t0
+    with atomic_file(dest, overwrite=True) as tmp:
+        Path(tmp).write_bytes(bytes(engine_bytes))
+    return build_s
+
+
+def bench_problem(folder: Path, manifest: dict) -> str | None:
+    """Why ``edgevit bench`` cannot time this tensorrt folder here; None when it can."""
+    engine = manifest.get("tensorrt", {}).get("engine")
+    if not engine or not (folder / engine["plan"]).is_file():
+        return (f"no TensorRT engine in {folder}: build it on the GPU server with edgevit build-engine {folder}; "
+                "a tensorrt folder is timed as its engine, never as the ONNX on the CPU")
+    problems = engine_problems()
+    if problems:
+        return "a TensorRT engine runs only on its GPU with TensorRT: " + "; ".join(problems)
+    if sha256_file(folder / engine["plan"]) != engine["plan_sha256"]:
+        return f"{engine['plan']} does not match the manifest's plan_sha256; rebuild it with edgevit build-engine"
+    return None
+
+
+def engine_bench_run(folder: Path, manifest: dict, x: np.ndarray):
+    """A no-argument callable running the folder's engine once on ``x``, with the input copied to the GPU beforehand
+    and the outputs left there: what it times is TensorRT's execution plus the stream synchronization."""
+    from polygraphy import cuda
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    prof = manifest["tensorrt"]["build"]["profile"]
+    if not prof["min"][0] <= len(x) <= prof["max"][0]:
+        raise ConfigError(f"{folder}: batch {len(x)} is outside the engine's profile ({prof['min'][0]}-"
+                          f"{prof['max'][0]}); pass --batch within it or re-convert with --max-batch")
+    runner = TrtRunner(EngineFromBytes((folder / manifest["tensorrt"]["engine"]["plan"]).read_bytes()))
+    runner.activate()
+    device = cuda.DeviceArray(shape=x.shape, dtype=np.float32)
+    device.copy_from(np.ascontiguousarray(x, np.float32))
+
+    def run():
+        return runner.infer({prof["input"]: device}, copy_outputs_to_host=False)
+
+    run.keep = (runner, device)
+    return run
