@@ -33,6 +33,10 @@ FORMS: dict[str, tuple[tuple[str, ...], str]] = {
              "(tests/test_convert.py), which no execution provider has to absorb"),
     "ort": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
             "as onnx: the .ort file is the same graph optimised for the CPU EP"),
+    "tensorrt": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
+                 "as onnx: the TensorRT-ready ONNX is the onnx target's graph. Which exact form TensorRT runs "
+                 "fastest is not measured here (no GPU with TensorRT): benchmarks/tensorrt.py times the original "
+                 "and this form on a TensorRT machine"),
     "coreml": (_BN_FOLDS + ("bchw_attention_split", "delegate_friendly_ops"),
                "BN folded; channels-first attention split per head by channel slices, every activation rank 4, "
                "no transposes (the key transpose folds into matmul's transpose_x): Apple's Neural Engine guidance. "
