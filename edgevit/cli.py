@@ -273,7 +273,7 @@ def _cmd_convert(args) -> int:
     else:
         m = result.manifest
         print(f"wrote {result.out_dir}/{m['artifact']} ({m['artifact_bytes'] / 1e6:.1f} MB) in {result.seconds:.1f}s")
-        _print_details(m)
+        _print_details(dict(m, _folder=str(result.out_dir)))
         print(_parity_table(m))
         if m.get("accuracy"):
             from edgevit.quantize.accuracy import format_accuracy
@@ -299,6 +299,17 @@ def _print_details(m: dict) -> None:
               f"{details['delegate']} subgraphs, {deleg['portable_nodes']} on portable kernels")
         for op, n in deleg["portable_operators"].items():
             print(f"  portable: {op} x{n}")
+    if m["target"] == "tensorrt":
+        ops, lint = details["supported_operators"], details["lint"]
+        print(f"TensorRT: {sum(ops['op_counts'].values())} nodes, all on the ONNX parser's list ({ops['release']}); "
+              f"polygraphy lint {'passed' if lint['passed'] else 'FAILED'}; no engine here: build it on the GPU "
+              f"server with `edgevit build-engine {m.get('_folder', 'DIR')}` or `{details['build']['trtexec']}`")
+        kept = details.get("quantization", {}).get("kept_fp32", [])
+        if kept:
+            print(f"  AutoCast kept {len(kept)} of {details['quantization']['nodes']} nodes in fp32 (activations "
+                  f"beyond +-{details['quantization']['fp16_data_max']:g} on the calibration images), e.g.:")
+            for k in kept[:5]:
+                print(f"    {k['node']}{' in ' + k['module'] if k.get('module') else ''}: {k['why']}")
     if "required_operators_config" in details:
         usable = details["mobile_usability"]
         print(f"ORT mobile: reduced-operator config {details['required_operators_config']}; usability check "

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevit.errors import ConfigError, ExportError
+from edgevit.errors import ConfigError, ExportError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ _SKIPPED = re.compile(r"Skipping node (?P<node>\S+): (?P<why>.*)")
 
 @contextlib.contextmanager
 def _captured(lines: list[str]):
-    """Run ModelOpt with its console handlers replaced by a collector; handlers, level and propagation are put back
-    afterwards, so the caller's logging set-up is untouched."""
+    """Run ModelOpt with its console handlers replaced by a collector; handlers, level, propagation and its
+    ``configure_logging`` are put back afterwards, so the caller's logging set-up is untouched."""
 
     class _Collect(logging.Handler):
         def emit(self, record):
@@ -55,11 +55,26 @@ def _captured(lines: list[str]):
         lg.handlers = [collector]
         lg.propagate = False
         lg.setLevel(logging.INFO)
+    # ModelOpt's quantize() calls configure_logging(), which puts a stdout handler back and turns propagation to the
+    # root logger on (its messages would reach the user's terminal through the caller's root handler): a no-op for
+    # the duration of the call
+    import sys
+
+    import modelopt.onnx.logging_config as lc
+    import modelopt.onnx.quantization.int8  # noqa: F401 - loaded now so that its copy is patched too
+    import modelopt.onnx.quantization.quantize  # noqa: F401
+
+    patched = [m for name, m in list(sys.modules.items()) if name.startswith("modelopt.onnx")
+               and getattr(m, "configure_logging", None) is lc.configure_logging]
+    for m in patched:
+        m.configure_logging = lambda *a, **k: None
     out = io.StringIO()
     try:
-        with contextlib.redirect_stdout(out):  # ModelOpt's quantize() re-creates a stdout handler in the call
+        with contextlib.redirect_stdout(out):
             yield
     finally:
+        for m in patched:
+            m.configure_logging = lc.configure_logging
         for n, (handlers, level, propagate) in saved.items():
             lg = logging.getLogger(n)
             lg.handlers, lg.level, lg.propagate = handlers, level, propagate
@@ -72,8 +87,8 @@ def _require():
     try:
         import modelopt.onnx  # noqa: F401 - also checks its ONNX dependencies (onnx_graphsurgeon ...)
     except ImportError as e:
-        raise ConfigError(f"the tensorrt target prepares its ONNX with NVIDIA ModelOpt, which is not usable here "
-                          f"({e}): pip install 'edgevit[tensorrt-onnx]'") from e
+        raise MissingDependencyError(f"the tensorrt target prepares its ONNX with NVIDIA ModelOpt, which is not "
+                                     f"usable here ({e}): pip install 'edgevit[tensorrt-onnx]'") from e
 
 
 def _npz_batches(calibration: np.ndarray, input_name: str, folder: Path) -> Path:
@@ -109,6 +124,9 @@ def convert_fp16(src: Path, dest: Path, calibration: np.ndarray, *, input_name: 
             raise ExportError(f"ModelOpt AutoCast (fp16) failed: {type(e).__name__}: {e}\n"
                               + "\n".join(lines[-5:])) from e
         onnx.save(model, str(dest))
+    from edgevit.quantize.onnx_quant import module_of_nodes
+
+    modules = module_of_nodes(src)
     kept = {}
     for line in lines:
         m = _SKIPPED.match(line)
@@ -118,7 +136,7 @@ def convert_fp16(src: Path, dest: Path, calibration: np.ndarray, *, input_name: 
     return {"scheme": "fp16 (ModelOpt AutoCast, fp32 graph inputs and outputs)",
             "tool": "modelopt.onnx.autocast.convert_to_mixed_precision", "fp16_data_max": FP16_DATA_MAX,
             "calibration_images": int(len(calibration)), "nodes": total,
-            "kept_fp32": [{"node": n, "why": why} for n, why in kept.items()],
+            "kept_fp32": [{"node": n, "module": modules.get(n), "why": why} for n, why in kept.items()],
             "kept_float": sorted(kept)}
 
 

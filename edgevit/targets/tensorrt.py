@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevit.errors import ConfigError, ExportError
+from edgevit.errors import ConfigError, ExportError, MissingDependencyError
 from edgevit.targets.base import ExportResult, register_target
 from edgevit.targets.onnx import OnnxTarget, _scopes, export_onnx, onnx_op_counts, onnx_opset
 
@@ -178,6 +178,19 @@ class TensorRTTarget(OnnxTarget):
     always_dynamic_batch = True  # the optimization profile spans batch 1 to --max-batch
 
     def check_options(self, cfg) -> None:
+        import importlib.util
+
+        needed = ["polygraphy"] + (["modelopt", "onnx_graphsurgeon"] if cfg.precision != "fp32" else [])
+        def absent(module: str) -> bool:
+            try:
+                return importlib.util.find_spec(module) is None
+            except ImportError:
+                return True
+
+        missing = [m for m in needed if absent(m)]
+        if missing:  # before any model is built
+            raise MissingDependencyError(f"target tensorrt needs {', '.join(missing)}, which is not installed: "
+                                         f"pip install 'edgevit[{self.extra}]'")
         if cfg.max_batch is not None and cfg.max_batch < cfg.batch:
             raise ConfigError(f"--max-batch {cfg.max_batch} is smaller than --batch {cfg.batch} (the profile's "
                               "opt batch); pass --max-batch >= --batch")

@@ -5,6 +5,8 @@ those tests are marked ``gpu`` and skip here with that reason (on the server: ``
 tests/targets/test_tensorrt.py``). Every precision on the shipped reference model is in test_matrix.py."""
 
 import json
+import os
+import textwrap
 
 import numpy as np
 import onnx
@@ -19,7 +21,7 @@ from edgevit.targets.base import RuntimeSpec
 from edgevit.targets.onnx import make_session
 from edgevit.targets.tensorrt import check_operators, operator_table, polygraphy_lint
 from edgevit.targets.tensorrt_engine import engine_problems
-from tests.robustness.conftest import cli, expect
+from tests.robustness.conftest import REPO, cli, expect
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -170,6 +172,23 @@ def test_options_are_checked_before_anything_is_built(tmp_path):
     with pytest.raises(ConfigError, match="percentile"):
         plan(ConvertConfig(model="nextvit_digits", target="tensorrt", precision="int8", calib_method="percentile",
                            out=str(tmp_path / "c")))
+
+
+def test_missing_modelopt_exits_5_before_anything_is_built(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
+        import importlib.abc, sys
+        class Block(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("modelopt", "polygraphy"):
+                    raise ImportError(f"blocked for the test: {name}")
+                return None
+        sys.meta_path.insert(0, Block())
+    """))
+    env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"}
+    r = cli("convert", "--model", "nextvit_digits", "--target", "tensorrt", "--precision", "int8", "--out",
+            tmp_path / "o", env=env)
+    expect(r, 5, "edgevit[tensorrt-onnx]", "modelopt", "polygraphy")
+    assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.skipif(not NO_ENGINE, reason="this machine can build engines")
