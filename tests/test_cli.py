@@ -48,7 +48,7 @@ def test_help_is_fast_and_imports_no_toolchain():
     assert r.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("cmd", [[], ["info"], ["models"]])
+@pytest.mark.parametrize("cmd", [[], ["info"], ["models"], ["build-engine"]])
 def test_every_help_works(cmd):
     r = run_cli(*cmd, "--help", timeout=60)
     assert r.returncode == 0 and "usage: edgevit" in r.stdout
