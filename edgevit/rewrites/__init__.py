@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from edgevit.errors import ConfigError, ParityError
-from edgevit.rewrites import bchw_attention, export_forms, fold_bn, merge_prebn  # noqa: F401 - registers passes
+from edgevit.rewrites import bchw_attention, export_forms, fold_bn, merge_prebn, pool_conv  # noqa: F401 - registers passes
 from edgevit.rewrites.base import PassReport, apply_pass, list_passes
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,16 @@ FORMS: dict[str, tuple[tuple[str, ...], str]] = {
                    "BN folded; token-layout attention with 3-D bmm. On XNNPACK it ties the BCHW qk form at 224 and "
                    "384 (within the run's spread) and both run every op in the delegate; chosen because it leaves "
                    "the attention as the model writes it, so there is no attention rewrite to verify"),
-    "litert": (_BN_FOLDS + ("delegate_friendly_ops",),
+    "litert": (_BN_FOLDS + ("delegate_friendly_ops", "pools_as_depthwise_conv"),
                "BN folded; token-layout attention, as for ExecuTorch. In fp32 on LiteRT it ties both BCHW forms at "
                "224 (benchmarks/results/rewrites_litert.json: tok/kq 1.013, 10-90% 0.998-1.031) though it keeps "
                "42 TRANSPOSE ops to their 26; chosen because with the BCHW forms litert-torch's NHWC layout pass "
                "rejects the int8 graph (\"Attempting to convert non-NHWC compatible node to NHWC: "
-               "dequantize_per_tensor\"), and one form serves every precision"),
+               "dequantize_per_tensor\"), and one form serves every precision. Window means are depthwise "
+               "convolutions: int8 then leaves only the 4 attention BATCH_MATMULs outside XNNPACK (5 partitions, "
+               "not 11 with 6 AVERAGE_POOL_2D); its speed ties the pooled form within the run's spread (int8 "
+               "pool/conv 1.027 at 224, 1.015 at 384; fp32 0.992 and 1.003: benchmarks/results/"
+               "litert_pool_conv.txt)"),
 }
 
 

@@ -37,6 +37,21 @@ class KeepdimMeanHead(nn.Module):
         return self.fc(x.mean(dim=(2, 3), keepdim=True).flatten(1))
 
 
+class WindowMean(nn.Module):
+    """Mean over non-overlapping ``kernel`` windows (stride = kernel): the key/value reduction of the token-form
+    attention, kept a module so that a later pass can swap how it is computed."""
+
+    def __init__(self, kernel: tuple[int, int]):
+        super().__init__()
+        self.kernel = tuple(kernel)
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, kernel_size=self.kernel, stride=self.kernel)
+
+
 class TokenAttention(nn.Module):
     """E-MHSA on (B, N, C) tokens with 3-D bmm and a 2-D pool; same math as ``EMHSA``."""
 
@@ -51,6 +66,7 @@ class TokenAttention(nn.Module):
             self.norm = ChannelAffine(*bn_scale_shift(src.norm))
         else:
             self.norm = nn.Identity()
+        self.kv_pool = WindowMean((1, self.n_ratio)) if self.n_ratio > 1 else None
 
     def _heads(self, t: torch.Tensor, b: int, n: int) -> torch.Tensor:  # (B, N, C) -> (B*h, N, d)
         return t.reshape(b, n, self.num_heads, self.head_dim).permute(0, 2, 1, 3).reshape(-1, n, self.head_dim)
@@ -63,7 +79,7 @@ class TokenAttention(nn.Module):
             t = x.transpose(1, 2).reshape(b, c, 1, n)
             if m * r != n:
                 t = t[..., : m * r]
-            kv = self.norm(F.avg_pool2d(t, kernel_size=(1, r), stride=(1, r))).reshape(b, c, m).transpose(1, 2)
+            kv = self.norm(self.kv_pool(t)).reshape(b, c, m).transpose(1, 2)
         else:
             m, kv = n, x
         q = self._heads(self.q(x), b, n)
