@@ -545,6 +545,7 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
         "num_classes": net.cfg.num_classes if not cfg.features else None,
         "source": {"model": cfg.model, "weights": portable_source(cfg.weights), "random_init": cfg.random_init,
                    "seed": cfg.seed, "num_classes": cfg.num_classes, "features": cfg.features,
+                   "feature_norms": net.cfg.feature_norms if cfg.features else None,
                    "reset_head": cfg.reset_head},
         "provenance": io_spec.provenance,
         "weights_sha256": weights_hash,

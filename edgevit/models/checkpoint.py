@@ -6,6 +6,10 @@ Two layouts exist in the wild (see docs/NEXTVIT.md, with sources):
   ``mlp.conv1/conv2`` and ``proj_head.0``;
 * ``timm``: ``stages.{s}.blocks.{b}``, ``mlp.fc1/fc2`` and ``head.fc``. edgevit's own modules use this one.
 
+The official detection and segmentation checkpoints are mmdet/mmseg files, ``{'state_dict': ...}`` with the
+backbone (official layout) under ``backbone.`` beside ``neck.``/head keys; ``dense_backbone`` takes the backbone
+part (``official-mmdet``/``official-mmseg``) and says how its outputs are normalized.
+
 Files are read without executing anything: safetensors, or ``torch.load(weights_only=True)``, which refuses any
 pickled object that is not a tensor or a plain container.
 """
@@ -107,6 +111,58 @@ def detect_layout(sd: dict[str, torch.Tensor]) -> str:
                           f"'stages.' (timm); first keys: {keys[:5]}")
 
 
+@dataclass
+class DenseBackbone:
+    """The backbone part of an official detection/segmentation checkpoint."""
+
+    state_dict: dict[str, torch.Tensor]  # official layout; extra_norm_list.{0,1,2} renamed to stage_norms.{i}
+    feature_norms: str  # "none" (detection: with_extra_norm=False) or "all" (segmentation)
+    layout: str  # "official-mmdet" or "official-mmseg"
+    other_parts: dict[str, int]  # top-level prefixes that are not the backbone (neck, heads) -> key count
+    unused: list[str]  # backbone keys the official forward never reads
+
+
+def dense_backbone(sd: dict[str, torch.Tensor]) -> DenseBackbone | None:
+    """The backbone of an official mmdet/mmseg checkpoint (keys under ``backbone.``), or None for a classifier one.
+
+    The official dense-prediction backbone (bytedance/Next-ViT ``detection/nextvit.py``, ``segmentation/nextvit.py``)
+    returns the last block of every stage; with ``with_extra_norm`` (the segmentation configs) stages 1-3 pass through
+    ``extra_norm_list.{0,1,2}`` and stage 4 through ``norm``, and ``extra_norm_list.3`` exists but is never read.
+    Without it (the detection configs) no output is normalized, and a ``norm`` left in the file is never read.
+    """
+    if not any(k.startswith("backbone.") for k in sd):
+        return None
+    backbone = {k[len("backbone."):]: v for k, v in sd.items() if k.startswith("backbone.")}
+    other: dict[str, int] = {}
+    for k in sd:
+        if not k.startswith("backbone."):
+            other[k.split(".")[0]] = other.get(k.split(".")[0], 0) + 1
+    extra = any(k.startswith("extra_norm_list.") for k in backbone)
+    if extra and not any(k.startswith("norm.") for k in backbone):
+        raise CheckpointMismatchError(
+            "this segmentation backbone checkpoint has extra_norm_list but no 'norm' for stage 4, which the "
+            "official forward (with_extra_norm=True) applies to the last stage; the file is incomplete",
+            layout="official-mmseg", missing=["backbone.norm.weight"], unexpected=[], mismatched=[])
+    mapped, unused = {}, []
+    for k, v in backbone.items():
+        m = re.match(r"extra_norm_list\.(\d+)\.(.*)", k)
+        if m and int(m.group(1)) < 3:
+            mapped[f"stage_norms.{m.group(1)}.{m.group(2)}"] = v
+        elif m or (not extra and k.startswith("norm.")):
+            unused.append(k)
+        else:
+            mapped[k] = v
+    return DenseBackbone(state_dict=mapped, feature_norms="all" if extra else "none",
+                         layout="official-mmseg" if extra else "official-mmdet", other_parts=other, unused=unused)
+
+
+def checkpoint_feature_norms(source: str | os.PathLike) -> str | None:
+    """How the outputs of the backbone in ``source`` are normalized when it is an official detection ("none") or
+    segmentation ("all") checkpoint; None for a classifier checkpoint."""
+    dense = dense_backbone(read_state_dict(resolve_source(source)))
+    return dense.feature_norms if dense else None
+
+
 def _block_index(cfg: NextViTConfig) -> list[tuple[int, int]]:
     return [(s, b) for s, stage in enumerate(cfg.stage_plan()) for b in range(len(stage))]
 
@@ -192,11 +248,15 @@ class LoadReport:
     loaded: int
     head_reset: bool = False
     ignored: list[str] = field(default_factory=list)
+    other_parts: dict[str, int] = field(default_factory=dict)  # dense checkpoints: neck/head prefixes, not loaded
+    unused: list[str] = field(default_factory=list)  # dense checkpoints: backbone keys the official forward skips
 
     def __str__(self) -> str:
         extra = ", classifier head re-initialised" if self.head_reset else ""
         ign = f", {len(self.ignored)} classifier keys ignored" if self.ignored else ""
-        return f"loaded {self.loaded} tensors from {self.source} ({self.layout} layout{extra}{ign})"
+        parts = "".join(f", {n} {p}.* keys not part of the backbone (not loaded)" for p, n in self.other_parts.items())
+        unused = f", unused by the official forward: {', '.join(self.unused)}" if self.unused else ""
+        return f"loaded {self.loaded} tensors from {self.source} ({self.layout} layout{extra}{ign}{parts}{unused})"
 
 
 def load_weights(model: NextViT, source: str | os.PathLike, *, reset_head: bool = False) -> LoadReport:
@@ -214,10 +274,25 @@ def load_weights(model: NextViT, source: str | os.PathLike, *, reset_head: bool 
     """
     path = resolve_source(source)
     sd = read_state_dict(path)
+    dense = dense_backbone(sd)
+    if dense is not None:
+        if not model.cfg.features_only or model.cfg.feature_norms != dense.feature_norms:
+            raise CheckpointMismatchError(
+                f"{source} is an official {dense.layout.split('-')[1]} backbone checkpoint: it has no classifier and "
+                f"its four stage outputs are normalized as feature_norms={dense.feature_norms!r}; build the model with "
+                f"create_model(..., features_only=True, feature_norms={dense.feature_norms!r}) (edgevit convert: "
+                "--features; the CLI picks the normalization from the checkpoint)",
+                layout=dense.layout, missing=[], unexpected=[], mismatched=[])
+        sd = dense.state_dict
     layout = detect_layout(sd)
     if layout == "official":
         sd = official_to_timm(sd, model.cfg)
-    return _load_internal(model, sd, layout=layout, source=str(source), reset_head=reset_head)
+    report = _load_internal(model, sd, layout=dense.layout if dense else layout, source=str(source),
+                            reset_head=reset_head)
+    if dense is not None:
+        report.other_parts, report.unused = dense.other_parts, dense.unused
+        log.info("%s", report)
+    return report
 
 
 def _load_internal(model: NextViT, sd: dict[str, torch.Tensor], *, layout: str, source: str,

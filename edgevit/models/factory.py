@@ -18,7 +18,16 @@ def build_model(*, model: str, weights: str | None, random_init: bool, seed: int
         if weights is None:
             raise ConfigError("no weights given: pass --weights PATH_OR_HUB_ID (a checkpoint or e.g. "
                               "timm/nextvit_small.bd_in1k), or --random-init for deterministic random weights")
-    net = create_model(model, num_classes=num_classes, features_only=features)
+    norms = None
+    if weights and not random_init:
+        from edgevit.models.checkpoint import checkpoint_feature_norms
+
+        norms = checkpoint_feature_norms(weights)  # an official detection/segmentation backbone: no classifier
+        if norms is not None and not features:
+            raise ConfigError(f"{weights} is an official detection/segmentation backbone checkpoint (mmdet/mmseg "
+                              "layout, the backbone under 'backbone.'): it has no classifier; pass --features to "
+                              "convert its four stage outputs")
+    net = create_model(model, num_classes=num_classes, features_only=features, feature_norms=norms)
     if random_init:
         randomize_(net, seed=seed)
     else:

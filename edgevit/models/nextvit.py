@@ -245,6 +245,9 @@ class ClassifierHead(nn.Module):
 # Config
 
 
+FEATURE_NORMS = ("last", "none", "all")
+
+
 @dataclass(frozen=True, kw_only=True)
 class NextViTConfig:
     """Every architectural choice of a Next-ViT, widths included.
@@ -269,6 +272,12 @@ class NextViTConfig:
     attn_drop_rate: float = 0.0
     num_classes: int = 1000
     features_only: bool = False
+    # features mode: which stage maps are normalized. "last": the final BatchNorm on stage 4 (timm's features, a
+    # classifier checkpoint); "none": the four raw stage outputs (the official detection backbone, mmdet configs with
+    # with_extra_norm=False); "all": a BatchNorm after every stage, stages 1-3 ``stage_norms`` (official
+    # ``extra_norm_list.0-2``) and stage 4 ``norm`` (the official segmentation backbone, with_extra_norm=True); there
+    # the next stage reads the normalized map, as in the official forward.
+    feature_norms: str = "last"
     default_img_size: int = 224
     pretrained_tags: tuple[str, ...] = field(default=(), compare=False)
     embedded_weights: str | None = None  # checkpoint shipped in edgevit/assets, used when no weights are given
@@ -287,6 +296,12 @@ class NextViTConfig:
                 raise ConfigError(f"{self.name}: every width must be a multiple of head_dim={self.head_dim}, got {c}")
         if self.num_classes < 0:
             raise ConfigError(f"{self.name}: num_classes must be >= 0, got {self.num_classes}")
+        if self.feature_norms not in FEATURE_NORMS:
+            raise ConfigError(f"{self.name}: feature_norms must be one of {', '.join(FEATURE_NORMS)}, got "
+                              f"{self.feature_norms!r}")
+        if self.feature_norms != "last" and not self.features_only:
+            raise ConfigError(f"{self.name}: feature_norms={self.feature_norms!r} describes a backbone's outputs; it "
+                              "needs features mode (features_only=True, --features)")
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ConfigError(f"{self.name}: drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
 
@@ -314,8 +329,10 @@ class NextViT(nn.Module):
     """Next-ViT for classification (``forward`` -> logits) or as a backbone (``features_only`` -> four maps).
 
     ``forward_features`` returns the normalized last stage map (B, C, H/32, W/32); ``forward_head`` pools it and
-    applies the classifier. In features mode ``forward`` returns the four stage maps at strides 4, 8, 16 and 32, the
-    last one normalized by the final BatchNorm as in the reference detection/segmentation code.
+    applies the classifier. In features mode ``forward`` returns the four stage maps at strides 4, 8, 16 and 32,
+    normalized as ``cfg.feature_norms`` says: by default the last one by the final BatchNorm; the official
+    detection backbone normalizes none, the official segmentation backbone every one (bytedance/Next-ViT
+    ``detection/nextvit.py`` and ``segmentation/nextvit.py``, ``with_extra_norm``).
     """
 
     def __init__(self, cfg: NextViTConfig):
@@ -348,7 +365,10 @@ class NextViT(nn.Module):
             stages.append(Stage(blocks))
         self.stages = nn.Sequential(*stages)
         self.num_features = in_chs
-        self.norm = nn.BatchNorm2d(in_chs, eps=NORM_EPS)
+        # the detection backbone has no final BatchNorm: its checkpoints carry none
+        self.norm = nn.Identity() if cfg.feature_norms == "none" else nn.BatchNorm2d(in_chs, eps=NORM_EPS)
+        if cfg.feature_norms == "all":
+            self.stage_norms = nn.ModuleList(nn.BatchNorm2d(c, eps=NORM_EPS) for c in cfg.stage_out_chs[:3])
         self.head = None if cfg.features_only else ClassifierHead(in_chs, cfg.num_classes, cfg.drop_rate)
         self._init_weights()
 
@@ -384,9 +404,18 @@ class NextViT(nn.Module):
         return self.head(x)
 
     def forward(self, x: torch.Tensor):
+        if self.cfg.features_only and self.cfg.feature_norms == "all":
+            # the official segmentation backbone normalizes each stage's output in place: the next stage reads
+            # the normalized map
+            self._check_input(x)
+            x, outs = self.stem(x), []
+            for stage, norm in zip(self.stages, [*self.stage_norms, self.norm]):
+                x = norm(stage(x))
+                outs.append(x)
+            return outs
         if self.cfg.features_only:
             outs = self.forward_stages(x)
-            outs[-1] = self.norm(outs[-1])
+            outs[-1] = self.norm(outs[-1])  # Identity for "none"
             return outs
         return self.forward_head(self.forward_features(x))
 
@@ -450,7 +479,8 @@ def get_config(name: str) -> NextViTConfig:
 
 
 def create_model(name: str, *, num_classes: int | None = None, features_only: bool = False,
-                 drop_path_rate: float | None = None, drop_rate: float | None = None) -> NextViT:
+                 drop_path_rate: float | None = None, drop_rate: float | None = None,
+                 feature_norms: str | None = None) -> NextViT:
     """Build a registered Next-ViT with fresh (untrained) weights, in eval mode.
 
     Example::
@@ -466,4 +496,6 @@ def create_model(name: str, *, num_classes: int | None = None, features_only: bo
         overrides["drop_path_rate"] = drop_path_rate
     if drop_rate is not None:
         overrides["drop_rate"] = drop_rate
+    if feature_norms is not None:
+        overrides["feature_norms"] = feature_norms
     return NextViT(replace(cfg, **overrides)).eval()
