@@ -86,6 +86,9 @@ def _add_convert(sub):
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", help="YAML file of convert options (see conversion_recipes/)")
     p.add_argument("--model", help="registered model name (default nextvit_small)")
+    p.add_argument("--module", help="FILE.py:FACTORY: convert the whole model (detector, segmenter) that FACTORY() "
+                                    "builds around an edgevit Next-ViT (--model names its backbone variant; "
+                                    "--weights then takes the whole model's state dict)")
     w = p.add_mutually_exclusive_group()
     w.add_argument("--weights", help="checkpoint file (.pth/.pt/.bin/.safetensors) or hub id")
     w.add_argument("--random-init", action="store_const", const=True, default=None,
@@ -194,7 +197,7 @@ def _convert_config(args):
     from edgevit.config import ConvertConfig, load_recipe
 
     options = load_recipe(args.recipe) if args.recipe else {}
-    for key in ("model", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size", "batch",
+    for key in ("model", "module", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size", "batch",
                 "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
                 "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "layout", "min_ios", "compute_units",
                 "calib_dir", "calib_count", "calib_method", "eval_dir", "eval_count", "max_accuracy_drop",

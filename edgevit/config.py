@@ -111,6 +111,7 @@ class ConvertConfig:
     """
 
     model: str = "nextvit_small"
+    module: str | None = None  # FILE.py:FACTORY building a whole model (detector, segmenter) around a Next-ViT
     target: str = "onnx"
     precision: str | None = None
     weights: str | None = None
@@ -176,6 +177,15 @@ class ConvertConfig:
         if (self.max_batch is not None or self.build) and self.target != "tensorrt":
             raise ConfigError(f"--max-batch and --build are TensorRT options; target {self.target} does not take "
                               "them (use --target tensorrt)")
+        if self.module is not None:
+            from edgevit.models.user_module import parse_spec
+
+            parse_spec(self.module)
+            clash = [k for k, v in (("features", self.features), ("num_classes", self.num_classes is not None),
+                                    ("reset_head", self.reset_head), ("labels", self.labels is not None)) if v]
+            if clash:
+                raise ConfigError(f"--module converts the whole model its factory builds, with that model's own "
+                                  f"outputs; {', '.join(clash)} do not apply to it")
         if self.eval_count is not None and self.eval_count < 1:
             raise ConfigError(f"eval_count must be >= 1, got {self.eval_count}")
         if self.max_accuracy_drop is not None and not 0 <= self.max_accuracy_drop <= 100:

@@ -185,7 +185,7 @@ def plan(cfg: ConvertConfig) -> Plan:
     pre = Preprocess(size=parse_img_size(values["img_size"]), mean=tuple(values["mean"]), std=tuple(values["std"]),
                      crop_pct=values["crop_pct"], interpolation=values["interpolation"])
     if cfg.labels is None and not cfg.features and cfg.num_classes is None and cfg.weights is None \
-            and not cfg.random_init and embedded_labels(cfg.model):
+            and not cfg.random_init and cfg.module is None and embedded_labels(cfg.model):
         cfg = cfg.replace(labels=embedded_labels(cfg.model))  # the shipped model's class names
     labels = read_labels(cfg.labels)
     num_classes = cfg.num_classes if cfg.num_classes is not None else model_cfg.num_classes
@@ -214,6 +214,15 @@ def load_source(cfg: ConvertConfig):
     """(eval-mode model, its output names, weights hash)."""
     from edgevit.manifest import state_dict_sha256
 
+    if cfg.module is not None:  # a whole model (detector, segmenter) with a Next-ViT inside
+        from edgevit.config import parse_img_size
+        from edgevit.models import get_config
+        from edgevit.models.user_module import build_user_model
+
+        size = parse_img_size(cfg.img_size) if cfg.img_size is not None else (get_config(cfg.model).default_img_size,) * 2
+        net, names = build_user_model(cfg.module, model=cfg.model, weights=cfg.weights, random_init=cfg.random_init,
+                                      seed=cfg.seed, img_size=size)
+        return net, names, state_dict_sha256(net)
     net = build_model(model=cfg.model, weights=cfg.weights, random_init=cfg.random_init, seed=cfg.seed,
                       num_classes=cfg.num_classes, features=cfg.features, reset_head=cfg.reset_head)
     return net, output_names(net), state_dict_sha256(net)
@@ -542,10 +551,11 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
         "preprocess": io_spec.preprocess,
         "outputs": [{"name": n, "shape": list(golden.ref[n].shape)} for n in io_spec.output_names],
         "labels": p.labels,
-        "num_classes": net.cfg.num_classes if not cfg.features else None,
+        "num_classes": net.cfg.num_classes if not cfg.features and cfg.module is None else None,
         "source": {"model": cfg.model, "weights": portable_source(cfg.weights), "random_init": cfg.random_init,
                    "seed": cfg.seed, "num_classes": cfg.num_classes, "features": cfg.features,
                    "feature_norms": net.cfg.feature_norms if cfg.features else None,
+                   "module": module_source(cfg.module),
                    "reset_head": cfg.reset_head},
         "provenance": io_spec.provenance,
         "weights_sha256": weights_hash,
@@ -594,6 +604,14 @@ def read_labels(path: str | None) -> list[str] | None:
     if not labels:
         raise ConfigError(f"labels file {path} is empty; expected one class name a line")
     return labels
+
+
+def module_source(spec: str | None) -> str | None:
+    """``FILE.py:FACTORY`` with the file as ``portable_source`` writes paths."""
+    if spec is None:
+        return None
+    file, _, name = spec.rpartition(":")
+    return f"{portable_source(file)}:{name}"
 
 
 def portable_source(weights: str | None) -> str | None:

@@ -36,6 +36,9 @@ def build_model(*, model: str, weights: str | None, random_init: bool, seed: int
 
 
 def output_names(net) -> tuple[str, ...]:
+    declared = getattr(net, "edgevit_output_names", None)  # a whole model from --module (user_module)
+    if declared is not None:
+        return tuple(declared)
     if net.cfg.features_only:
         return ("stage1", "stage2", "stage3", "stage4")
     return ("logits",) if net.cfg.num_classes > 0 else ("embedding",)

@@ -478,6 +478,16 @@ def get_config(name: str) -> NextViTConfig:
         raise ConfigError(f"unknown model {name!r}; known models: {', '.join(list_models())}.{hint}") from None
 
 
+def find_nextvit(model: nn.Module) -> list[tuple[str, "NextViT"]]:
+    """Every edgevit Next-ViT inside ``model`` (itself included, path ""), outermost first: the backbone of a
+    user's detector or segmenter."""
+    found = []
+    for name, m in model.named_modules():
+        if isinstance(m, NextViT) and not any(name.startswith(f"{outer}.") for outer, _ in found if outer):
+            found.append((name, m))
+    return found
+
+
 def create_model(name: str, *, num_classes: int | None = None, features_only: bool = False,
                  drop_path_rate: float | None = None, drop_rate: float | None = None,
                  feature_norms: str | None = None) -> NextViT:

@@ -89,7 +89,14 @@ def probe_images(img_size: tuple[int, int], n: int = 2, seed: int = 7) -> torch.
 
 
 def _flat(out) -> list[torch.Tensor]:
-    return list(out) if isinstance(out, (list, tuple)) else [out]
+    """A model's outputs as a flat list of tensors (a tensor, a list/tuple, a dict in key order, nested)."""
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (list, tuple)):
+        return [t for o in out for t in _flat(o)]
+    raise ConfigError(f"a model output of type {type(out).__name__} is not a tensor, list, tuple or dict of tensors")
 
 
 def _compare(ref: list[torch.Tensor], new: list[torch.Tensor]) -> dict:
@@ -120,7 +127,13 @@ def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | 
         if unknown:
             raise ConfigError(f"unknown rewrite passes {unknown}; known: {', '.join(list_passes())}")
         chosen, reason = tuple(passes), "passes chosen by the caller"
-    size = img_size or (model.cfg.default_img_size,) * 2
+    from edgevit.models.nextvit import find_nextvit
+
+    inner = find_nextvit(model)
+    if not inner:
+        raise ConfigError(f"deploy rewrites Next-ViT blocks, and {type(model).__name__} contains no edgevit Next-ViT "
+                          "(build the backbone with edgevit.create_model)")
+    size = img_size or (inner[0][1].cfg.default_img_size,) * 2
     x = probe_images(size)
     tol = tolerance_for("eager", "fp32")
     with torch.no_grad():
@@ -152,12 +165,19 @@ def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | 
 
 def _first_drifting_block(ref: nn.Module, new: nn.Module, x: torch.Tensor, tol) -> str | None:
     """Name of the first stem unit or block whose output differs beyond ``tol`` (module names are kept by passes)."""
+    from edgevit.models.nextvit import find_nextvit
+
+    inner = find_nextvit(ref)
+    prefix = f"{inner[0][0]}." if inner and inner[0][0] else ""
 
     def capture(model):
         outs, handles = {}, []
-        for name, m in model.named_modules():
+        for full, m in model.named_modules():
+            if not full.startswith(prefix):
+                continue
+            name = full[len(prefix):]
             if name.startswith("stem.") and name.count(".") == 1 or name.count(".") == 3 and ".blocks." in name:
-                handles.append(m.register_forward_hook(lambda mod, i, o, name=name: outs.__setitem__(name, o)))
+                handles.append(m.register_forward_hook(lambda mod, i, o, name=full: outs.__setitem__(name, o)))
         with torch.no_grad():
             model(x)
         for h in handles:

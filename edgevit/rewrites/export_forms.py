@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgevit.models.nextvit import EMHSA, ClassifierHead, PatchEmbed
+from edgevit.models.nextvit import EMHSA, ClassifierHead, PatchEmbed, find_nextvit
 from edgevit.rewrites.base import ChannelAffine, PassReport, bn_scale_shift, register_pass
 
 
@@ -101,8 +101,8 @@ def delegate_friendly_ops(model: nn.Module) -> PassReport:
         if isinstance(getattr(m, "e_mhsa", None), EMHSA):
             m.e_mhsa = TokenAttention(m.e_mhsa)
             report.changed.append(f"{name}.e_mhsa")
-    head = getattr(model, "head", None)
-    if isinstance(head, ClassifierHead):
-        model.head = KeepdimMeanHead(head)
-        report.changed.append("head")
+    for path, net in find_nextvit(model):  # the model itself, or the backbone(s) of a user's model
+        if isinstance(net.head, ClassifierHead):
+            net.head = KeepdimMeanHead(net.head)
+            report.changed.append(f"{path}.head" if path else "head")
     return report

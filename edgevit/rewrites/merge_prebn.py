@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgevit.models.nextvit import NCB, NTB, NextViT
+from edgevit.models.nextvit import NCB, NTB, find_nextvit
 from edgevit.rewrites.base import ChannelAffine, PassReport, bn_scale_shift, register_pass
 
 
@@ -57,13 +57,16 @@ def merge_pre_bn_pass(model: nn.Module) -> PassReport:
             _merge_into(m.mlp.fc1, *bn_scale_shift(m.norm2))
             m.norm2 = nn.Identity()
             report.changed.append(f"{name}.norm2->mlp.fc1")
-    if isinstance(model, NextViT) and isinstance(model.norm, nn.BatchNorm2d):
-        a, s = bn_scale_shift(model.norm)
-        if model.head is not None and isinstance(model.head.fc, nn.Linear):
-            _merge_into(model.head.fc, a, s)
-            model.norm = nn.Identity()
-            report.changed.append("norm->head.fc")
+    for path, net in find_nextvit(model):  # the model itself, or the backbone(s) of a user's model
+        if not isinstance(net.norm, nn.BatchNorm2d):
+            continue
+        at = f"{path}." if path else ""
+        a, s = bn_scale_shift(net.norm)
+        if net.head is not None and isinstance(net.head.fc, nn.Linear):
+            _merge_into(net.head.fc, a, s)
+            net.norm = nn.Identity()
+            report.changed.append(f"{at}norm->head.fc")
         else:
-            model.norm = ChannelAffine(a, s)
-            report.changed.append("norm->ChannelAffine")
+            net.norm = ChannelAffine(a, s)
+            report.changed.append(f"{at}norm->ChannelAffine")
     return report

@@ -149,6 +149,18 @@ def max_pool(x, kernel_sizes, strides, pad_type="valid", pad=None, ceil_mode=Fal
     return _pool(x, kernel_sizes, strides, pad_type, pad, bool(ceil_mode), "max", True)
 
 
+@op("upsample_nearest_neighbor")
+def upsample_nearest_neighbor(x, scale_factor_height=1, scale_factor_width=1):
+    """MIL's nearest-neighbour upsampling: output size floor(size * scale), output index i reads input index
+    floor(i / scale) (PyTorch's nearest, and the FPN top-down path of a detector)."""
+    x = _f(x)
+    sh, sw = float(scale_factor_height), float(scale_factor_width)
+    h, w = x.shape[-2:]
+    rows = np.minimum(np.floor(np.arange(int(np.floor(h * sh))) / sh).astype(int), h - 1)
+    cols = np.minimum(np.floor(np.arange(int(np.floor(w * sw))) / sw).astype(int), w - 1)
+    return x[..., rows[:, None], cols[None, :]]
+
+
 # --- linear algebra ----------------------------------------------------------------------------------------------
 
 

@@ -89,10 +89,17 @@ class DriftReport:
 
 def units_of(model) -> list[tuple[str, str, int | None]]:
     """(module path, kind, stage) of every unit in forward order: the stem, then each block of each stage."""
-    units = [("stem", "stem", None)]
-    for s, stage in enumerate(model.stages):
+    from edgevit.models.nextvit import find_nextvit
+
+    inner = find_nextvit(model)  # the model itself, or the backbone of a user's detector/segmenter
+    if not inner:
+        raise ConfigError(f"{type(model).__name__} contains no edgevit Next-ViT: drift has no blocks to follow")
+    path, net = inner[0]
+    at = f"{path}." if path else ""
+    units = [(f"{at}stem", "stem", None)]
+    for s, stage in enumerate(net.stages):
         for b, block in enumerate(stage.blocks):
-            units.append((f"stages.{s}.blocks.{b}", type(block).__name__, s))
+            units.append((f"{at}stages.{s}.blocks.{b}", type(block).__name__, s))
     return units
 
 

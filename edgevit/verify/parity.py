@@ -166,11 +166,19 @@ def rebuild_reference(manifest: dict, weights: str | None = None):
         src["weights"] = weights
     from edgevit.models.factory import embedded_weights
 
-    if not src.get("random_init") and not src.get("weights") and embedded_weights(src["model"]) is None:
+    if src.get("module"):  # a whole model from its factory (--module): the factory's own weights are allowed
+        from edgevit.manifest import input_hw
+        from edgevit.models.user_module import build_user_model
+
+        model, _ = build_user_model(src["module"], model=src["model"], weights=src.get("weights"),
+                                    random_init=src.get("random_init", False), seed=src.get("seed", 0),
+                                    img_size=input_hw(manifest))
+    elif not src.get("random_init") and not src.get("weights") and embedded_weights(src["model"]) is None:
         raise CheckpointError("the manifest names no reference weights; pass --weights PATH to compare on --images")
-    model = build_model(model=src["model"], weights=src.get("weights"), random_init=src.get("random_init", False),
-                        seed=src.get("seed", 0), num_classes=src.get("num_classes"),
-                        features=src.get("features", False), reset_head=src.get("reset_head", False))
+    else:
+        model = build_model(model=src["model"], weights=src.get("weights"), random_init=src.get("random_init", False),
+                            seed=src.get("seed", 0), num_classes=src.get("num_classes"),
+                            features=src.get("features", False), reset_head=src.get("reset_head", False))
     if state_dict_sha256(model) != manifest["weights_sha256"]:
         raise CheckpointError("the rebuilt reference weights do not hash to the manifest's weights_sha256; pass the "
                               "checkpoint the artifact was converted from with --weights PATH")

@@ -1,0 +1,110 @@
+"""Whole models with Next-ViT inside (``--module FILE.py:FACTORY``): the example detector of examples/detector/ is
+deployed (rewrites on the backbone only, parity on the detector's outputs), converted, verified (also on real images,
+rebuilding the reference from its factory), and bad factories or weights are named errors."""
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgevit.config import ConvertConfig
+from edgevit.errors import CheckpointMismatchError, ConfigError
+from edgevit.manifest import read_manifest
+from edgevit.models.random_init import randomize_
+from edgevit.pipeline import convert
+from edgevit.rewrites import deploy
+from edgevit.verify import verify_dir
+from tests.robustness.conftest import REPO, cli, expect
+
+EXAMPLE = REPO / "examples" / "detector" / "detector.py"
+TINY = f"{EXAMPLE}:build_tiny"
+SIZE = "96x160"  # non-square; see README "Use Next-ViT in your own model" on larger sizes with random weights
+IMAGES = REPO / "edgevit" / "assets" / "digits" / "eval" / "3"
+
+
+def _detector():
+    sys.path.insert(0, str(EXAMPLE.parent))
+    try:
+        from detector import build_tiny
+    finally:
+        sys.path.remove(str(EXAMPLE.parent))
+    det = build_tiny()
+    randomize_(det.backbone, seed=0)
+    return det.eval()
+
+
+def test_deploy_rewrites_the_backbone_of_a_whole_model_and_checks_its_outputs():
+    det = _detector()
+    result = deploy(det, "onnx", img_size=(96, 160))
+    changed = [m for r in result.reports for m in r.changed]
+    assert changed and all(m.startswith("backbone.") for m in changed)
+    assert type(result.model.lateral[0]) is torch.nn.Conv2d and result.model.tower is not det.tower
+    x = torch.randn(2, 3, 96, 160, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for a, b in zip(det(x), result.model(x)):
+            assert a.shape == b.shape
+            assert float((a - b).abs().max() / a.abs().max()) < 5e-5  # the eager tolerance row
+
+
+@pytest.mark.parametrize("target", ["onnx", "executorch",
+                                    pytest.param("ort", marks=pytest.mark.slow),
+                                    pytest.param("coreml", marks=pytest.mark.slow),
+                                    pytest.param("litert", marks=pytest.mark.slow)])
+def test_the_example_detector_converts_and_verifies(tmp_path, target):
+    r = convert(ConvertConfig(model="nextvit_test_tiny", module=TINY, random_init=True, img_size=SIZE,
+                              target=target, precision="fp32", out=str(tmp_path / "o")))
+    m = read_manifest(r.out_dir)
+    assert r.parity_passed
+    assert [o["name"] for o in m["outputs"]] == ["p3_cls", "p3_box", "p4_cls", "p4_box", "p5_cls", "p5_box"]
+    assert [o["shape"][-2:] for o in m["outputs"][::2]] == [[12, 20], [6, 10], [3, 5]]  # strides 8, 16, 32
+    assert m["source"]["module"] == f"{EXAMPLE}:build_tiny" and m["num_classes"] is None
+    assert all(p["modules"][0].startswith("backbone.") for p in m["rewrite"]["passes"])
+    report = verify_dir(r.out_dir, images=IMAGES if target == "onnx" else None)
+    assert report.passed and ("images" in report.to_dict()["sets"]) == (target == "onnx")
+
+
+def test_whole_model_weights_load_strictly_and_are_checked_on_verify(tmp_path):
+    det = _detector()
+    weights = tmp_path / "det.pth"
+    torch.save(det.state_dict(), weights)
+    r = convert(ConvertConfig(model="nextvit_test_tiny", module=TINY, weights=str(weights), img_size=SIZE,
+                              out=str(tmp_path / "o")))
+    assert r.parity_passed and verify_dir(r.out_dir, images=IMAGES).passed
+    bad = dict(det.state_dict())
+    bad.pop("cls.weight")
+    torch.save(bad, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointMismatchError, match="cls.weight"):
+        convert(ConvertConfig(model="nextvit_test_tiny", module=TINY, weights=str(tmp_path / "bad.pth"),
+                              img_size=SIZE, out=str(tmp_path / "b")))
+
+
+def test_bad_modules_are_named_errors(tmp_path):
+    with pytest.raises(ConfigError, match="FILE.py:FACTORY"):
+        ConvertConfig(module="detector.py", out=str(tmp_path / "a"))
+    with pytest.raises(ConfigError, match="do not apply"):
+        ConvertConfig(module=TINY, features=True, out=str(tmp_path / "a"))
+    user = tmp_path / "user.py"
+    user.write_text(textwrap.dedent("""
+        import torch, edgevit
+        def plain():
+            return torch.nn.Conv2d(3, 8, 3)
+        def small():
+            return torch.nn.Sequential(edgevit.create_model("nextvit_test_tiny", features_only=True))
+    """))
+    cases = [(f"{user}:missing", "functions defined there: plain, small"),
+             (f"{user}:plain", "contains no edgevit Next-ViT"),
+             (f"{user}:small", "pass --model nextvit_test_tiny")]
+    for spec, needle in cases:
+        with pytest.raises(ConfigError, match=needle):
+            convert(ConvertConfig(model="nextvit_small", module=spec, random_init=True, out=str(tmp_path / "o")))
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_module_dry_run_and_missing_file(tmp_path):
+    r = cli("convert", "--model", "nextvit_test_tiny", "--module", TINY, "--random-init", "--img-size", SIZE,
+            "--out", tmp_path / "o", "--dry-run")
+    expect(r, 0)
+    expect(cli("convert", "--module", f"{tmp_path}/nope.py:build", "--out", tmp_path / "o"), 2, "not an existing .py")
+    assert not Path(tmp_path / "o").exists()
