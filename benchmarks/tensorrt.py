@@ -45,6 +45,7 @@ from edgevit.rewrites import FORMS, deploy  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODELS = ("nextvit_small", "nextvit_base", "nextvit_large")
+VERDICT = {"a faster": "original faster", "b faster": "deployed faster", "tie": "tie"}  # paired_ratio(original, deployed)
 ORIGINAL = ()  # no rewrite passes: the model as trained
 
 
@@ -117,7 +118,7 @@ def proxy(args) -> dict:
             rows.append(row)
             print(f"{name:<14} {size:>4} b{args.batch}  original p50 {row['original']['p50_ms']:7.3f} ms  deployed "
                   f"p50 {row['deployed']['p50_ms']:7.3f} ms  orig/deployed {ratio['median']:.3f} "
-                  f"[{ratio['p10']:.3f}-{ratio['p90']:.3f}] {ratio['verdict'].replace('a faster', 'original faster').replace('b faster', 'deployed faster')}"
+                  f"[{ratio['p10']:.3f}-{ratio['p90']:.3f}] {VERDICT[ratio['verdict']]}"
                   f"  fp16 vs fp32: max_rel {diff:.2e} cos {cos:.6f}", flush=True)
             del forms, runners
             torch.cuda.empty_cache()

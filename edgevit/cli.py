@@ -197,7 +197,8 @@ def _convert_config(args):
     from edgevit.config import ConvertConfig, load_recipe
 
     options = load_recipe(args.recipe) if args.recipe else {}
-    for key in ("model", "module", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size", "batch",
+    for key in ("model", "module", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size",
+                "batch",
                 "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
                 "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "layout", "min_ios", "compute_units",
                 "calib_dir", "calib_count", "calib_method", "eval_dir", "eval_count", "max_accuracy_drop",
@@ -580,7 +581,8 @@ def _cmd_report(args) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-COMMANDS = [_add_convert, _add_verify, _add_build_engine, _add_drift, _add_bench, _add_profile, _add_report, _add_info, _add_models]
+COMMANDS = [_add_convert, _add_verify, _add_build_engine, _add_drift, _add_bench, _add_profile, _add_report,
+            _add_info, _add_models]
 
 
 def _own_records_only(record: logging.LogRecord) -> bool:

@@ -219,7 +219,8 @@ def load_source(cfg: ConvertConfig):
         from edgevit.models import get_config
         from edgevit.models.user_module import build_user_model
 
-        size = parse_img_size(cfg.img_size) if cfg.img_size is not None else (get_config(cfg.model).default_img_size,) * 2
+        default = get_config(cfg.model).default_img_size
+        size = parse_img_size(cfg.img_size) if cfg.img_size is not None else (default, default)
         net, names = build_user_model(cfg.module, model=cfg.model, weights=cfg.weights, random_init=cfg.random_init,
                                       seed=cfg.seed, img_size=size)
         return net, names, state_dict_sha256(net)

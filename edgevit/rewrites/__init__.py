@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from edgevit.errors import ConfigError, ParityError
-from edgevit.rewrites import bchw_attention, export_forms, fold_bn, merge_prebn, pool_conv  # noqa: F401 - registers passes
+# importing the pass modules registers their passes
+from edgevit.rewrites import bchw_attention, export_forms, fold_bn, merge_prebn, pool_conv  # noqa: F401
 from edgevit.rewrites.base import PassReport, apply_pass, list_passes
 
 log = logging.getLogger(__name__)
