@@ -178,9 +178,7 @@ class ConvertConfig:
             raise ConfigError(f"--max-batch and --build are TensorRT options; target {self.target} does not take "
                               "them (use --target tensorrt)")
         if self.module is not None:
-            from edgevit.models.user_module import parse_spec
-
-            parse_spec(self.module)
+            parse_module_spec(self.module)
             clash = [k for k, v in (("features", self.features), ("num_classes", self.num_classes is not None),
                                     ("reset_head", self.reset_head), ("labels", self.labels is not None)) if v]
             if clash:
@@ -259,6 +257,18 @@ def _check_out(out: str) -> None:
     except OSError as e:
         raise ConfigError(f"--out {out} cannot be written: {parent} refuses new files ({e.strerror}); choose "
                           "another folder") from None
+
+
+def parse_module_spec(spec: str) -> tuple[Path, str]:
+    """``FILE.py:FACTORY`` (``--module``) -> (file, factory name), checked without importing anything."""
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path or not name.isidentifier():
+        raise ConfigError(f"--module takes FILE.py:FACTORY (a Python file and the function in it that builds the "
+                          f"model), got {spec!r}")
+    file = Path(path)
+    if file.suffix != ".py" or not file.is_file():
+        raise ConfigError(f"--module file {file} is not an existing .py file")
+    return file, name
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:

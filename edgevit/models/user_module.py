@@ -16,19 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from edgevit.config import parse_module_spec as parse_spec
 from edgevit.errors import CheckpointMismatchError, ConfigError
-
-
-def parse_spec(spec: str) -> tuple[Path, str]:
-    """``FILE.py:FACTORY`` -> (file, factory name), checked without importing anything."""
-    path, sep, name = spec.rpartition(":")
-    if not sep or not path or not name.isidentifier():
-        raise ConfigError(f"--module takes FILE.py:FACTORY (a Python file and the function in it that builds the "
-                          f"model), got {spec!r}")
-    file = Path(path)
-    if file.suffix != ".py" or not file.is_file():
-        raise ConfigError(f"--module file {file} is not an existing .py file")
-    return file, name
 
 
 def load_factory(spec: str):

@@ -6,16 +6,23 @@ outputs. int8 is ModelOpt's explicit QuantizeLinear/DequantizeLinear placement, 
 images with ONNX Runtime's CPU provider; what it leaves unquantized runs in fp16 (ModelOpt's
 ``high_precision_dtype``, the TensorRT recipe), so an int8 engine is compared with an fp16 one.
 
-ModelOpt configures its own console logging at import and again in every ``quantize`` call; ``_captured`` keeps
-its messages out of the user's terminal and in edgevit's debug log, and reads AutoCast's reasons from them.
+ModelOpt runs in a child interpreter (``_in_child``): its int8 path monkeypatches ``onnxruntime.quantization``'s
+calibrators and quantizers for the whole process (``ort_patching.patch_ort_modules``) and never restores them, which
+broke edgevit's own ONNX Runtime int8 later in the same process ("Quantization parameters are not specified for
+param image"); it also configures console logging at import and in every ``quantize`` call. In the child,
+``_captured`` keeps its messages out of the user's terminal, and AutoCast's reasons are read from them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -79,8 +86,6 @@ def _captured(lines: list[str]):
             lg = logging.getLogger(n)
             lg.handlers, lg.level, lg.propagate = handlers, level, propagate
         lines.extend(line for line in out.getvalue().splitlines() if line.strip())
-        for line in lines:
-            log.debug("modelopt: %s", line)
 
 
 def _require():
@@ -89,6 +94,20 @@ def _require():
     except ImportError as e:
         raise MissingDependencyError(f"the tensorrt target prepares its ONNX with NVIDIA ModelOpt, which is not "
                                      f"usable here ({e}): pip install 'edgevit[tensorrt-onnx]'") from e
+
+
+def _require_installed() -> None:
+    """The parent's check: ModelOpt and its ONNX dependency are installed (without importing them here)."""
+    import importlib.util
+
+    for module in ("modelopt", "onnx_graphsurgeon"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:
+            found = False
+        if not found:
+            raise MissingDependencyError(f"the tensorrt target prepares its ONNX with NVIDIA ModelOpt, and {module} "
+                                         "is not installed: pip install 'edgevit[tensorrt-onnx]'")
 
 
 def _npz_batches(calibration: np.ndarray, input_name: str, folder: Path) -> Path:
@@ -100,38 +119,81 @@ def _npz_batches(calibration: np.ndarray, input_name: str, folder: Path) -> Path
     return folder
 
 
+def _in_child(job: str, calibration: np.ndarray, **options) -> dict:
+    """Run a ModelOpt ``job`` (``autocast`` or ``int8``) in a fresh interpreter; returns its result, or raises
+    ExportError with the end of ModelOpt's log."""
+    with tempfile.TemporaryDirectory(prefix="edgevit-modelopt-") as tmp:
+        tmp = Path(tmp)
+        np.save(tmp / "calibration.npy", np.ascontiguousarray(calibration, np.float32))
+        (tmp / "job.json").write_text(json.dumps({"job": job, **options}))
+        root = str(Path(__file__).resolve().parents[2])  # the child imports this very edgevit
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        r = subprocess.run([sys.executable, "-m", "edgevit.quantize.tensorrt_quant", str(tmp)], capture_output=True,
+                           text=True, env=env, timeout=6 * 3600)
+        out = tmp / "result.json"
+        result = json.loads(out.read_text()) if out.is_file() else {}
+    for line in result.get("lines", []):
+        log.debug("modelopt: %s", line)
+    if r.returncode != 0 or "error" in result:
+        tail = result.get("lines", [])[-5:] or (r.stdout + r.stderr).strip().splitlines()[-5:]
+        raise ExportError(f"ModelOpt {job} failed: {result.get('error', f'exit {r.returncode}')}\n" + "\n".join(tail))
+    return result
+
+
+def _child_main(folder: str) -> int:
+    """The child side of ``_in_child``."""
+    folder = Path(folder)
+    spec = json.loads((folder / "job.json").read_text())
+    calibration = np.load(folder / "calibration.npy")
+    lines: list[str] = []
+    result: dict = {}
+    try:
+        _require()
+        exclude = [f"^{re.escape(n)}$" for n in spec["keep_float_nodes"]] or None
+        with _captured(lines):
+            if spec["job"] == "autocast":
+                import onnx
+                from modelopt.onnx.autocast import convert_to_mixed_precision
+
+                data = _npz_batches(calibration, spec["input_name"], folder / "calib")
+                model = convert_to_mixed_precision(
+                    spec["src"], low_precision_type="fp16", keep_io_types=True, calibration_data=str(data),
+                    data_max=FP16_DATA_MAX, providers=["cpu"], opset=spec["opset"], nodes_to_exclude=exclude)
+                onnx.save(model, spec["dest"])
+            else:
+                from modelopt.onnx.quantization import quantize
+
+                quantize(spec["src"], quantize_mode="int8", calibration_data=calibration,
+                         calibration_method=spec["method"], calibration_eps=["cpu"], output_path=spec["dest"],
+                         nodes_to_exclude=exclude, high_precision_dtype="fp16", log_level="INFO")
+    except Exception as e:  # noqa: BLE001 - every failure goes back to the parent, named
+        result["error"] = f"{type(e).__name__}: {e}"
+    result["lines"] = lines
+    (folder / "result.json").write_text(json.dumps(result))
+    return 1 if "error" in result else 0
+
+
 def convert_fp16(src: Path, dest: Path, calibration: np.ndarray, *, input_name: str, opset: int,
                  keep_float_nodes: tuple[str, ...] = ()) -> dict:
     """AutoCast ``src`` to fp16 with fp32 I/O into ``dest``; returns the manifest's ``quantization`` section with
     every node kept in fp32 and ModelOpt's reason for it (``reference IO out of range: ... absmax=...``)."""
-    _require()
     import onnx
-    from modelopt.onnx.autocast import convert_to_mixed_precision
 
+    _require_installed()
     if calibration is None or not len(calibration):
         raise ConfigError("tensorrt fp16 needs calibration images (AutoCast keeps in fp32 the layers whose "
                           "activations overflow fp16 on them): pass --calib-dir DIR")
-    lines: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="edgevit-autocast-") as tmp:
-        data = _npz_batches(np.ascontiguousarray(calibration, np.float32), input_name, Path(tmp) / "calib")
-        try:
-            with _captured(lines):
-                model = convert_to_mixed_precision(
-                    str(src), low_precision_type="fp16", keep_io_types=True, calibration_data=str(data),
-                    data_max=FP16_DATA_MAX, providers=["cpu"], opset=opset,
-                    nodes_to_exclude=[f"^{re.escape(n)}$" for n in keep_float_nodes] or None)
-        except Exception as e:  # noqa: BLE001 - ModelOpt's failures become an ExportError naming the step
-            raise ExportError(f"ModelOpt AutoCast (fp16) failed: {type(e).__name__}: {e}\n"
-                              + "\n".join(lines[-5:])) from e
-        onnx.save(model, str(dest))
+    result = _in_child("autocast", calibration, src=str(src), dest=str(dest), input_name=input_name, opset=opset,
+                       keep_float_nodes=list(keep_float_nodes))
     from edgevit.quantize.onnx_quant import module_of_nodes
 
     modules = module_of_nodes(src)
     kept = {}
-    for line in lines:
+    for line in result["lines"]:
         m = _SKIPPED.match(line)
         if m:
             kept[m["node"]] = m["why"]
+    model = onnx.load(str(dest), load_external_data=False)
     total = sum(1 for n in model.graph.node if n.op_type not in ("Cast", "Constant"))
     return {"scheme": "fp16 (ModelOpt AutoCast, fp32 graph inputs and outputs)",
             "tool": "modelopt.onnx.autocast.convert_to_mixed_precision", "fp16_data_max": FP16_DATA_MAX,
@@ -144,27 +206,18 @@ def quantize_int8(src: Path, dest: Path, calibration: np.ndarray, *, method: str
                   keep_float_nodes: tuple[str, ...] = ()) -> dict:
     """ModelOpt explicit int8 Q/DQ of ``src`` into ``dest``, calibrated on ``calibration`` with ONNX Runtime's
     CPU provider; returns the manifest's ``quantization`` section."""
-    _require()
     import onnx
-    from modelopt.onnx.quantization import quantize
 
+    _require_installed()
     if method not in CALIB_METHODS:
         raise ConfigError(f"--calib-method {method} is not available for tensorrt int8; ModelOpt calibrates with "
                           f"{' or '.join(CALIB_METHODS)}")
     if calibration is None or not len(calibration):
         raise ConfigError("tensorrt int8 needs calibration images: pass --calib-dir DIR")
-    lines: list[str] = []
-    try:
-        with _captured(lines):
-            quantize(str(src), quantize_mode="int8", calibration_data=np.ascontiguousarray(calibration, np.float32),
-                     calibration_method=CALIB_METHODS[method], calibration_eps=["cpu"], output_path=str(dest),
-                     nodes_to_exclude=[f"^{re.escape(n)}$" for n in keep_float_nodes] or None,
-                     high_precision_dtype="fp16", log_level="INFO")
-    except Exception as e:  # noqa: BLE001
-        raise ExportError(f"ModelOpt int8 quantization failed: {type(e).__name__}: {e}\n"
-                          + "\n".join(lines[-5:])) from e
+    _in_child("int8", calibration, src=str(src), dest=str(dest), method=CALIB_METHODS[method],
+              keep_float_nodes=list(keep_float_nodes))
     if not dest.is_file():
-        raise ExportError("ModelOpt int8 quantization wrote no model:\n" + "\n".join(lines[-5:]))
+        raise ExportError("ModelOpt int8 quantization wrote no model")
     model = onnx.load(str(dest), load_external_data=False)
     q = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
     if q == 0:
@@ -173,3 +226,7 @@ def quantize_int8(src: Path, dest: Path, calibration: np.ndarray, *, method: str
             "tool": "modelopt.onnx.quantization.quantize", "calib_method": CALIB_METHODS[method],
             "calibration_images": int(len(calibration)), "quantize_linear_nodes": q,
             "high_precision_dtype": "fp16", "kept_float": list(keep_float_nodes)}
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1]))

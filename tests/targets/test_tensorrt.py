@@ -118,6 +118,28 @@ def test_autocast_keeps_overflowing_nodes_in_fp32_and_says_why(tmp_path):
     np.testing.assert_allclose(out, calib * 1000 + 1, rtol=1e-6)  # kept in fp32: exact
 
 
+def test_modelopt_int8_leaves_onnxruntime_quantization_unpatched(tmp_path):
+    """ModelOpt's int8 path monkeypatches onnxruntime.quantization process-wide; edgevit runs it in a child so that
+    an ONNX Runtime int8 conversion later in the same process still works (it failed in CI before)."""
+    from onnxruntime.quantization.calibrate import CalibraterBase, MinMaxCalibrater
+
+    from edgevit.quantize.tensorrt_quant import quantize_int8
+
+    before = (CalibraterBase.__init__, MinMaxCalibrater.collect_data, MinMaxCalibrater.compute_data)
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32) * 0.1, name)
+             for name, shape in (("w1", (32, 16, 3, 3)), ("b1", (32,)), ("w2", (32, 32, 3, 3)), ("b2", (32,)))]
+    conv = _model([helper.make_node("Conv", ["x", "w1", "b1"], ["h"], name="conv1", pads=[1, 1, 1, 1]),
+                   helper.make_node("Relu", ["h"], ["r"], name="relu"),
+                   helper.make_node("Conv", ["r", "w2", "b2"], ["y"], name="conv2", pads=[1, 1, 1, 1])],
+                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16, 8, 8])],
+                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 32, 8, 8])], inits)
+    calib = rng.standard_normal((8, 16, 8, 8)).astype(np.float32)
+    info = quantize_int8(_save(conv, tmp_path / "conv.onnx"), tmp_path / "q.onnx", calib, method="minmax")
+    assert info["quantize_linear_nodes"] > 0
+    assert (CalibraterBase.__init__, MinMaxCalibrater.collect_data, MinMaxCalibrater.compute_data) == before
+
+
 def test_operator_check_finds_what_the_tensorrt_parser_refuses(tmp_path):
     table = operator_table()
     refused = next(op for op, row in table["operators"].items() if not row["supported"])
