@@ -182,7 +182,7 @@ class ExecuTorchTarget(Target):
         example = torch.from_numpy(np.ascontiguousarray(x[:spec.batch or 1], np.float32))
         with torch.no_grad():
             tapped.flat = False
-            shapes = [tuple(t.shape[1:]) for t in tapped(example)[1:]]
+            shapes = [tuple(t.shape[1:]) for t in tapped(example)[len(spec.output_names):]]
             tapped.flat = True
         notes = []
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -203,7 +203,8 @@ class ExecuTorchTarget(Target):
 
         outs = run_batched(fn, np.ascontiguousarray(x, np.float32), spec.batch)
         plain = self.load(artifact_path, spec, threads=threads)(x)
-        got = {unit: outs[1 + i].reshape(len(x), *shapes[i]) for i, unit in enumerate(units)}
+        n_out = len(spec.output_names)  # the program's own outputs come first, then the taps
+        got = {unit: outs[n_out + i].reshape(len(x), *shapes[i]) for i, unit in enumerate(units)}
         got[spec.output_names[0]] = plain[0]  # the final row is always the artifact's own output
         gap = float(np.abs(np.asarray(outs[0], np.float64) - plain[0]).max())
         scale = float(np.abs(plain[0]).max()) or 1.0
@@ -255,7 +256,8 @@ def _tapped(model, units: list[str]):
             finally:
                 for h in hooks:
                     h.remove()
-            return (out, *(taps[u].flatten(1) if self.flat else taps[u] for u in units))
+            outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)  # several outputs: features, detectors
+            return (*outs, *(taps[u].flatten(1) if self.flat else taps[u] for u in units))
 
     return Tapped()
 

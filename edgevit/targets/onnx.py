@@ -267,7 +267,8 @@ class OnnxTarget(Target):
             outs = _session_runner(debug, threads)(x)
             plain = _session_runner(Path(artifact_path), threads)(x)
         final = spec.output_names[0]
-        got = {unit: outs[1 + i] for i, unit in enumerate(tensors)}
+        n_out = len(spec.output_names)  # the graph's own outputs come first, then the added ones
+        got = {unit: outs[n_out + i] for i, unit in enumerate(tensors)}
         got[final] = outs[0]
         gap = float(np.abs(np.asarray(outs[0], np.float64) - plain[0]).max())
         notes.append(f"the debug copy's final output differs from the artifact's by at most {gap:.3g} (exposing "
@@ -325,7 +326,7 @@ class OrtTarget(OnnxTarget):
         for i, (unit, tensor) in enumerate(tensors.items()):
             source = tensor.removesuffix("__edgevit_drift")
             where = layouts.get(tensor) or layouts.get(source)
-            value = outs[1 + i]
+            value = outs[len(spec.output_names) + i]
             if value.ndim == 4 and where is None:
                 notes.append(f"{unit}: the layout of {source} in the runtime's graph is unknown; not compared")
                 continue

@@ -194,9 +194,6 @@ def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: 
         from edgevit.errors import IntegrityError
 
         raise IntegrityError(f"{folder}: {'; '.join(problems)}; drift measures the artifact the manifest describes")
-    if len(manifest["outputs"]) != 1:
-        raise ConfigError("edgevit drift handles classifier artifacts (one output); this folder has outputs "
-                          f"{[o['name'] for o in manifest['outputs']]}")
     target = get_target(manifest["target"])
     delegate = manifest.get(manifest["target"], {}).get("delegate")
     key = manifest["parity"]["tolerance"]["target"]
@@ -222,6 +219,9 @@ def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: 
                                                  model=deployed, calibration=calibration)
     report = DriftReport(target=key, precision=manifest["precision"], runtime=target.runtime_for(delegate),
                          mechanism=mechanism, samples=len(x_in), tolerance=tol, notes=list(notes))
+    if len(manifest["outputs"]) > 1:  # features mode, a detector: the blocks are shared, the last row is one output
+        report.notes.append(f"the final row is {out_name}, the first of the artifact's {len(manifest['outputs'])} "
+                            "outputs; `edgevit verify` compares every output")
     for unit, kind, stage in [*units, (out_name, "output", None)]:
         if unit not in got:
             if not any(n.startswith(f"{unit}:") for n in report.notes):
