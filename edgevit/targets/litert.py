@@ -253,18 +253,33 @@ def _not_delegated(original: list[dict], delegates: list[dict]) -> set[int]:
     return {op["index"] for op in original} - taken
 
 
-def module_scopes(model) -> dict[str, str]:
+def module_scopes(model, example=None) -> dict[str, str]:
     """Module path -> the scope litert-torch writes into tensor names: ``<module>.<class>_<attribute>`` per level
-    below the root's ``<module>.<class>``."""
+    below the root's ``<module>.<class>``. litert-torch writes a level only for a module whose forward ran: with
+    ``example``, a container the model iterates instead of calling (Next-ViT's features mode loops over
+    ``stages``) adds no level."""
     root = f"{type(model).__module__}.{type(model).__qualname__}"
     modules = dict(model.named_modules())
+    called = set(modules)
+    if example is not None:
+        import torch
+
+        called = set()
+        hooks = [m.register_forward_pre_hook(lambda _m, _i, p=p: called.add(p)) for p, m in modules.items()]
+        try:
+            with torch.no_grad():
+                model(example)
+        finally:
+            for h in hooks:
+                h.remove()
     scopes = {"": root}
     for path in modules:
         if not path:
             continue
         parent, _, attr = path.rpartition(".")
         m = modules[path]
-        scopes[path] = f"{scopes[parent]}/{type(m).__module__}.{type(m).__qualname__}_{attr}"
+        level = f"/{type(m).__module__}.{type(m).__qualname__}_{attr}" if path in called else ""
+        scopes[path] = f"{scopes[parent]}{level}"
     return scopes
 
 
@@ -431,7 +446,10 @@ class LiteRTTarget(Target):
             from litert_torch import to_channel_last_io
 
             model, inner = to_channel_last_io(model, args=[0]), "wrapped."
-        scopes = module_scopes(model)
+        import torch
+
+        example = torch.zeros((spec.batch or 1, *x.shape[1:]), dtype=torch.float32)
+        scopes = module_scopes(model, example.permute(0, 2, 3, 1) if spec.layout == "NHWC" else example)
         root = scopes[""]
         inputs = [d["index"] for d in it.get_input_details()]
         layout = tensor_layouts(ops, tensors, inputs, it.get_tensor, spec.layout)
@@ -445,15 +463,23 @@ class LiteRTTarget(Target):
         for unit in units:
             scope = scopes.get(inner + unit)
             inside: set[int] = set()
+            own: set[int] = set()  # ops named after the unit itself (not followers)
             for op in ops:  # execution order. Quantize/dequantize ops, and ops named after no module (layout
                 # transposes the exporter's wrapper adds), belong to the unit that made their input
                 follows = op["op_name"] in ("QUANTIZE", "DEQUANTIZE") or not any(
                     _in_scope(tensors[t]["name"], root) for t in op["outputs"])
-                if scope and any(_in_scope(tensors[t]["name"], scope) for t in op["outputs"]) or \
-                        follows and len(op["inputs"]) and producer.get(op["inputs"][0]) in inside:
+                if scope and any(_in_scope(tensors[t]["name"], scope) for t in op["outputs"]):
+                    inside.add(op["index"])
+                    own.add(op["index"])
+                elif follows and len(op["inputs"]) and producer.get(op["inputs"][0]) in inside:
                     inside.add(op["index"])
             leaving = [t for i in sorted(inside) for t in ops[i]["outputs"]
                        if t in outputs or readers.get(t, set()) - inside]
+            if len(leaving) > 1:  # in a whole model (a detector's neck reads the stage outputs too), a fused op of
+                # the neck can carry the unit's scope as a secondary name: the unit's output is the tensor whose
+                # primary name (before ";;") is in the unit's scope and made by the unit's own op
+                leaving = [t for t in leaving if producer.get(t) in own
+                           and _in_scope(tensors[t]["name"].split(";;")[0], scope)] or leaving
             if len(leaving) != 1:
                 notes.append(f"{unit}: {len(leaving)} tensors leave its scope in the .tflite graph; not compared")
                 continue

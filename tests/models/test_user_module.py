@@ -63,13 +63,12 @@ def test_the_example_detector_converts_and_verifies(tmp_path, target):
     assert all(p["modules"][0].startswith("backbone.") for p in m["rewrite"]["passes"])
     report = verify_dir(r.out_dir, images=IMAGES if target == "onnx" else None)
     assert report.passed and ("images" in report.to_dict()["sets"]) == (target == "onnx")
-    if target in ("onnx", "ort", "executorch", "coreml"):  # drift follows the backbone's blocks in the runtime
-        from edgevit.verify.drift import drift_dir
+    from edgevit.verify.drift import drift_dir  # it follows the backbone's blocks inside the detector
 
-        drift = drift_dir(r.out_dir)
-        units = [b.unit for b in drift.blocks]
-        assert units[0] == "backbone.stem" and units[-1] == "p3_cls" and len(units) == 8, drift.notes
-        assert all(b.cosine_min > 0.99999 for b in drift.blocks) and drift.first_over_budget is None
+    drift = drift_dir(r.out_dir)
+    units = [b.unit for b in drift.blocks]
+    assert units[0] == "backbone.stem" and units[-1] == "p3_cls" and len(units) == 8, drift.notes
+    assert all(b.cosine_min > 0.99999 for b in drift.blocks) and drift.first_over_budget is None
 
 
 def test_whole_model_weights_load_strictly_and_are_checked_on_verify(tmp_path):
