@@ -48,7 +48,7 @@ def test_deploy_rewrites_the_backbone_of_a_whole_model_and_checks_its_outputs():
             assert float((a - b).abs().max() / a.abs().max()) < 5e-5  # the eager tolerance row
 
 
-@pytest.mark.parametrize("target", ["onnx", "executorch",
+@pytest.mark.parametrize("target", ["onnx", pytest.param("executorch", marks=pytest.mark.slow),  # default-run budget
                                     pytest.param("ort", marks=pytest.mark.slow),
                                     pytest.param("coreml", marks=pytest.mark.slow),
                                     pytest.param("litert", marks=pytest.mark.slow)])
