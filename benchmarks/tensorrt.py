@@ -145,36 +145,8 @@ def tensorrt_onnx(model, size: int, precision: str, dest: Path, calib: np.ndarra
         tensorrt_quant.quantize_int8(fp32, dest, calib, method="minmax")
 
 
-def build(onnx_path: Path, size: int, max_batch: int, cache: Path) -> bytes:
-    import tensorrt as trt
-    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath, Profile
-
-    profile = Profile().add("image", min=(1, 3, size, size), opt=(max_batch, 3, size, size),
-                            max=(max_batch, 3, size, size))
-    config = CreateConfig(profiles=[profile], load_timing_cache=str(cache) if cache.is_file() else None,
-                          memory_pool_limits={trt.MemoryPoolType.WORKSPACE: 4096 << 20})
-    return bytes(EngineBytesFromNetwork(NetworkFromOnnxPath(str(onnx_path), strongly_typed=True), config=config,
-                                        save_timing_cache=str(cache))())
-
-
-def engine_runner(plan: bytes, size: int, batch: int):
-    from polygraphy import cuda
-    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
-    runner = TrtRunner(EngineFromBytes(plan))
-    runner.activate()
-    device = cuda.DeviceArray(shape=(batch, 3, size, size), dtype=np.float32)
-    device.copy_from(np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32))
-
-    def run():
-        runner.infer({"image": device}, copy_outputs_to_host=False)
-
-    run.keep = (runner, device)
-    return run
-
-
 def engines(args) -> dict:
-    from edgevit.targets.tensorrt_engine import engine_problems, gpu_info
+    from edgevit.targets.tensorrt_engine import device_resident_run, engine_from_onnx, engine_problems, gpu_info
 
     problems = engine_problems()
     if problems:
@@ -196,10 +168,13 @@ def engines(args) -> dict:
                         onnx_path = tmp / f"{name}_{size}_{form}_{precision}.onnx"
                         tensorrt_onnx(model, size, precision, onnx_path, calib)
                         t0 = time.perf_counter()
-                        plan = build(onnx_path, size, 8, cache)
+                        profile = {"input": "image", "min": [1, 3, size, size], "opt": [8, 3, size, size],
+                                   "max": [8, 3, size, size]}
+                        plan = engine_from_onnx(onnx_path, profile, 4096, cache)
                         builds[f"{form}/{precision}"] = time.perf_counter() - t0
                         for batch in (1, 8):
-                            runners[f"{form}/{precision}/b{batch}"] = engine_runner(plan, size, batch)
+                            x = np.random.default_rng(0).standard_normal((batch, 3, size, size)).astype(np.float32)
+                            runners[f"{form}/{precision}/b{batch}"] = device_resident_run(plan, "image", x)
                 samples = interleaved(runners, warmup=args.warmup, rounds=args.rounds)
                 stats = {k: summarize(v) for k, v in samples.items()}
                 ratios = {}

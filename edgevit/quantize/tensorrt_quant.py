@@ -96,18 +96,29 @@ def _require():
                                      f"usable here ({e}): pip install 'edgevit[tensorrt-onnx]'") from e
 
 
-def _require_installed() -> None:
-    """The parent's check: ModelOpt and its ONNX dependency are installed (without importing them here)."""
+MODELOPT_MODULES = ("modelopt", "onnx_graphsurgeon")
+
+
+def missing_modules(modules) -> list[str]:
+    """The modules of ``modules`` that are not installed, found without importing them (ModelOpt's import
+    configures logging; only the child interpreter may do that)."""
     import importlib.util
 
-    for module in ("modelopt", "onnx_graphsurgeon"):
+    def absent(module: str) -> bool:
         try:
-            found = importlib.util.find_spec(module) is not None
-        except ImportError:
-            found = False
-        if not found:
-            raise MissingDependencyError(f"the tensorrt target prepares its ONNX with NVIDIA ModelOpt, and {module} "
-                                         "is not installed: pip install 'edgevit[tensorrt-onnx]'")
+            return importlib.util.find_spec(module) is None
+        except ImportError:  # a parent package that cannot be imported
+            return True
+
+    return [m for m in modules if absent(m)]
+
+
+def _require_installed() -> None:
+    """The parent's check: ModelOpt and its ONNX dependency are installed."""
+    missing = missing_modules(MODELOPT_MODULES)
+    if missing:
+        raise MissingDependencyError(f"the tensorrt target prepares its ONNX with NVIDIA ModelOpt, and "
+                                     f"{', '.join(missing)} is not installed: pip install 'edgevit[tensorrt-onnx]'")
 
 
 def _npz_batches(calibration: np.ndarray, input_name: str, folder: Path) -> Path:

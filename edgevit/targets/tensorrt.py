@@ -94,14 +94,18 @@ def check_operators(path: Path) -> dict:
             "problems": problems}
 
 
+def polygraphy_cli(args: list[str], *, timeout: float) -> subprocess.CompletedProcess:
+    """``polygraphy ARGS`` in a child process of this interpreter (its console script may not be on PATH)."""
+    code = "import sys; from polygraphy.tools import main; sys.argv[0] = 'polygraphy'; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
+
+
 def polygraphy_lint(path: Path) -> dict:
     """``polygraphy check lint`` on the ONNX (in a child process: it runs ONNX Runtime); ``passed`` is its verdict
     (no failing node, no error-level entry). Warnings are kept, repeated messages counted once per pattern."""
     with tempfile.TemporaryDirectory(prefix="edgevit-lint-") as tmp:
         report = Path(tmp) / "lint.json"
-        code = "import sys; from polygraphy.tools import main; sys.argv[0] = 'polygraphy'; sys.exit(main())"
-        r = subprocess.run([sys.executable, "-c", code, "check", "lint", str(path), "-o", str(report)],
-                           capture_output=True, text=True, timeout=900)
+        r = polygraphy_cli(["check", "lint", str(path), "-o", str(report)], timeout=900)
         if not report.is_file():
             tail = (r.stdout + r.stderr).strip().splitlines()[-3:]
             raise ExportError(f"polygraphy check lint wrote no report (exit {r.returncode}): {' | '.join(tail)}")
@@ -178,16 +182,9 @@ class TensorRTTarget(OnnxTarget):
     always_dynamic_batch = True  # the optimization profile spans batch 1 to --max-batch
 
     def check_options(self, cfg) -> None:
-        import importlib.util
+        from edgevit.quantize.tensorrt_quant import MODELOPT_MODULES, missing_modules
 
-        needed = ["polygraphy"] + (["modelopt", "onnx_graphsurgeon"] if cfg.precision != "fp32" else [])
-        def absent(module: str) -> bool:
-            try:
-                return importlib.util.find_spec(module) is None
-            except ImportError:
-                return True
-
-        missing = [m for m in needed if absent(m)]
+        missing = missing_modules(("polygraphy", *(MODELOPT_MODULES if cfg.precision != "fp32" else ())))
         if missing:  # before any model is built
             raise MissingDependencyError(f"target tensorrt needs {', '.join(missing)}, which is not installed: "
                                          f"pip install 'edgevit[{self.extra}]'")

@@ -108,29 +108,36 @@ def engine_runner(plan: Path, manifest: dict):
     return run
 
 
+def engine_from_onnx(onnx_path: Path, profile: dict, workspace_mib: int, cache: Path) -> bytes:
+    """A strongly typed engine of ``onnx_path`` with one optimization profile (``{"input", "min", "opt", "max"}``,
+    shapes as lists), reading and refreshing the timing cache at ``cache`` (written atomically)."""
+    import tensorrt as trt
+    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath, Profile
+
+    shapes = Profile().add(profile["input"], min=tuple(profile["min"]), opt=tuple(profile["opt"]),
+                           max=tuple(profile["max"]))
+    with atomic_file(cache, overwrite=True) as new_cache:
+        config = CreateConfig(profiles=[shapes], load_timing_cache=str(cache) if cache.is_file() else None,
+                              memory_pool_limits={trt.MemoryPoolType.WORKSPACE: workspace_mib << 20})
+        network = NetworkFromOnnxPath(str(onnx_path), strongly_typed=True)
+        return bytes(EngineBytesFromNetwork(network, config=config, save_timing_cache=str(new_cache))())
+
+
 def build_plan(folder: Path, manifest: dict, dest: Path, *, on_progress=None) -> float:
     """Build the folder's engine into ``dest`` and refresh the timing cache beside the ONNX (each written
     atomically); returns the build seconds."""
     require_engine_toolchain(folder)
-    import tensorrt as trt
-    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath, Profile
-
     say = on_progress or (lambda msg: None)
     build = manifest["tensorrt"]["build"]
     cache = folder / build["timing_cache"]
     prof = build["profile"]
-    profile = Profile().add(prof["input"], min=tuple(prof["min"]), opt=tuple(prof["opt"]), max=tuple(prof["max"]))
     say(f"building the TensorRT engine (profile batch {prof['min'][0]}-{prof['max'][0]}, opt {prof['opt'][0]}); "
         "minutes on a first build, faster with the timing cache")
     t0 = time.perf_counter()
-    with atomic_file(cache, overwrite=True) as new_cache:
-        config = CreateConfig(profiles=[profile], load_timing_cache=str(cache) if cache.is_file() else None,
-                              memory_pool_limits={trt.MemoryPoolType.WORKSPACE: build["workspace_mib"] << 20})
-        network = NetworkFromOnnxPath(str(folder / manifest["artifact"]), strongly_typed=True)
-        engine_bytes = EngineBytesFromNetwork(network, config=config, save_timing_cache=str(new_cache))()
+    engine_bytes = engine_from_onnx(folder / manifest["artifact"], prof, build["workspace_mib"], cache)
     build_s = time.perf_counter() - t0
     with atomic_file(dest, overwrite=True) as tmp:
-        Path(tmp).write_bytes(bytes(engine_bytes))
+        Path(tmp).write_bytes(engine_bytes)
     return build_s
 
 
@@ -151,20 +158,26 @@ def bench_problem(folder: Path, manifest: dict) -> str | None:
 def engine_bench_run(folder: Path, manifest: dict, x: np.ndarray):
     """A no-argument callable running the folder's engine once on ``x``, with the input copied to the GPU beforehand
     and the outputs left there: what it times is TensorRT's execution plus the stream synchronization."""
-    from polygraphy import cuda
-    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
     prof = manifest["tensorrt"]["build"]["profile"]
     if not prof["min"][0] <= len(x) <= prof["max"][0]:
         raise ConfigError(f"{folder}: batch {len(x)} is outside the engine's profile ({prof['min'][0]}-"
                           f"{prof['max'][0]}); pass --batch within it or re-convert with --max-batch")
-    runner = TrtRunner(EngineFromBytes((folder / manifest["tensorrt"]["engine"]["plan"]).read_bytes()))
+    return device_resident_run((folder / manifest["tensorrt"]["engine"]["plan"]).read_bytes(), prof["input"], x)
+
+
+def device_resident_run(plan: bytes, input_name: str, x: np.ndarray):
+    """A no-argument callable running the engine ``plan`` once on ``x``, already copied to the GPU, leaving the
+    outputs there (``edgevit bench`` and benchmarks/tensorrt.py time it)."""
+    from polygraphy import cuda
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    runner = TrtRunner(EngineFromBytes(plan))
     runner.activate()
     device = cuda.DeviceArray(shape=x.shape, dtype=np.float32)
     device.copy_from(np.ascontiguousarray(x, np.float32))
 
     def run():
-        return runner.infer({prof["input"]: device}, copy_outputs_to_host=False)
+        return runner.infer({input_name: device}, copy_outputs_to_host=False)
 
-    run.keep = (runner, device)
+    run.keep = (runner, device)  # alive as long as the callable
     return run

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ import numpy as np
 from edgevit._io import atomic_file, check_writable, sha256_file
 from edgevit.errors import ParityError
 from edgevit.manifest import seal
+from edgevit.targets.tensorrt import polygraphy_cli
 from edgevit.targets.tensorrt_engine import build_plan, engine_runner, gpu_info, tensorrt_folder
 from edgevit.verify.parity import verify_dir
 
@@ -41,7 +40,6 @@ def per_tensor_compare(folder: Path, manifest: dict) -> dict:
 
     save_json([{build["profile"]["input"]: x.astype(np.float32)}], str(inputs))
     shape = "[" + ",".join(map(str, x.shape)) + "]"
-    code = "import sys; from polygraphy.tools import main; sys.argv[0] = 'polygraphy'; sys.exit(main())"
     cmd = ["run", str(folder / manifest["artifact"]), "--trt", "--onnxrt", "--trt-outputs", "mark", "all",
            "--onnx-outputs", "mark", "all", "--load-inputs", str(inputs),
            "--trt-min-shapes", f"{build['profile']['input']}:{shape}",
@@ -49,7 +47,7 @@ def per_tensor_compare(folder: Path, manifest: dict) -> dict:
            "--trt-max-shapes", f"{build['profile']['input']}:{shape}",
            "--strongly-typed", "--rtol", str(tol.max_rel), "--atol", "0", "--check-error-stat", "median"]
     try:
-        r = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True, timeout=3600)
+        r = polygraphy_cli(cmd, timeout=3600)
     finally:
         inputs.unlink(missing_ok=True)
     lines = [ln for ln in (r.stdout + r.stderr).splitlines() if "FAILED" in ln or "PASSED" in ln or "Error" in ln]
