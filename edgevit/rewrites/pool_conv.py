@@ -4,8 +4,8 @@ litert-torch's int8 graph leaves every AVERAGE_POOL_2D outside the XNNPACK deleg
 PatchEmbed 2x2 pools, three E-MHSA key/value pools), each a separate partition boundary with the reference kernel in
 between. A mean over non-overlapping k_h x k_w windows is a depthwise convolution with stride (k_h, k_w) and every
 weight 1/(k_h k_w): exact, since 1/4, 1/16 and 1/64 are powers of two (in PyTorch the outputs are bit-identical,
-tests/rewrites/test_pool_conv.py; LiteRT's kernels sum in another order: 2.6e-4 on logits of ~200), and per-channel
-int8 weight quantization represents such a weight exactly (127 * s with s = w / 127). Measured on Next-ViT-S
+tests/rewrites/test_pool_conv.py; LiteRT's kernels sum in another order: at most 2.6e-4 apart on Next-ViT-S's
+logits), and per-channel int8 weight quantization represents such a weight exactly (127 * s with s = w / 127). Measured on Next-ViT-S
 (benchmarks/results/litert_pool_conv.txt): every pool is then delegated; the latency ties the pooled form within
 the run's spread.
 PatchEmbed's ceil-mode pool on an odd map has partial windows and stays a pool there (decided per call from the
