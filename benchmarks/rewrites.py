@@ -46,12 +46,16 @@ ALT_FORMS = {
     "kq": ("fold_conv_bn", "merge_pre_bn", "bchw_attention_kq", "delegate_friendly_ops"),
     "qk": ("fold_conv_bn", "merge_pre_bn", "bchw_attention_qk", "delegate_friendly_ops"),
     "tok": ("fold_conv_bn", "merge_pre_bn", "delegate_friendly_ops"),
+    # LiteRT's form: window means as depthwise convolutions (benchmarks/litert_pool_conv.py times it vs "tok")
+    "tok_dw": ("fold_conv_bn", "merge_pre_bn", "delegate_friendly_ops", "pools_as_depthwise_conv"),
 }
 CHOSEN = {"ort": FORMS["onnx"][0], "et": FORMS["executorch"][0], "lite": FORMS["litert"][0]}
 
 
-def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, log):
-    """LiteRT interpreter runners for each form (fp32) and for the chosen form in int8; {} without the extra."""
+def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, log, *, int8: bool = True,
+                   chosen: str | None = None):
+    """LiteRT interpreter runners for each form (fp32) and, with ``int8``, for the ``chosen`` form (default: the one
+    ``FORMS["litert"]`` names) in int8; {} without the extra."""
     try:
         import litert_torch
 
@@ -76,7 +80,7 @@ def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, 
             it.invoke()
         return run
 
-    chosen = form_name(CHOSEN["lite"])
+    chosen = chosen or form_name(CHOSEN["lite"])
     for name, net in forms.items():
         path = tmp / f"lite_{name}_{size[0]}.tflite"
         t0 = time.perf_counter()
@@ -91,7 +95,7 @@ def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, 
         rep = graph_report(path)
         info[f"lite_{name}"] = {"bytes": path.stat().st_size, "transposes": rep["transposes"],
                                 "xnnpack_partitions": rep["xnnpack_partitions"]}
-        if name == chosen:
+        if int8 and name == chosen:
             calib = np.random.default_rng(1).normal(size=(8, 3, *size)).astype(np.float32)
             q = tmp / f"lite_int8_{size[0]}.tflite"
             with _quiet():
@@ -125,6 +129,8 @@ def build_runners(model, size, threads, tmp: Path, log):
         forms[name] = deploy(model, passes=passes, img_size=size).model
     for name, net in forms.items():
         label = "original" if name == "original" else name
+        if name == "tok_dw":  # LiteRT's form only
+            continue
         t0 = time.perf_counter()
         onnx_path = tmp / f"{label}_{size[0]}.onnx"
         export_onnx(net, x, onnx_path, IOSpec(input_name="image", input_shape=tuple(x.shape),

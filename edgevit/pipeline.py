@@ -470,10 +470,12 @@ def block_candidates(blocks: list[str]) -> list[tuple[str, ...]]:
 
 def runtime_block_ranking(p: Plan, artifact: Path, spec, export_model, eval_set, calibration=None, *,
                           max_images: int = 64):
-    """Next-ViT units (stem, each block) ranked by the drift each one adds in the artifact's own runtime, from
+    """Next-ViT units (stem, each block, the classifier head) ranked by the drift each one adds in the artifact's own runtime, from
     ``edgevit drift``'s mechanism on up to ``max_images`` evaluation images: a unit's share is how much the mean
     cosine of its output to PyTorch's falls below the previous unit's. Returns (ranking, how it was measured), or
     None where the target has no drift mechanism for this artifact (then PyTorch ranks the layers)."""
+    from torch import nn
+
     from edgevit.verify.drift import in_reference_layout, pytorch_block_outputs, units_of
     from edgevit.verify.metrics import compare
 
@@ -497,6 +499,15 @@ def runtime_block_ranking(p: Plan, artifact: Path, spec, export_model, eval_set,
         cos = compare(unit, ref[unit], value, classification=False).cosine_mean
         rows.append({"module": unit, "drift": max(0.0, (1.0 - cos) - previous), "cosine_mean": cos})
         previous = 1.0 - cos
+    final = spec.output_names[0]
+    head = getattr(export_model, "head", None)
+    if rows and final in got and isinstance(head, nn.Module) and any(True for _ in head.parameters()):
+        # the classifier after the last block: what the final output loses beyond the last block's drift, so that a
+        # budget can keep it in float too (quantizing the logits alone can flip close classes)
+        out = pytorch_block_outputs(export_model, x_norm, ["head"])["head"]
+        cos = compare(final, out, np.asarray(got[final], np.float32).reshape(out.shape),
+                      classification=False).cosine_mean
+        rows.append({"module": "head", "drift": max(0.0, (1.0 - cos) - previous), "cosine_mean": cos})
     if not rows:
         return None
     return sorted(rows, key=lambda r: -r["drift"]), f"drift each block adds in the runtime ({mechanism})"
