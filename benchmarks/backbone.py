@@ -7,7 +7,7 @@ ONNX Runtime's spinning off and ExecuTorch's thread pool sized to the same threa
 own shapes in each runtime: the roofline is 2 x MACs over the best GEMM rate measured in the same run. Deployed vs
 original is the round-by-round ratio (median, 10-90% range; a tie when that range contains 1). The share of time
 spent in E-MHSA per stage comes from ONNX Runtime's per-node profile of each form, nodes attributed to modules by the
-exporter's name scopes (nodes onnxruntime fused or created are counted under "unattributed").
+exporter's name scopes (onnxruntime's renamed nodes traced back; its NCHWc layout reorders counted apart).
 
     .venv/bin/python benchmarks/backbone.py                       # Next-ViT-S features at 640x640 (~10 min)
     .venv/bin/python benchmarks/backbone.py --sizes 640 --no-litert --rounds 15
@@ -51,8 +51,9 @@ RUNTIMES = {"ort": ("ONNX Runtime", FORMS["onnx"][0]), "et": ("ExecuTorch XNNPAC
             "lite": ("LiteRT XNNPACK", FORMS["litert"][0])}
 
 
-def export(net, x: torch.Tensor, path: Path) -> None:
-    export_onnx(net, x, path, IOSpec(input_name="image", input_shape=tuple(x.shape), output_names=OUTPUTS), opset=18)
+def export(net, x: torch.Tensor, path: Path, *, dynamic_hw: bool = False) -> None:
+    export_onnx(net, x, path, IOSpec(input_name="image", input_shape=tuple(x.shape), output_names=OUTPUTS,
+                                     dynamic_hw=dynamic_hw), opset=18)
 
 
 def attention_share(path: Path, x: np.ndarray, threads: int, runs: int) -> dict:
@@ -60,7 +61,19 @@ def attention_share(path: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     import onnx
     import onnxruntime as ort
 
-    scope_of = {n.name: _scopes(n) for n in onnx.load(str(path), load_external_data=False).graph.node}
+    scope_of = {}
+    for n in onnx.load(str(path), load_external_data=False).graph.node:
+        scope_of[n.name] = scope_of[f"out:{n.output[0]}"] = _scopes(n)
+
+    def scopes_of(name: str):
+        # onnxruntime renames what it rewrites: "<node>/MatmulTransposeFusion/", NCHWc convolutions named after
+        # their output tensor with "_nchwc" (the "node_" prefix dropped); its layout reorders belong to no module
+        base = name.split("/")[0].removesuffix("_nchwc")
+        for key in (name, base, f"node_{base}", f"out:{base}"):
+            if key in scope_of:
+                return scope_of[key]
+        return "reorder" if name.startswith(("ReorderInput", "ReorderOutput")) else None
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -76,10 +89,9 @@ def attention_share(path: Path, x: np.ndarray, threads: int, runs: int) -> dict:
     for ev in events:
         if ev.get("cat") != "Node" or not ev["name"].endswith("_kernel_time") or ev["ts"] < 0:
             continue
-        node = ev["name"][: -len("_kernel_time")]
-        scopes = scope_of.get(node)
-        stage = "unattributed"
-        if scopes:
+        scopes = scopes_of(ev["name"][: -len("_kernel_time")])
+        stage = "layout reorders" if scopes == "reorder" else "unattributed"
+        if scopes and scopes != "reorder":
             m = next((re.search(r"stages\.(\d+)", s) for s in scopes if re.search(r"stages\.(\d+)", s)), None)
             stage = f"stage{int(m.group(1)) + 1}" if m else "stem/other"
             if any(".e_mhsa" in s for s in scopes):
@@ -92,6 +104,7 @@ def attention_share(path: Path, x: np.ndarray, threads: int, runs: int) -> dict:
         out[f"stage{i}"] = {"share_of_model": stage_us / total, "e_mhsa_share_of_model": per.get(f"stage{i}.e_mhsa", 0.0) / total,
                             "e_mhsa_share_of_stage": per.get(f"stage{i}.e_mhsa", 0.0) / stage_us if stage_us else 0.0}
     out["unattributed_share"] = per.get("unattributed", 0.0) / total
+    out["layout_reorder_share"] = per.get("layout reorders", 0.0) / total
     out["e_mhsa_share_of_model"] = sum(v for k, v in per.items() if k.endswith(".e_mhsa")) / total
     return out
 
@@ -116,6 +129,11 @@ def build(model, size, threads: int, tmp: Path, log, with_litert: bool, profile_
                 sess = make_session(path, threads=threads)
                 runners[f"ort_{form}"] = lambda sess=sess: sess.run(None, {"image": xn})
                 profiles[form] = attention_share(path, xn, threads, profile_runs)
+                if form == "deployed":  # what --img-sizes ships: the same form with dynamic height and width
+                    path = tmp / f"{form}_dynamic_hw.onnx"
+                    export(net, x, path, dynamic_hw=True)
+                    dyn = make_session(path, threads=threads)
+                    runners["ort_deployed_dynamic_hw"] = lambda dyn=dyn: dyn.run(None, {"image": xn})
             else:
                 edge = to_edge_transform_and_lower(torch.export.export(net, (x,), strict=False),
                                                    partitioner=[XnnpackPartitioner()])
@@ -186,9 +204,11 @@ def main(argv=None) -> int:
                 rows[k] = st
             speedups = {p: paired_ratio(samples[f"{p}_original"], samples[f"{p}_deployed"])
                         for p in RUNTIMES if f"{p}_original" in runners and f"{p}_deployed" in runners}
+            dynamic = paired_ratio(samples["ort_deployed_dynamic_hw"], samples["ort_deployed"])
             results["sizes"][key] = {"macs": macs, "gemm_peak_gflops": peak,
                                      "theoretical_peak": theoretical_peak(args.threads, "fp32"),
                                      "variants": rows, "deployed_speedup": speedups,
+                                     "ort_dynamic_hw_vs_static": dynamic,
                                      "onnxruntime_attention_profile": profiles}
     print_table(results)
     out = Path(args.json)
@@ -210,11 +230,16 @@ def print_table(results: dict) -> None:
         for p, sp in r["deployed_speedup"].items():
             print(f"  {RUNTIMES[p][0]}: deployed {sp['median']:.3f}x faster than original (10-90% {sp['p10']:.3f}-"
                   f"{sp['p90']:.3f}: {sp['verdict']})")
+        if "ort_dynamic_hw_vs_static" in r:
+            d = r["ort_dynamic_hw_vs_static"]
+            print(f"  ONNX Runtime deployed, dynamic height/width (--img-sizes) vs static: time ratio {d['median']:.3f} "
+                  f"(10-90% {d['p10']:.3f}-{d['p90']:.3f}: {'tie' if d['verdict'] == 'tie' else d['verdict']})")
         for form, prof in r["onnxruntime_attention_profile"].items():
             stages = ", ".join(f"{s} {prof[s]['share_of_model']:.0%} (E-MHSA {prof[s]['e_mhsa_share_of_model']:.1%})"
                                for s in ("stage1", "stage2", "stage3", "stage4"))
             print(f"  ONNX Runtime profile, {form}: E-MHSA {prof['e_mhsa_share_of_model']:.1%} of node time; per "
-                  f"stage: {stages}; unattributed {prof['unattributed_share']:.1%}")
+                  f"stage: {stages}; NCHWc layout reorders {prof.get('layout_reorder_share', 0):.1%}, unattributed "
+                  f"{prof['unattributed_share']:.1%}")
         goals = []
         for p in ("ort", "et"):
             if f"{p}_deployed" in r["variants"]:

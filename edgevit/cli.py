@@ -99,6 +99,8 @@ def _add_convert(sub):
                                        "pal6, pal4")
     p.add_argument("--delegate", help="executorch delegate: xnnpack (default) or coreml")
     p.add_argument("--img-size", help="N or HxW (default: the model's, 224 for S/B/L)")
+    p.add_argument("--img-sizes", help="several sizes served by one artifact, e.g. 512,640,800x1344 (onnx, ort: dynamic "
+                                       "height and width; the first is the primary size); parity is checked at each")
     p.add_argument("--batch", type=int, help="batch size baked into the artifact (default 1)")
     p.add_argument("--dynamic-batch", action="store_const", const=True, default=None,
                    help="onnx/ort: leave the batch dimension dynamic")
@@ -198,8 +200,7 @@ def _convert_config(args):
 
     options = load_recipe(args.recipe) if args.recipe else {}
     for key in ("model", "module", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size",
-                "batch",
-                "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
+                "img_sizes", "batch", "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
                 "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "layout", "min_ios", "compute_units",
                 "calib_dir", "calib_count", "calib_method", "eval_dir", "eval_count", "max_accuracy_drop",
                 "min_agreement", "mean", "std", "crop_pct", "interpolation", "license", "author", "max_batch",
@@ -323,11 +324,12 @@ def _print_details(m: dict) -> None:
 def _parity_table(m: dict) -> str:
     p = m["parity"]
     rows = [f"parity in {p['runtime']}: {'PASS' if p['passed'] else 'FAIL'}"]
+    width = max([7] + [len(d) for d in p["sets"]])
     for data, ms in p["sets"].items():
         for x in ms:
             top = "" if x.get("top1_agreement") is None else \
                 f" top1 {x['top1_agreement']:.0%} top5 {x['top5_agreement']:.0%}"
-            rows.append(f"  {data:<7} {x['name']:<10} n={x['samples']:<3} max_abs {x['max_abs']:.3g} "
+            rows.append(f"  {data:<{width}} {x['name']:<10} n={x['samples']:<3} max_abs {x['max_abs']:.3g} "
                         f"max_rel {x['max_rel']:.3g} cosine {x['cosine_min']:.7f}{top}")
     rows += [f"  FAIL {f}" for f in p["failures"]]
     return "\n".join(rows)

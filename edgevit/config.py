@@ -37,6 +37,18 @@ def parse_img_size(value: int | str | tuple[int, int]) -> tuple[int, int]:
     return h, w
 
 
+def parse_img_sizes(value: str) -> tuple[tuple[int, int], ...]:
+    """``"512,640,800x1344"`` -> ((512, 512), (640, 640), (800, 1344)): comma-separated N or HxW, in order, no
+    repeats."""
+    sizes = tuple(parse_img_size(part.strip()) for part in str(value).split(",") if part.strip())
+    if not sizes:
+        raise ConfigError(f"--img-sizes {value!r} names no size; pass a comma-separated list such as 512,640,800x1344")
+    repeated = sorted({f"{h}x{w}" for h, w in sizes if sizes.count((h, w)) > 1})
+    if repeated:
+        raise ConfigError(f"--img-sizes lists {', '.join(repeated)} more than once")
+    return sizes
+
+
 MAX_IMG_SIDE = 4096  # one 4096 x 4096 Next-ViT-S forward needs ~20 GB of activations; bigger sizes are typos
 MAX_BATCH = 256
 # other names users know a target by
@@ -118,6 +130,9 @@ class ConvertConfig:
     random_init: bool = False
     seed: int = 0
     img_size: int | tuple[int, int] | None = None
+    # several input sizes served by one artifact ("512,640,800x1344"); the first is the primary size (golden picture
+    # for the apps, calibration, bench); onnx/ort only (dynamic height and width)
+    img_sizes: str | None = None
     batch: int = 1
     dynamic_batch: bool = False
     num_classes: int | None = None
@@ -166,6 +181,15 @@ class ConvertConfig:
             if max(h, w) > MAX_IMG_SIDE:
                 raise ConfigError(f"image size {h}x{w} is larger than edgevit's bound of {MAX_IMG_SIDE} a side "
                                   "(activations alone would need tens of GB); pass a size such as 224, 384 or 640x640")
+        if self.img_sizes is not None:
+            sizes = parse_img_sizes(self.img_sizes)
+            big = [f"{h}x{w}" for h, w in sizes if max(h, w) > MAX_IMG_SIDE]
+            if big:
+                raise ConfigError(f"image size {big[0]} is larger than edgevit's bound of {MAX_IMG_SIDE} a side")
+            if self.img_size is not None and parse_img_size(
+                    tuple(self.img_size) if isinstance(self.img_size, list) else self.img_size) != sizes[0]:
+                raise ConfigError(f"--img-size {self.img_size} is not the first of --img-sizes {self.img_sizes}; the "
+                                  "first listed size is the primary one: drop --img-size or list it first")
         if self.batch > MAX_BATCH:
             raise ConfigError(f"batch {self.batch} is larger than edgevit's bound of {MAX_BATCH}; artifacts bake the "
                               "batch in, use --dynamic-batch (onnx/ort) for variable batches")

@@ -7,6 +7,7 @@ Folder layout::
     DIR/golden/image.png                the raw picture (apps check their own preprocessing with it)
     DIR/golden/input.bin                preprocessed input, float32 little-endian, shape in the manifest
     DIR/golden/<output>.bin             PyTorch reference outputs, float32 little-endian
+    DIR/golden/<H>x<W>/...              the same for each other size of a multi-size artifact (--img-sizes)
 
 Raw ``.bin`` files (no header) keep the golden pair readable from Swift and Kotlin without a .npy parser.
 """
@@ -66,6 +67,26 @@ def write_golden(folder: Path, pictures: list, x: np.ndarray, outputs: dict[str,
     return out
 
 
+def write_golden_size(folder: Path, size: tuple[int, int], pictures: list, x: np.ndarray,
+                      outputs: dict[str, np.ndarray], *, layout: str = "NCHW") -> dict:
+    """The golden pair of one more input size of a multi-size artifact, in ``golden/<H>x<W>/``: the pictures at that
+    size, the input as the artifact takes it, PyTorch's outputs."""
+    sub = f"golden/{size[0]}x{size[1]}"
+    gdir = folder / sub
+    gdir.mkdir(parents=True)
+    names = [f"image_{i}.png" if i else "image.png" for i in range(len(pictures))]
+    for name, picture in zip(names, pictures):
+        picture.save(gdir / name)
+    x = to_layout(x, layout)
+    x.astype("<f4").tofile(gdir / "input.bin")
+    outs = []
+    for name, arr in outputs.items():
+        arr.astype("<f4").tofile(gdir / f"{name}.bin")
+        outs.append({"name": name, "file": f"{sub}/{name}.bin", "shape": list(arr.shape), "dtype": "float32"})
+    return {"size": list(size), "images": [f"{sub}/{n}" for n in names],
+            "input": {"file": f"{sub}/input.bin", "shape": list(x.shape), "dtype": "float32"}, "outputs": outs}
+
+
 # the manifest content apps and verify rely on; its hash is recorded, so an edit shows
 SEALED_KEYS = ("model", "target", "precision", "artifact", "artifact_sha256", "input", "preprocess", "outputs",
                "labels", "golden", "runtime_requirements", "weights_sha256")
@@ -84,6 +105,8 @@ def golden_files(golden: dict) -> list[dict]:
     entries += golden["outputs"]
     if "resize_check" in golden:
         entries += [{"file": golden["resize_check"]["image"]}, golden["resize_check"]["input"]]
+    for extra in golden.get("sizes", []):  # the other sizes of a multi-size artifact
+        entries += [{"file": f} for f in extra["images"]] + [extra["input"]] + extra["outputs"]
     return entries
 
 
@@ -127,9 +150,10 @@ def input_hw(manifest: dict) -> tuple[int, int]:
     return (shape[1], shape[2]) if input_layout(manifest) == "NHWC" else (shape[2], shape[3])
 
 
-def read_golden(folder: Path, manifest: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The golden input as an NCHW batch (stored in the artifact's layout) and the golden outputs."""
-    g = manifest["golden"]
+def read_golden(folder: Path, manifest: dict, entry: dict | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The golden input as an NCHW batch (stored in the artifact's layout) and the golden outputs; ``entry``: one of
+    ``golden["sizes"]`` (a multi-size artifact's other sizes) instead of the primary pair."""
+    g = entry if entry is not None else manifest["golden"]
     x = np.fromfile(folder / g["input"]["file"], dtype="<f4").reshape(g["input"]["shape"])
     if input_layout(manifest) == "NHWC":
         x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))

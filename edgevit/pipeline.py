@@ -24,7 +24,7 @@ import platform
 import shutil
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -82,6 +82,7 @@ class Plan:
     pre_sources: dict
     labels: list[str] | None
     raw_input: bool
+    sizes: tuple = ()  # every size of a multi-size artifact (--img-sizes), the primary first; () for one size
 
     @property
     def size(self) -> tuple[int, int]:
@@ -152,7 +153,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
 
 def plan(cfg: ConvertConfig) -> Plan:
     """Resolve and check every option; nothing slow happens here."""
-    from edgevit.config import parse_img_size
+    from edgevit.config import parse_img_size, parse_img_sizes
     from edgevit.models import get_config
     from edgevit.models.pretrained import resolve_preprocess
     from edgevit.preprocess import Preprocess
@@ -171,6 +172,11 @@ def plan(cfg: ConvertConfig) -> Plan:
         from edgevit.targets.tensorrt_engine import require_engine_toolchain
 
         require_engine_toolchain(cfg.out)
+    sizes = parse_img_sizes(cfg.img_sizes) if cfg.img_sizes is not None else ()
+    if len(sizes) > 1 and target.multi_size is None:
+        able = ", ".join(sorted(n for n, t in _targets_by_name().items() if t.multi_size))
+        raise ConfigError(f"--img-sizes with several sizes: {target.name} artifacts have one input size here; convert "
+                          f"once per size with --img-size ({able} serve several sizes from one artifact)")
     tol_key = target.tolerance_key(cfg)
     tolerance = tolerance_for(tol_key, cfg.precision)
     out_dir = Path(cfg.out)
@@ -180,7 +186,8 @@ def plan(cfg: ConvertConfig) -> Plan:
     lookup = cfg.weights or (None if cfg.random_init else embedded_weights(cfg.model))
     values, sources = resolve_preprocess(
         model_default_size=model_cfg.default_img_size, weights=lookup,
-        overrides={"img_size": parse_img_size(cfg.img_size) if cfg.img_size is not None else None,
+        overrides={"img_size": parse_img_size(cfg.img_size) if cfg.img_size is not None else
+                   (sizes[0] if sizes else None),
                    "mean": cfg.mean, "std": cfg.std, "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation})
     pre = Preprocess(size=parse_img_size(values["img_size"]), mean=tuple(values["mean"]), std=tuple(values["std"]),
                      crop_pct=values["crop_pct"], interpolation=values["interpolation"])
@@ -203,7 +210,14 @@ def plan(cfg: ConvertConfig) -> Plan:
         folder_labels(cfg.eval_dir, labels, num_classes, quiet=True,
                       required_for="--max-accuracy-drop" if cfg.max_accuracy_drop is not None else None)
     return Plan(cfg=cfg, target=target, tol_key=tol_key, tolerance=tolerance, out_dir=out_dir, pre=pre,
-                pre_sources=sources, labels=labels, raw_input=target.takes_raw_pixels(cfg))
+                pre_sources=sources, labels=labels, raw_input=target.takes_raw_pixels(cfg),
+                sizes=sizes if len(sizes) > 1 else ())
+
+
+def _targets_by_name() -> dict:
+    from edgevit.targets import get_target, list_targets
+
+    return {n: get_target(n) for n in list_targets()}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -237,6 +251,8 @@ class Golden:
     ref: dict[str, np.ndarray]  # PyTorch outputs under the artifact's output names
     resize_source: object  # PIL picture that needs resizing (apps check their resize against it)
     resize_input: np.ndarray  # its preprocessed input as the artifact takes it, (1, 3, H, W)
+    # the other sizes of a multi-size artifact: {"size", "pictures", "x_in", "ref"} each
+    extra: list = field(default_factory=list)
 
 
 def golden_pictures(model: str, pre, n: int) -> list:
@@ -267,9 +283,17 @@ def golden_data(p: Plan, net, names, art_names) -> Golden:
     x = p.pre.normalize(raw)
     source = resize_check_picture(p.pre)
     resize_raw = p.pre.raw(source)[None]
+    extra = []
+    for size in p.sizes[1:]:  # the same pictures, preprocessed for each other size
+        pre = replace(p.pre, size=size)
+        pics = golden_pictures(p.cfg.model, pre, p.cfg.batch)
+        raw_s = np.stack([pre.raw(img) for img in pics])
+        x_s = pre.normalize(raw_s)
+        extra.append({"size": size, "pictures": pics, "x_in": raw_s if p.raw_input else x_s,
+                      "ref": reference_for_artifact(net, x_s, names, art_names)})
     return Golden(pictures=pictures, x=x, x_in=raw if p.raw_input else x,
                   ref=reference_for_artifact(net, x, names, art_names), resize_source=source,
-                  resize_input=resize_raw if p.raw_input else p.pre.normalize(resize_raw))
+                  resize_input=resize_raw if p.raw_input else p.pre.normalize(resize_raw), extra=extra)
 
 
 def parity_images(p: Plan, net, names, art_names):
@@ -311,7 +335,7 @@ def _io_spec(p: Plan, golden: Golden, art_names, weights_hash: str):
     from edgevit.targets import IOSpec
 
     return IOSpec(input_name="image", input_shape=tuple(golden.x.shape), output_names=art_names,
-                  dynamic_batch=p.cfg.dynamic_batch, preprocess=_preprocess_manifest(p),
+                  dynamic_batch=p.cfg.dynamic_batch, dynamic_hw=bool(p.sizes), preprocess=_preprocess_manifest(p),
                   labels=tuple(p.labels) if p.labels else None, provenance=provenance(p.cfg, weights_hash))
 
 
@@ -539,13 +563,16 @@ def _versions(target) -> dict[str, str]:
 def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, names, net, weights_hash: str,
                    rewrite_info: dict, accuracy) -> dict:
     """The manifest of the staged artifact (parity is added by ``convert`` once verified), with its golden files."""
-    from edgevit.manifest import FORMAT_VERSION, write_golden
+    from edgevit.manifest import FORMAT_VERSION, write_golden, write_golden_size
 
     cfg = p.cfg
     artifact = staging / result.artifact
     layout = cfg.layout.upper()
     gold = write_golden(staging, golden.pictures, golden.x_in, golden.ref,
                         resize_check=(golden.resize_source, golden.resize_input), layout=layout)
+    if golden.extra:
+        gold["sizes"] = [write_golden_size(staging, e["size"], e["pictures"], e["x_in"], e["ref"], layout=layout)
+                         for e in golden.extra]
     x_shape = list(golden.x.shape)
     if layout == "NHWC":
         x_shape = [x_shape[0], x_shape[2], x_shape[3], x_shape[1]]
@@ -559,7 +586,9 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
         "input": {"name": io_spec.input_name, "shape": ["batch", *x_shape[1:]] if cfg.dynamic_batch else x_shape,
                   "dtype": "float32", "layout": layout,
                   "pixels": "raw_rgb_0_255" if p.raw_input else "normalized",
-                  "type": "image" if p.raw_input else "tensor"},
+                  "type": "image" if p.raw_input else "tensor",
+                  # a multi-size artifact: the sizes parity was checked at ("shape" holds the primary one)
+                  **({"sizes": [list(sz) for sz in p.sizes], "multi_size": p.target.multi_size} if p.sizes else {})},
         "preprocess": io_spec.preprocess,
         "outputs": [{"name": n, "shape": list(golden.ref[n].shape)} for n in io_spec.output_names],
         "labels": p.labels,
@@ -604,6 +633,9 @@ def verify_artifact(p: Plan, artifact: Path, spec, golden: Golden, real):
                           tolerance=p.tolerance)
     classification = is_classifier(spec.output_names)
     measure(report, "golden", runner, golden.x_in, golden.ref, classification=classification)
+    for e in golden.extra:
+        measure(report, f"golden {e['size'][0]}x{e['size'][1]}", runner, e["x_in"], e["ref"],
+                classification=classification)
     if real is not None:
         measure(report, "images", runner, real[0], real[1], classification=classification)
     return report

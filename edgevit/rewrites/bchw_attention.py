@@ -26,7 +26,7 @@ from torch import nn
 
 from edgevit.errors import ConfigError
 from edgevit.models.nextvit import NTB, EMHSA
-from edgevit.rewrites.base import ChannelAffine, PassReport, bn_scale_shift, register_pass
+from edgevit.rewrites.base import ChannelAffine, PassReport, bn_scale_shift, register_pass, static_shape
 
 FORMS = ("kq", "qk", "split")
 
@@ -68,7 +68,7 @@ class BCHWAttention(nn.Module):
             if m < 1:
                 raise ValueError(f"E-MHSA with spatial reduction needs at least {r} tokens, got {n}")
             t = x.reshape(b, c, 1, n)
-            if m * r != n:
+            if not static_shape(n) or m * r != n:
                 t = t[..., : m * r]  # the original drops the trailing tokens
             kv = self.norm(F.avg_pool2d(t, kernel_size=(1, r), stride=(1, r)))
         else:

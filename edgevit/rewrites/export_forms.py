@@ -2,7 +2,8 @@
 
 * PatchEmbed's AvgPool2d(2, ceil_mode=True, count_include_pad=False) equals a plain AvgPool2d(2) whenever H and W
   are even (no partial window exists), and XNNPACK rejects ceil_mode: the plain form is used for even maps (every
-  multiple-of-32 input), the ceil form is kept for odd ones. Decided per call from the static shape at export.
+  multiple-of-32 input), the ceil form is kept for odd ones. Decided per call from the static shape at export; an
+  export with dynamic height/width always gets the ceil form (exact for every size).
 * The classifier's global mean becomes mean over (H, W) with keepdim=True + flatten, the only mean XNNPACK takes.
 * Token-layout E-MHSA (kept where it is the faster form) gets 3-D bmm instead of broadcasting 4-D matmuls (which
   export as expand_copy, a portable op) and pools keys/values with a (1, r) avg_pool2d instead of AvgPool1d
@@ -16,14 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevit.models.nextvit import EMHSA, ClassifierHead, PatchEmbed, find_nextvit
-from edgevit.rewrites.base import ChannelAffine, PassReport, bn_scale_shift, register_pass
+from edgevit.rewrites.base import ChannelAffine, PassReport, bn_scale_shift, register_pass, static_shape
 
 
 class EvenAvgPool2x2(nn.Module):
     """AvgPool2d(2, stride 2, ceil_mode=True, count_include_pad=False), as a plain pool on even maps."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0:
+        if static_shape(*x.shape[-2:]) and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0:
             return F.avg_pool2d(x, 2, 2)
         return F.avg_pool2d(x, 2, 2, ceil_mode=True, count_include_pad=False)
 
@@ -77,7 +78,7 @@ class TokenAttention(nn.Module):
         if r > 1:
             m = n // r
             t = x.transpose(1, 2).reshape(b, c, 1, n)
-            if m * r != n:
+            if not static_shape(n) or m * r != n:
                 t = t[..., : m * r]
             kv = self.norm(self.kv_pool(t)).reshape(b, c, m).transpose(1, 2)
         else:

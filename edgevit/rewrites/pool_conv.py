@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevit.models.nextvit import PatchEmbed
-from edgevit.rewrites.base import PassReport, register_pass
+from edgevit.rewrites.base import PassReport, register_pass, static_shape
 from edgevit.rewrites.export_forms import EvenAvgPool2x2, TokenAttention, WindowMean
 
 
@@ -37,7 +37,8 @@ class DepthwiseMean(nn.Module):
         return f"channels={self.weight.shape[0]}, kernel={self.kernel}, ceil_fallback={self.ceil_fallback}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.ceil_fallback and (x.shape[-2] % self.kernel[0] or x.shape[-1] % self.kernel[1]):
+        if self.ceil_fallback and (not static_shape(*x.shape[-2:]) or x.shape[-2] % self.kernel[0]
+                                   or x.shape[-1] % self.kernel[1]):
             return F.avg_pool2d(x, self.kernel, self.kernel, ceil_mode=True, count_include_pad=False)
         return F.conv2d(x, self.weight.to(x.dtype), stride=self.kernel, groups=x.shape[1])
 

@@ -75,6 +75,7 @@ class IOSpec:
     input_shape: tuple[int, ...]
     output_names: tuple[str, ...]
     dynamic_batch: bool = False
+    dynamic_hw: bool = False  # one artifact for several input sizes (--img-sizes): height and width symbolic
     preprocess: dict | None = None  # the manifest's preprocess section
     labels: tuple[str, ...] | None = None
     provenance: dict | None = None  # weights file/hash, license, author: what an artifact's metadata may state
@@ -137,6 +138,8 @@ class Target:
     extra: str = ""  # pip extra that installs the toolchain ("" = core dependency)
     runtime: str = ""  # the desktop runtime that runs its artifacts
     always_dynamic_batch: bool = False  # the artifact takes any batch whatever --dynamic-batch says
+    # how one artifact serves several input sizes (--img-sizes), or None: one size per artifact on this target
+    multi_size: str | None = None
 
     def check(self, precision: str, delegate: str | None = None) -> None:
         if precision not in self.precisions:

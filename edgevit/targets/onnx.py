@@ -24,9 +24,13 @@ def export_onnx(model, example, path: Path, io_spec: IOSpec, *, opset: int) -> N
     """torch.export-based ONNX export into a single file (weights inline; Next-ViT-L is far below 2 GB)."""
     import torch
 
-    dynamic = None
+    dims = {}
     if io_spec.dynamic_batch:
-        dynamic = ({0: torch.export.Dim("batch", min=1, max=1024)},)
+        dims[0] = torch.export.Dim("batch", min=1, max=1024)
+    if io_spec.dynamic_hw:  # every shape-dependent branch of the deployed forms takes its size-generic path then
+        dims[2] = torch.export.Dim("height", min=32, max=4096)
+        dims[3] = torch.export.Dim("width", min=32, max=4096)
+    dynamic = (dims,) if dims else None
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore", FutureWarning)
@@ -243,6 +247,7 @@ def export_precision(model, example, path: Path, io_spec: IOSpec, cfg, calibrati
 class OnnxTarget(Target):
     name = "onnx"
     suffix = ".onnx"
+    multi_size = "dynamic height and width (one graph; parity checked at every listed size)"
     runtime = "onnxruntime"
     precisions = ("fp32", "fp16", "int8")
     needs_calibration = ("int8",)

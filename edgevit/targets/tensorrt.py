@@ -180,6 +180,7 @@ class TensorRTTarget(OnnxTarget):
     needs_calibration = ("fp16", "int8")  # fp16: AutoCast's overflow check runs the calibration images
     extra = "tensorrt-onnx"
     always_dynamic_batch = True  # the optimization profile spans batch 1 to --max-batch
+    multi_size = None  # the optimization profile would need height/width ranges too: not built here
 
     def check_options(self, cfg) -> None:
         from edgevit.quantize.tensorrt_quant import MODELOPT_MODULES, missing_modules

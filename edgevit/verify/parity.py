@@ -40,15 +40,16 @@ class ParityReport:
         }
 
     def table(self) -> str:
+        w = max([8] + [len(d) for d in self.sets])  # "golden 800x1344" on multi-size artifacts
         rows = [f"parity {self.target}/{self.precision} in {self.runtime}: {'PASS' if self.passed else 'FAIL'}",
-                f"  {'data':<8} {'output':<10} {'n':>4} {'max_abs':>10} {'max_rel':>10} {'cosine':>11} "
+                f"  {'data':<{w}} {'output':<10} {'n':>4} {'max_abs':>10} {'max_rel':>10} {'cosine':>11} "
                 f"{'top1':>7} {'top5':>7}",
                 "  (cosine: worst sample; top1/top5: plain agreement with PyTorch's classes)"]
         for data, ms in self.sets.items():
             for m in ms:
                 t1 = "-" if m.top1_agreement is None else f"{m.top1_agreement:.1%}"
                 t5 = "-" if m.top5_agreement is None else f"{m.top5_agreement:.1%}"
-                rows.append(f"  {data:<8} {m.name:<10} {m.samples:>4} {m.max_abs:>10.3g} {m.max_rel:>10.3g} "
+                rows.append(f"  {data:<{w}} {m.name:<10} {m.samples:>4} {m.max_abs:>10.3g} {m.max_rel:>10.3g} "
                             f"{m.cosine_min:>11.8f} {t1:>7} {t5:>7}")
         t = self.tolerance
         rows.append(f"  limits: max_abs {t.max_abs:g}, max_rel {t.max_rel:g}, cosine >= {t.min_cosine}, "
@@ -111,6 +112,10 @@ def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights:
     classification = is_classifier(art_names)
     x, golden = read_golden(folder, manifest)
     measure(report, "golden", runner, x, golden, classification=classification)
+    for entry in manifest["golden"].get("sizes", []):  # a multi-size artifact: every other size's golden pair
+        x_s, golden_s = read_golden(folder, manifest, entry)
+        measure(report, f"golden {entry['size'][0]}x{entry['size'][1]}", runner, x_s, golden_s,
+                classification=classification)
     if images is not None:
         from edgevit.models.factory import output_names
 

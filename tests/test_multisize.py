@@ -1,0 +1,70 @@
+"""One artifact, several input sizes (``--img-sizes``): ONNX/ORT graphs with dynamic height and width, a golden pair
+and a parity check per size, sizes whose maps are odd and whose token counts are not multiples of sr^2 included; the
+other targets refuse with a named error."""
+
+import numpy as np
+import pytest
+
+import edgevit.rewrites.bchw_attention as bchw
+import edgevit.rewrites.export_forms as forms
+from edgevit.config import ConvertConfig, parse_img_sizes
+from edgevit.errors import ConfigError
+from edgevit.manifest import integrity_problems, read_manifest
+from edgevit.pipeline import convert
+from edgevit.verify import verify_dir
+from tests.robustness.conftest import cli, expect
+
+# 100x70 on the tiny config: PatchEmbed pools a 25x18 map, then odd 13x9 and 7x5 ones (partial ceil-mode windows), and
+# the E-MHSAs see 117 tokens with sr^2 = 16 and 35 with sr^2 = 4: neither a multiple, so trailing tokens are dropped
+SIZES = "64,100x70,96x160"
+
+
+def test_parse_img_sizes():
+    assert parse_img_sizes("512,640,800x1344") == ((512, 512), (640, 640), (800, 1344))
+    with pytest.raises(ConfigError, match="more than once"):
+        parse_img_sizes("640,640x640")
+    with pytest.raises(ConfigError, match="too small"):
+        parse_img_sizes("640,16")
+    with pytest.raises(ConfigError, match="first of --img-sizes"):
+        ConvertConfig(img_size=224, img_sizes="640,224", out="o")
+
+
+def test_one_onnx_artifact_serves_every_listed_size(tmp_path):
+    r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="onnx", img_sizes=SIZES,
+                              out=str(tmp_path / "o")))
+    m = read_manifest(r.out_dir)
+    assert r.parity_passed
+    assert m["input"]["sizes"] == [[64, 64], [100, 70], [96, 160]] and m["input"]["shape"] == [1, 3, 64, 64]
+    assert [e["size"] for e in m["golden"]["sizes"]] == [[100, 70], [96, 160]]
+    assert set(m["parity"]["sets"]) == {"golden", "golden 100x70", "golden 96x160"}
+    import onnx
+
+    dims = onnx.load(str(r.out_dir / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param or d.dim_value for d in dims][2:] == ["height", "width"]
+    report = verify_dir(r.out_dir)
+    assert report.passed and set(report.sets) == set(m["parity"]["sets"])
+    # the golden pair of every size is sealed like the primary one
+    extra = r.out_dir / m["golden"]["sizes"][0]["input"]["file"]
+    extra.write_bytes(b"\0" + extra.read_bytes()[1:])
+    assert any("100x70/input.bin" in p for p in integrity_problems(r.out_dir, m))
+
+
+def test_the_per_size_check_catches_a_graph_specialized_to_one_size(tmp_path, monkeypatch):
+    """Without the size-generic paths, torch.export bakes the example's even-map pooling and trailing-token choice
+    into the dynamic graph without complaint; the other sizes' parity must then fail, not pass."""
+    monkeypatch.setattr(forms, "static_shape", lambda *dims: True)
+    monkeypatch.setattr(bchw, "static_shape", lambda *dims: True)
+    r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="onnx", img_sizes="64,100x70",
+                              out=str(tmp_path / "o"), keep_failed=True))
+    m = read_manifest(r.out_dir)
+    assert not r.parity_passed
+    assert all(f.startswith("golden 100x70") for f in m["parity"]["failures"]), m["parity"]["failures"]
+    assert m["parity"]["sets"]["golden"][0]["max_rel"] < 2e-4
+
+
+def test_targets_with_one_size_per_artifact_refuse_several(tmp_path):
+    r = cli("convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "executorch", "--img-sizes",
+            "64,96", "--out", tmp_path / "o")
+    expect(r, 2, "convert once per size with --img-size")
+    assert not (tmp_path / "o").exists()
+    np.testing.assert_equal(parse_img_sizes("64"), ((64, 64),))
