@@ -62,9 +62,27 @@ def test_the_per_size_check_catches_a_graph_specialized_to_one_size(tmp_path, mo
     assert m["parity"]["sets"]["golden"][0]["max_rel"] < 2e-4
 
 
-def test_targets_with_one_size_per_artifact_refuse_several(tmp_path):
-    r = cli("convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "executorch", "--img-sizes",
-            "64,96", "--out", tmp_path / "o")
-    expect(r, 2, "convert once per size with --img-size")
+def test_one_pte_holds_a_method_per_size(tmp_path):
+    """torch.export refuses symbolic height/width on the deployed graph (ceil-mode pool guards), so each size is a
+    static method of the same .pte; the runner picks the method by the input's size."""
+    r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="executorch", img_sizes="64,100x70",
+                              out=str(tmp_path / "o")))
+    m = read_manifest(r.out_dir)
+    assert r.parity_passed and m["executorch"]["methods"] == {"64x64": "forward", "100x70": "forward_100x70"}
+    from executorch.runtime import Runtime
+
+    program = Runtime.get().load_program(str(r.out_dir / "model.pte"))
+    assert set(program.method_names) == {"forward", "forward_100x70"}
+    assert verify_dir(r.out_dir).passed
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("--target", "coreml"), "convert once per size with --img-size"),
+    (("--target", "executorch", "--precision", "int8"), "fp32 with the xnnpack delegate"),
+])
+def test_one_size_per_artifact_elsewhere_is_a_named_error(tmp_path, args, needle):
+    r = cli("convert", "--model", "nextvit_test_tiny", "--random-init", *args, "--img-sizes", "64,96",
+            "--out", tmp_path / "o")
+    expect(r, 2, needle)
     assert not (tmp_path / "o").exists()
     np.testing.assert_equal(parse_img_sizes("64"), ((64, 64),))

@@ -19,11 +19,12 @@ log = logging.getLogger(__name__)
 _NOT_OPERATORS = {"getitem", "output", "placeholder"}
 
 
-def delegation_report(edge_program) -> dict:
-    """Which operators went to the delegate and which fell back to portable kernels, from ExecuTorch's devtools."""
+def delegation_report(edge_program, method: str = "forward") -> dict:
+    """Which operators of ``method`` went to the delegate and which fell back to portable kernels, from ExecuTorch's
+    devtools."""
     from executorch.devtools.backend_debug import get_delegation_info
 
-    info = get_delegation_info(edge_program.exported_program().graph_module)
+    info = get_delegation_info(edge_program.exported_program(method).graph_module)
     ops = {}
     for op, b in sorted(info.delegation_by_operator.items()):
         if op in _NOT_OPERATORS:
@@ -39,6 +40,18 @@ def delegation_report(edge_program) -> dict:
     }
 
 
+def _extra_sizes(cfg) -> tuple:
+    """The sizes after the primary one of a multi-size conversion (--img-sizes), else ()."""
+    from edgevit.config import parse_img_sizes
+
+    sizes = parse_img_sizes(cfg.img_sizes) if cfg.img_sizes else ()
+    return sizes[1:] if len(sizes) > 1 else ()
+
+
+def method_name(size: tuple[int, int]) -> str:
+    return f"forward_{size[0]}x{size[1]}"
+
+
 @register_target
 class ExecuTorchTarget(Target):
     name = "executorch"
@@ -47,6 +60,9 @@ class ExecuTorchTarget(Target):
     precisions = ("fp32", "fp16", "int8")
     needs_calibration = ("int8",)
     runtime = "executorch"
+    # a graph with symbolic height/width does not export here: PatchEmbed's ceil-mode pools add guards torch.export
+    # cannot prove over a size range ("Constraints violated (H, W)"), so each size is its own static method
+    multi_size = "one method per size in one .pte (forward is the primary size, forward_<H>x<W> the others)"
 
     def check(self, precision, delegate=None):
         super().check(precision, delegate)
@@ -93,6 +109,12 @@ class ExecuTorchTarget(Target):
         fresh_mil_names()
         return reproducible_executorch_payload()
 
+    def check_options(self, cfg) -> None:
+        if _extra_sizes(cfg) and (cfg.precision != "fp32" or (cfg.delegate or "xnnpack") != "xnnpack"):
+            raise ConfigError("a multi-size .pte (--img-sizes) is built for fp32 with the xnnpack delegate here (an "
+                              "int8 graph is quantized at one size); convert other precisions once per size with "
+                              "--img-size")
+
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         import torch
 
@@ -102,6 +124,8 @@ class ExecuTorchTarget(Target):
         delegate = cfg.delegate or "xnnpack"
         if io_spec.dynamic_batch:
             raise ConfigError("executorch artifacts have a fixed batch here; drop --dynamic-batch or use --batch N")
+        extra = _extra_sizes(cfg)
+        self.check_options(cfg)
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
                     contextlib.redirect_stderr(io.StringIO()):  # coremltools draws its own pass bars
@@ -112,10 +136,16 @@ class ExecuTorchTarget(Target):
                     quantized = quantize_xnnpack(model, example, calibration, keep_float)
                     model = quantized.module
                 exported = torch.export.export(model, (example,), strict=False)
+                methods = {"forward": exported}
+                for h, w in extra:
+                    shaped = torch.zeros(*example.shape[:2], h, w)  # each method is exported at its own size
+                    methods[method_name((h, w))] = torch.export.export(model, (shaped,), strict=False)
                 with self._reproducible(delegate):
-                    edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners(delegate, cfg),
+                    edge = to_edge_transform_and_lower(methods if extra else exported,
+                                                       partitioner=self._partitioners(delegate, cfg),
                                                        generate_etrecord=cfg.etrecord)
                 report = delegation_report(edge)
+                per_size = {method_name(sz): delegation_report(edge, method_name(sz)) for sz in extra}
                 program = edge.to_executorch()
         except (ConfigError, ExportError):
             raise
@@ -124,7 +154,12 @@ class ExecuTorchTarget(Target):
                               f"{str(e).splitlines()[0] if str(e) else ''}") from e
         path = out_dir / "model.pte"
         path.write_bytes(program.buffer)
-        extra, details = [], {"delegate": delegate, "delegation": report}
+        extra_files, details = [], {"delegate": delegate, "delegation": report}
+        if extra:
+            shape = tuple(example.shape[2:])
+            details["methods"] = {f"{shape[0]}x{shape[1]}": "forward",
+                                  **{f"{h}x{w}": method_name((h, w)) for h, w in extra}}
+            details["method_portable_nodes"] = {m: r["portable_nodes"] for m, r in per_size.items()}
         if cfg.precision == "int8":
             from edgevit.quantize.executorch_quant import DETAILS
 
@@ -133,11 +168,11 @@ class ExecuTorchTarget(Target):
         if cfg.etrecord:
             # the ETRecord maps on-device ETDump events back to graph nodes (edgevit profile ingest)
             program.get_etrecord().save(str(out_dir / "model.etrecord"))
-            extra.append("model.etrecord")
+            extra_files.append("model.etrecord")
             details["etrecord"] = "model.etrecord"
         if report["portable_nodes"]:
             log.info("operators outside the %s delegate: %s", delegate, report["portable_operators"])
-        return ExportResult(artifact=path.name, extra_files=extra, details=details)
+        return ExportResult(artifact=path.name, extra_files=extra_files, details=details)
 
     def load(self, artifact_path, spec: RuntimeSpec, *, threads=None) -> Runner:
         import torch
@@ -145,10 +180,16 @@ class ExecuTorchTarget(Target):
         if spec.details.get("delegate") == "coreml":
             return coreml_delegate_runner(artifact_path, spec)
         runtime = executorch_runtime(threads)
-        method = runtime.load_program(str(artifact_path)).load_method("forward")
+        program = runtime.load_program(str(artifact_path))
+        names = spec.details.get("methods") or {}
+        methods = {}
 
         def fn(x: np.ndarray) -> list[np.ndarray]:
-            outs = method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
+            size = f"{x.shape[2]}x{x.shape[3]}"
+            name = names.get(size, "forward")  # a multi-size .pte: the method made for this input's size
+            if name not in methods:
+                methods[name] = program.load_method(name)
+            outs = methods[name].execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
             return [o.detach().numpy().copy() for o in outs]
 
         return lambda x: run_batched(fn, x, spec.batch)
