@@ -113,7 +113,7 @@ def form_name(passes) -> str:
     return next(k for k, v in ALT_FORMS.items() if tuple(v) == tuple(passes))
 
 
-def build_runners(model, size, threads, tmp: Path, log):
+def build_runners(model, size, threads, tmp: Path, log, with_litert: bool = True):
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
@@ -147,7 +147,7 @@ def build_runners(model, size, threads, tmp: Path, log):
             runners[f"et_{label}"] = lambda method=method: method.execute([x])
             info[f"et_{label}"] = {"subgraphs": rep["delegated_subgraphs"], "portable": rep["portable_operators"]}
         log(f"  built {label} at {size[0]}x{size[1]} in {time.perf_counter() - t0:.0f}s")
-    lite, lite_info = litert_runners(forms, x, size, threads, tmp, log)
+    lite, lite_info = litert_runners(forms, x, size, threads, tmp, log) if with_litert else ({}, {})
     runners.update(lite)
     info.update(lite_info)
     return runners, info
@@ -161,6 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--json", default="benchmarks/results/rewrites.json")
+    ap.add_argument("--no-litert", action="store_true", help="leave LiteRT out (its int8 conversion takes minutes)")
     ap.add_argument("--print-only", action="store_true", help="re-print the table of an existing --json, no timing")
     args = ap.parse_args(argv)
     if args.print_only:
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
         for s in [int(v) for v in args.sizes.split(",")]:
             size = (s, s)
             log(f"building variants at {s}x{s} ...")
-            runners, info = build_runners(model, size, args.threads, Path(tmp), log)
+            runners, info = build_runners(model, size, args.threads, Path(tmp), log, not args.no_litert)
             gemms = gemm_runners(args.threads)
             all_runners = dict(runners)
             all_runners.update({k: fn for k, (fn, _) in gemms.items()})
