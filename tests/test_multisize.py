@@ -76,12 +76,28 @@ def test_one_pte_holds_a_method_per_size(tmp_path):
     assert verify_dir(r.out_dir).passed
 
 
-@pytest.mark.parametrize("args,needle", [
-    (("--target", "coreml"), "convert once per size with --img-size"),
-    (("--target", "executorch", "--precision", "int8"), "fp32 with the xnnpack delegate"),
+def test_coreml_enumerated_shapes_serve_every_listed_size(tmp_path):
+    """One ML program with enumerated input shapes (multiples of 32), run at each size by the simulator (its
+    shape arithmetic: shape -> gather -> concat of scalars)."""
+    r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="coreml", precision="fp32",
+                              img_sizes="64,96x160", out=str(tmp_path / "o")))
+    m = read_manifest(r.out_dir)
+    assert r.parity_passed and set(m["parity"]["sets"]) == {"golden", "golden 96x160"}
+    import coremltools as ct
+
+    spec = ct.utils.load_spec(str(r.out_dir / "model.mlpackage"))
+    enumerated = spec.description.input[0].type.imageType.enumeratedSizes.sizes
+    assert [(e.height, e.width) for e in enumerated] == [(64, 64), (96, 160)]
+    assert verify_dir(r.out_dir).passed
+
+
+@pytest.mark.parametrize("args,sizes,needle", [
+    (("--target", "litert"), "64,96", "convert once per size with --img-size"),
+    (("--target", "executorch", "--precision", "int8"), "64,96", "fp32 with the xnnpack delegate"),
+    (("--target", "coreml"), "64,100x70", "multiples of 32"),
 ])
-def test_one_size_per_artifact_elsewhere_is_a_named_error(tmp_path, args, needle):
-    r = cli("convert", "--model", "nextvit_test_tiny", "--random-init", *args, "--img-sizes", "64,96",
+def test_one_size_per_artifact_elsewhere_is_a_named_error(tmp_path, args, sizes, needle):
+    r = cli("convert", "--model", "nextvit_test_tiny", "--random-init", *args, "--img-sizes", sizes,
             "--out", tmp_path / "o")
     expect(r, 2, needle)
     assert not (tmp_path / "o").exists()

@@ -61,6 +61,12 @@ class ImageNormalize:
         return Wrapped().eval()
 
 
+def _sizes(cfg) -> tuple:
+    from edgevit.config import parse_img_sizes
+
+    return parse_img_sizes(cfg.img_sizes) if cfg.img_sizes else ()
+
+
 @register_target
 class CoreMLTarget(Target):
     name = "coreml"
@@ -68,6 +74,8 @@ class CoreMLTarget(Target):
     precisions = ("fp16", "fp32", "int8", "int8w", "pal8", "pal6", "pal4")
     default_precision = "fp16"
     needs_calibration = ("int8",)
+    # torch.export proves the deployed graph's ceil-mode pool guards only for heights/widths that are multiples of 32
+    multi_size = "enumerated shapes (ct.EnumeratedShapes): one ML program for every listed size, multiples of 32"
 
     @property
     def runtime(self) -> str:  # verify says which one it used
@@ -94,6 +102,17 @@ class CoreMLTarget(Target):
         from edgevit.quantize.coreml_quant import check
 
         check(cfg.precision, cfg.min_ios)
+        sizes = _sizes(cfg)
+        if len(sizes) > 1:
+            odd = [f"{h}x{w}" for h, w in sizes if h % 32 or w % 32]
+            if odd:
+                raise ConfigError(f"a multi-size CoreML model (--img-sizes) takes sizes that are multiples of 32 here; "
+                                  f"{', '.join(odd)} is not (torch.export cannot prove the ceil-mode pools' shapes over "
+                                  "other sizes): convert it alone with --img-size, or use --target onnx/ort")
+            if cfg.precision == "int8":
+                raise ConfigError("a multi-size CoreML model (--img-sizes) is built for fp16/fp32 and weight-only "
+                                  "precisions here (int8 activations are calibrated at one size); convert int8 once "
+                                  "per size with --img-size")
 
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         import torch
@@ -106,6 +125,15 @@ class CoreMLTarget(Target):
         net = _converted_module(model, cfg.input_type == "image", pre["mean"], pre["std"], softmax)
         inner = "model." if net is not model else ""  # where ``model``'s modules sit inside ``net``
         shape = tuple(example.shape)
+        sizes, dynamic = _sizes(cfg), None
+        if len(sizes) > 1:  # one program for every size: symbolic dims (multiples of 32) + enumerated input shapes
+            dims = {}
+            for axis, values in ((2, [h for h, _ in sizes]), (3, [w for _, w in sizes])):
+                if len(set(values)) > 1:
+                    dims[axis] = 32 * torch.export.Dim(f"{'hw'[axis - 2]}32", min=min(values) // 32,
+                                                       max=max(values) // 32)
+            dynamic = (dims,)
+            shape = ct.EnumeratedShapes(shapes=[[*shape[:2], h, w] for h, w in sizes], default=list(shape))
         if cfg.input_type == "image":
             inputs = [ct.ImageType(name=io_spec.input_name, shape=shape, color_layout=ct.colorlayout.RGB,
                                    scale=1.0, bias=[0.0, 0.0, 0.0])]
@@ -133,7 +161,8 @@ class CoreMLTarget(Target):
             net = quantized.module
         try:
             with _quiet():
-                exported = torch.export.export(net, (example,), strict=False).run_decompositions({})
+                exported = torch.export.export(net, (example,), dynamic_shapes=dynamic,
+                                               strict=False).run_decompositions({})
                 fresh_mil_names()
                 mlmodel = ct.convert(exported, inputs=inputs, outputs=outputs, classifier_config=classifier,
                                      minimum_deployment_target=target, compute_precision=precision,

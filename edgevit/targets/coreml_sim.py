@@ -275,7 +275,8 @@ def transpose(x, perm):
 def concat(values, axis, interleave=False):
     if interleave:
         raise UnsupportedOpError("concat with interleave=True")
-    return np.concatenate([np.asarray(v) for v in values], axis=int(axis))
+    # shape arithmetic of a program with enumerated shapes concatenates scalars (gather of one dim) into a shape
+    return np.concatenate([np.atleast_1d(np.asarray(v)) for v in values], axis=int(axis))
 
 
 @op("squeeze")
@@ -324,6 +325,18 @@ def cast(x, dtype):
 @op("shape")
 def shape(x):
     return np.asarray(np.shape(x), np.int32)
+
+
+@op("gather")
+def gather(x, indices, axis=0, batch_dims=0, validate_indices=False):
+    """MIL gather: x's entries at ``indices`` along ``axis`` (negative indices count from the end)."""
+    if batch_dims:
+        raise UnsupportedOpError(f"gather with batch_dims={batch_dims} is not simulated")
+    x = np.asarray(x)
+    axis = int(axis)
+    idx = np.asarray(indices).astype(np.int64)
+    idx = np.where(idx < 0, idx + x.shape[axis], idx)
+    return np.take(x, idx, axis=axis)
 
 
 @op("classify")
