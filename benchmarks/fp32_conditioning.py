@@ -36,18 +36,28 @@ def main() -> None:
     from edgevit.pipeline import golden_pictures
 
     net = build_model(model=args.model, weights=None, random_init=True, features=True)
-    rows = []
+    rows, emhsa_std = [], {}
     for size in args.sizes:
         pre = Preprocess.for_size((size, size))  # what a conversion at this size uses by default
         pictures = golden_pictures(args.model, pre, 1)
         x = pre.normalize(np.stack([pre.raw(p) for p in pictures]))
         dep = deploy(net, "onnx", img_size=(size, size)).model
         xt = torch.from_numpy(x)
+        from edgevit.models.nextvit import EMHSA
+
+        stds = []  # how far from unit scale each E-MHSA's (BatchNorm-normalized) input is on this picture
+        hooks = [m.register_forward_hook(lambda m, i, o: stds.append(float(i[0].std()))) for m in net.modules()
+                 if isinstance(m, EMHSA)]
         with torch.no_grad():
             exact = [t.numpy() for t in build_model(model=args.model, weights=None, random_init=True,
                                                      features=True).double()(xt.double())]
             orig = [t.numpy() for t in net(xt)]
             deployed = [t.numpy() for t in dep(xt)]
+        for h in hooks:
+            h.remove()
+        print(f"{args.model} {size}: E-MHSA input std per NTB (BatchNorm-normalized; ~1 when the weights are "
+              f"normalized for the picture): {', '.join(f'{v:.2f}' for v in stds)}", flush=True)
+        emhsa_std[str(size)] = stds
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "m.onnx"
             export_onnx(dep, xt, path, IOSpec(input_name="image", input_shape=tuple(x.shape),
@@ -64,7 +74,8 @@ def main() -> None:
             print(f"{args.model} {size} stage{i + 1}: vs float64 eager {row['fp32_eager']:.2e}, deployed "
                   f"{row['fp32_deployed']:.2e}, onnxruntime {row['onnxruntime_fp32']:.2e}; onnxruntime vs fp32 "
                   f"eager (what parity measures) {row['ort_vs_fp32_eager']:.2e}", flush=True)
-    Path(args.json).write_text(json.dumps({"model": args.model, "weights": "random init (seed 0)", "rows": rows},
+    Path(args.json).write_text(json.dumps({"model": args.model, "weights": "random init (seed 0)", "rows": rows,
+                                           "emhsa_input_std": emhsa_std},
                                           indent=1) + "\n")
     print(f"wrote {args.json}")
 

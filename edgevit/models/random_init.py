@@ -9,9 +9,9 @@ precision so that tiny thread-count differences do not change the weights' hash.
 The calibration pass sees the kinds of pictures the weights will be run on (``calibration_images``): smooth
 synthetic noise, edgevit's golden pictures and crops of real photographs shipped with the package. A random network
 is only normalized for the inputs its statistics were measured on; measured on synthetic noise alone, Next-ViT-S's
-E-MHSA inputs reached a standard deviation of ~50 on a golden picture (instead of ~1), its attention softmax became
+E-MHSA inputs reached a standard deviation of 46-55 on a golden picture (instead of ~1), its attention softmax became
 so sharp that fp32 itself lost three digits at 640x640, and no fp32 artifact could pass parity there
-(``benchmarks/results/fp32_conditioning.txt`` has both measurements).
+(``benchmarks/results/fp32_conditioning_synthetic_bn.txt``; now: ``fp32_conditioning.txt``).
 """
 
 from __future__ import annotations

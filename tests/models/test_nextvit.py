@@ -185,7 +185,8 @@ def test_random_init_is_deterministic_with_nontrivial_bn():
 def test_random_init_keeps_attention_inputs_normalized_on_pictures_and_photos():
     """The BatchNorm statistics are measured on the pictures random weights are run on (golden pictures, photo crops,
     synthetic noise): Next-ViT-S's E-MHSA inputs then stay near unit scale on a golden picture and a real photo crop.
-    Measured on synthetic noise alone they reached std 46 and 26 here (benchmarks/results/fp32_conditioning.txt)."""
+    With statistics measured on synthetic noise alone, the last one reached std 46 on a golden picture at 224
+    (benchmarks/results/fp32_conditioning_synthetic_bn.txt)."""
     import numpy as np
 
     from edgevit.preprocess import Preprocess, golden_image, list_images, open_image

@@ -20,7 +20,7 @@ from tests.robustness.conftest import REPO, cli, expect
 
 EXAMPLE = REPO / "examples" / "detector" / "detector.py"
 TINY = f"{EXAMPLE}:build_tiny"
-SIZE = "96x160"  # non-square; see README "Use Next-ViT in your own model" on larger sizes with random weights
+SIZE = "96x160"  # non-square; the full-size detector (Next-ViT-S at 640, 800x1344) runs in the slow test below
 IMAGES = REPO / "edgevit" / "assets" / "digits" / "eval" / "3"
 
 
@@ -69,6 +69,19 @@ def test_the_example_detector_converts_and_verifies(tmp_path, target):
     units = [b.unit for b in drift.blocks]
     assert units[0] == "backbone.stem" and units[-1] == "p3_cls" and len(units) == 8, drift.notes
     assert all(b.cosine_min > 0.99999 for b in drift.blocks) and drift.first_over_budget is None
+
+
+@pytest.mark.slow  # Next-ViT-S at detection sizes: minutes per case (benchmarks/detector_sizes.py records the table)
+@pytest.mark.parametrize("target", ["onnx", "ort", "executorch", "coreml"])
+@pytest.mark.parametrize("size", ["640", "800x1344"])
+def test_the_full_size_detector_converts_and_verifies_at_detection_sizes(tmp_path, target, size):
+    r = convert(ConvertConfig(model="nextvit_small", module=f"{EXAMPLE}:build", random_init=True, img_size=size,
+                              target=target, precision="fp32", out=str(tmp_path / "o")))
+    m = read_manifest(r.out_dir)
+    h, w = (int(v) for v in (size.split("x") if "x" in size else (size, size)))
+    assert r.parity_passed and m["input"]["shape"][-2:] == [h, w]
+    assert [o["shape"][-2:] for o in m["outputs"][::2]] == [[-(-h // s), -(-w // s)] for s in (8, 16, 32)]
+    assert verify_dir(r.out_dir).passed
 
 
 def test_whole_model_weights_load_strictly_and_are_checked_on_verify(tmp_path):
