@@ -1,6 +1,6 @@
-"""One artifact, several input sizes (``--img-sizes``): ONNX/ORT graphs with dynamic height and width, a golden pair
-and a parity check per size, sizes whose maps are odd and whose token counts are not multiples of sr^2 included; the
-other targets refuse with a named error."""
+"""One artifact, several input sizes (``--img-sizes``): ONNX/ORT graphs with dynamic height and width, an ExecuTorch
+method, a LiteRT signature per size, CoreML enumerated shapes; a golden pair and a parity check per size, sizes whose
+maps are odd and whose token counts are not multiples of sr^2 included; what a target cannot do is a named error."""
 
 import numpy as np
 import pytest
@@ -12,7 +12,7 @@ from edgevit.errors import ConfigError
 from edgevit.manifest import integrity_problems, read_manifest
 from edgevit.pipeline import convert
 from edgevit.verify import verify_dir
-from tests.robustness.conftest import cli, expect
+from tests.robustness.conftest import REPO, cli, expect
 
 # 100x70 on the tiny config: PatchEmbed pools a 25x18 map, then odd 13x9 and 7x5 ones (partial ceil-mode windows), and
 # the E-MHSAs see 117 tokens with sr^2 = 16 and 35 with sr^2 = 4: neither a multiple, so trailing tokens are dropped
@@ -91,8 +91,24 @@ def test_coreml_enumerated_shapes_serve_every_listed_size(tmp_path):
     assert verify_dir(r.out_dir).passed
 
 
+def test_one_tflite_holds_a_signature_per_size(tmp_path):
+    """One .tflite, a signature per size (weights stored once), in the channels-last layout an Android app feeds."""
+    r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="litert", layout="nhwc",
+                              img_sizes="64,100x70", out=str(tmp_path / "o")))
+    m = read_manifest(r.out_dir)
+    assert r.parity_passed and m["litert"]["signatures"] == {"64x64": "serving_default", "100x70": "serving_100x70"}
+    assert m["golden"]["sizes"][0]["input"]["shape"] == [1, 100, 70, 3]  # stored in the artifact's layout
+    from edgevit.targets.litert import interpreter_class
+
+    it = interpreter_class()(model_path=str(r.out_dir / "model.tflite"))
+    assert set(it.get_signature_list()) == {"serving_default", "serving_100x70"}
+    assert verify_dir(r.out_dir).passed
+
+
 @pytest.mark.parametrize("args,sizes,needle", [
-    (("--target", "litert"), "64,96", "convert once per size with --img-size"),
+    (("--target", "tensorrt"), "64,96", "convert once per size with --img-size"),
+    (("--target", "litert", "--precision", "int8", "--calib-dir", str(REPO / "edgevit/assets/digits/calib")), "64,96",
+     "fp32, fp16 and int8w"),
     (("--target", "executorch", "--precision", "int8"), "64,96", "fp32 with the xnnpack delegate"),
     (("--target", "coreml"), "64,100x70", "multiples of 32"),
 ])

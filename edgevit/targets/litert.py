@@ -329,6 +329,18 @@ def _no_default_delegates() -> dict:
     return {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
 
 
+def _extra_sizes(cfg) -> tuple:
+    """The sizes after the primary one of a multi-size conversion (--img-sizes), else ()."""
+    from edgevit.config import parse_img_sizes
+
+    sizes = parse_img_sizes(cfg.img_sizes) if cfg.img_sizes else ()
+    return sizes[1:] if len(sizes) > 1 else ()
+
+
+def signature_name(size: tuple[int, int]) -> str:
+    return f"serving_{size[0]}x{size[1]}"
+
+
 @register_target
 class LiteRTTarget(Target):
     name = "litert"
@@ -338,6 +350,8 @@ class LiteRTTarget(Target):
     extra = "litert"
     runtime = "ai_edge_litert"
     form_report_step = "count the original and deployed forms' TRANSPOSE ops (cached per architecture)"
+    multi_size = "one signature per size in one .tflite (serving_default is the primary size, serving_<H>x<W> the " \
+                 "others; the weights are stored once)"
 
     def runtime_for(self, delegate):
         return f"LiteRT interpreter ({runtime_module()}, XNNPACK)"
@@ -345,6 +359,9 @@ class LiteRTTarget(Target):
     def check_options(self, cfg) -> None:
         if cfg.dynamic_batch:
             raise ConfigError("litert artifacts have a fixed batch here; drop --dynamic-batch or use --batch N")
+        if _extra_sizes(cfg) and cfg.precision == "int8":
+            raise ConfigError("a multi-size .tflite (--img-sizes) is built for fp32, fp16 and int8w here (int8 "
+                              "activations are calibrated at one size); convert int8 once per size with --img-size")
 
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         with _quiet():  # its import logs natively (oneDNN notices)
@@ -358,6 +375,23 @@ class LiteRTTarget(Target):
             example = example.permute(0, 2, 3, 1).contiguous()
             if calibration is not None:
                 calibration = np.ascontiguousarray(calibration.transpose(0, 2, 3, 1))
+        self.check_options(cfg)
+        extra = _extra_sizes(cfg)
+
+        def convert_float(net, target: Path) -> None:
+            """The float model, with one more signature per extra size (each traced at its own static size)."""
+            if not extra:
+                litert_torch.convert(net, (example,)).export(str(target))
+                return
+            converter = litert_torch.signature(SIGNATURE, net, (example,))
+            for h, w in extra:
+                shape = (*example.shape[:2], h, w) if cfg.layout != "nhwc" else (example.shape[0], h, w,
+                                                                                   example.shape[3])
+                converter = converter.signature(signature_name((h, w)), net, (torch.zeros(shape),))
+            converter.convert().export(str(target))
+
+        import torch
+
         try:
             with _quiet():
                 if cfg.precision == "int8":
@@ -379,14 +413,14 @@ class LiteRTTarget(Target):
                 elif cfg.precision in ("fp16", "int8w"):
                     with tempfile.TemporaryDirectory(prefix="edgevit-litert-") as tmp:
                         float_path = Path(tmp) / "float.tflite"
-                        litert_torch.convert(model, (example,)).export(str(float_path))
+                        convert_float(model, float_path)
                         _ai_edge_quantize(float_path, path, cfg.precision)
                     details["quantization"] = {
                         "scheme": {"fp16": "fp16 weights (ai-edge-quantizer FLOAT_CASTING), fp32 compute",
                                    "int8w": "dynamic range (ai-edge-quantizer dynamic_wi8_afp32): int8 per-channel "
                                             "weights, activations quantized at run time"}[cfg.precision]}
                 else:
-                    litert_torch.convert(model, (example,)).export(str(path))
+                    convert_float(model, path)
         except (ConfigError, ExportError, MissingDependencyError):
             raise
         except Exception as e:  # noqa: BLE001
@@ -398,6 +432,9 @@ class LiteRTTarget(Target):
                               f"{report['output_dtypes']}, not float32; this is a bug in edgevit's int8 path")
         details.update(report)
         details["signature"] = SIGNATURE
+        if extra:
+            h, w = (example.shape[1], example.shape[2]) if cfg.layout == "nhwc" else tuple(example.shape[2:])
+            details["signatures"] = {f"{h}x{w}": SIGNATURE, **{f"{a}x{b}": signature_name((a, b)) for a, b in extra}}
         return ExportResult(artifact=path.name, details=details)
 
     def load(self, artifact_path, spec, *, threads=None) -> Runner:
@@ -406,16 +443,26 @@ class LiteRTTarget(Target):
         with _quiet():
             interpreter = Interpreter(model_path=str(artifact_path), num_threads=threads or 2)
             interpreter.allocate_tensors()
-        runner = interpreter.get_signature_runner(SIGNATURE)
-        out_keys = sorted(runner.get_output_details(), key=lambda k: int(k.rsplit("_", 1)[-1]))
-        (in_key,) = runner.get_input_details()
-        if len(out_keys) != len(spec.output_names):
-            raise ConfigError(f"{artifact_path} has {len(out_keys)} outputs, the manifest names "
-                              f"{len(spec.output_names)}")
+        by_size = spec.details.get("signatures") or {}
+        runners = {}
 
+        def signature(name: str):
+            if name not in runners:
+                runner = interpreter.get_signature_runner(name)
+                out_keys = sorted(runner.get_output_details(), key=lambda k: int(k.rsplit("_", 1)[-1]))
+                (in_key,) = runner.get_input_details()
+                if len(out_keys) != len(spec.output_names):
+                    raise ConfigError(f"{artifact_path} has {len(out_keys)} outputs, the manifest names "
+                                      f"{len(spec.output_names)}")
+                runners[name] = runner, in_key, out_keys
+            return runners[name]
+
+        signature(SIGNATURE)
         nhwc = spec.layout == "NHWC"
 
         def run(x: np.ndarray) -> list[np.ndarray]:
+            # a multi-size .tflite: the signature made for this input's size
+            runner, in_key, out_keys = signature(by_size.get(f"{x.shape[2]}x{x.shape[3]}", SIGNATURE))
             x = x.transpose(0, 2, 3, 1) if nhwc else x
             outs = runner(**{in_key: np.ascontiguousarray(x, np.float32)})
             return [np.asarray(outs[k], np.float32).copy() for k in out_keys]
