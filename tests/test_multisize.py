@@ -1,5 +1,5 @@
-"""One artifact, several input sizes (``--img-sizes``): ONNX/ORT graphs with dynamic height and width, an ExecuTorch
-method, a LiteRT signature per size, CoreML enumerated shapes; a golden pair and a parity check per size, sizes whose
+"""One artifact, several input sizes (``--img-sizes``): ONNX/ORT/TensorRT graphs with dynamic height and width, an
+ExecuTorch method, a LiteRT signature per size, CoreML enumerated shapes; a golden pair and a parity check per size, sizes whose
 maps are odd and whose token counts are not multiples of sr^2 included; what a target cannot do is a named error."""
 
 import numpy as np
@@ -62,6 +62,7 @@ def test_the_per_size_check_catches_a_graph_specialized_to_one_size(tmp_path, mo
     assert m["parity"]["sets"]["golden"][0]["max_rel"] < 2e-4
 
 
+@pytest.mark.slow  # default-run budget (27 s); benchmarks/multisize_files.py covers it too
 def test_one_pte_holds_a_method_per_size(tmp_path):
     """torch.export refuses symbolic height/width on the deployed graph (ceil-mode pool guards), so each size is a
     static method of the same .pte; the runner picks the method by the input's size."""
@@ -91,6 +92,7 @@ def test_coreml_enumerated_shapes_serve_every_listed_size(tmp_path):
     assert verify_dir(r.out_dir).passed
 
 
+@pytest.mark.slow  # default-run budget (26 s); benchmarks/multisize_files.py covers it too
 def test_one_tflite_holds_a_signature_per_size(tmp_path):
     """One .tflite, a signature per size (weights stored once), in the channels-last layout an Android app feeds."""
     r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="litert", layout="nhwc",
@@ -105,8 +107,19 @@ def test_one_tflite_holds_a_signature_per_size(tmp_path):
     assert verify_dir(r.out_dir).passed
 
 
+def test_tensorrt_profile_spans_the_listed_sizes(tmp_path):
+    """The TensorRT-ready ONNX takes any height/width; the engine's optimization profile is the box around the listed
+    sizes (opt: the primary one), and Polygraphy's lint runs the graph at the primary shape."""
+    r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="tensorrt", img_sizes="64,100x70,96x160",
+                              out=str(tmp_path / "o")))
+    build = read_manifest(r.out_dir)["tensorrt"]["build"]
+    assert r.parity_passed and set(r.manifest["parity"]["sets"]) == {"golden", "golden 100x70", "golden 96x160"}
+    assert build["profile"] == {"input": "image", "min": [1, 3, 64, 64], "opt": [1, 3, 64, 64],
+                                "max": [1, 3, 100, 160]}
+    assert "--maxShapes=image:1x3x100x160" in build["trtexec"]
+
+
 @pytest.mark.parametrize("args,sizes,needle", [
-    (("--target", "tensorrt"), "64,96", "convert once per size with --img-size"),
     (("--target", "litert", "--precision", "int8", "--calib-dir", str(REPO / "edgevit/assets/digits/calib")), "64,96",
      "fp32, fp16 and int8w"),
     (("--target", "executorch", "--precision", "int8"), "64,96", "fp32 with the xnnpack delegate"),

@@ -100,12 +100,16 @@ def polygraphy_cli(args: list[str], *, timeout: float) -> subprocess.CompletedPr
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def polygraphy_lint(path: Path) -> dict:
+def polygraphy_lint(path: Path, input_shape: tuple[str, tuple[int, ...]] | None = None) -> dict:
     """``polygraphy check lint`` on the ONNX (in a child process: it runs ONNX Runtime); ``passed`` is its verdict
-    (no failing node, no error-level entry). Warnings are kept, repeated messages counted once per pattern."""
+    (no failing node, no error-level entry). Warnings are kept, repeated messages counted once per pattern.
+    ``input_shape`` (name, shape) is the shape its inference uses for the graph's dynamic dims (else 1 each, which
+    a graph with dynamic height and width cannot take)."""
     with tempfile.TemporaryDirectory(prefix="edgevit-lint-") as tmp:
         report = Path(tmp) / "lint.json"
-        r = polygraphy_cli(["check", "lint", str(path), "-o", str(report)], timeout=900)
+        shapes = [] if input_shape is None else \
+            ["--input-shapes", f"{input_shape[0]}:[{','.join(map(str, input_shape[1]))}]"]
+        r = polygraphy_cli(["check", "lint", str(path), "-o", str(report), *shapes], timeout=900)
         if not report.is_file():
             tail = (r.stdout + r.stderr).strip().splitlines()[-3:]
             raise ExportError(f"polygraphy check lint wrote no report (exit {r.returncode}): {' | '.join(tail)}")
@@ -118,17 +122,24 @@ def polygraphy_lint(path: Path) -> dict:
         if e.get("level") == "warning":
             key = re.sub(r"'[\w.:/-]+'", "'...'", e.get("message", ""))
             patterns[key] = patterns.get(key, 0) + 1
-    return {"command": f"polygraphy check lint {path.name}", "passed": r.returncode == 0 and not failing
+    return {"command": " ".join(["polygraphy check lint", path.name, *shapes]), "passed": r.returncode == 0 and not failing
             and not errors, "failing_nodes": failing[:20], "errors": [e.get("message") for e in errors][:20],
             "warnings": [{"message": k, "count": v} for k, v in patterns.items()]}
 
 
 def build_settings(input_name: str, shape: tuple[int, ...], cfg) -> dict:
-    """The optimization profile, workspace and the two ways to build the engine on the server."""
+    """The optimization profile, workspace and the two ways to build the engine on the server. A multi-size
+    conversion (--img-sizes) spans the listed heights and widths (opt: the primary size); TensorRT's profile is a box,
+    so every size in between is accepted too, though parity was checked only at the listed ones."""
+    from edgevit.config import parse_img_sizes
+
     c, h, w = shape[1:]
     opt = cfg.batch
     top = cfg.max_batch or cfg.batch
-    dims = {k: [b, c, h, w] for k, b in (("min", 1), ("opt", opt), ("max", top))}
+    sizes = parse_img_sizes(cfg.img_sizes) if cfg.img_sizes else ((h, w),)
+    lo = (min(a for a, _ in sizes), min(b for _, b in sizes))
+    hi = (max(a for a, _ in sizes), max(b for _, b in sizes))
+    dims = {"min": [1, c, *lo], "opt": [opt, c, h, w], "max": [top, c, *hi]}
     shapes = {k: f"{input_name}:{'x'.join(map(str, v))}" for k, v in dims.items()}
     trtexec = ["trtexec", "--onnx=model.onnx", f"--saveEngine={PLAN}", f"--minShapes={shapes['min']}",
                f"--optShapes={shapes['opt']}", f"--maxShapes={shapes['max']}",
@@ -180,7 +191,7 @@ class TensorRTTarget(OnnxTarget):
     needs_calibration = ("fp16", "int8")  # fp16: AutoCast's overflow check runs the calibration images
     extra = "tensorrt-onnx"
     always_dynamic_batch = True  # the optimization profile spans batch 1 to --max-batch
-    multi_size = None  # the optimization profile would need height/width ranges too: not built here
+    multi_size = "dynamic height and width; the engine's optimization profile spans the listed sizes (opt: primary)"
 
     def check_options(self, cfg) -> None:
         from edgevit.quantize.tensorrt_quant import MODELOPT_MODULES, missing_modules
@@ -227,7 +238,7 @@ class TensorRTTarget(OnnxTarget):
         if ops["problems"]:
             raise ExportError("the TensorRT-ready ONNX has nodes the TensorRT ONNX parser "
                               f"({ops['release']}) does not take:\n  " + "\n  ".join(ops["problems"][:20]))
-        lint = polygraphy_lint(path)
+        lint = polygraphy_lint(path, (io_spec.input_name, tuple(example.shape)))
         if not lint["passed"]:
             raise ExportError(f"polygraphy check lint failed on the TensorRT-ready ONNX: "
                               f"{lint['failing_nodes'] or lint['errors']}")
