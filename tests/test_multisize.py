@@ -90,6 +90,10 @@ def test_coreml_enumerated_shapes_serve_every_listed_size(tmp_path):
     enumerated = spec.description.input[0].type.imageType.enumeratedSizes.sizes
     assert [(e.height, e.width) for e in enumerated] == [(64, 64), (96, 160)]
     assert verify_dir(r.out_dir).passed
+    from edgevit.verify.drift import drift_dir  # finds every unit's value in the symbolic program too
+
+    drift = drift_dir(r.out_dir)
+    assert len(drift.blocks) == 8 and not drift.notes and drift.first_over_budget is None, drift.notes  # 7 units + logits
 
 
 @pytest.mark.slow  # default-run budget (26 s); benchmarks/multisize_files.py covers it too

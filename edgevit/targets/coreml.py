@@ -67,6 +67,20 @@ def _sizes(cfg) -> tuple:
     return parse_img_sizes(cfg.img_sizes) if cfg.img_sizes else ()
 
 
+def _dynamic_dims(sizes) -> tuple | None:
+    """torch.export's dynamic_shapes for a program serving ``sizes`` (multiples of 32): height/width as 32 x a
+    symbolic dim where the sizes differ; None for one size. Drift exports the same way to find the same node names."""
+    import torch
+
+    if len(sizes) < 2:
+        return None
+    dims = {}
+    for axis, values in ((2, [h for h, _ in sizes]), (3, [w for _, w in sizes])):
+        if len(set(values)) > 1:
+            dims[axis] = 32 * torch.export.Dim(f"{'hw'[axis - 2]}32", min=min(values) // 32, max=max(values) // 32)
+    return (dims,)
+
+
 @register_target
 class CoreMLTarget(Target):
     name = "coreml"
@@ -125,14 +139,9 @@ class CoreMLTarget(Target):
         net = _converted_module(model, cfg.input_type == "image", pre["mean"], pre["std"], softmax)
         inner = "model." if net is not model else ""  # where ``model``'s modules sit inside ``net``
         shape = tuple(example.shape)
-        sizes, dynamic = _sizes(cfg), None
-        if len(sizes) > 1:  # one program for every size: symbolic dims (multiples of 32) + enumerated input shapes
-            dims = {}
-            for axis, values in ((2, [h for h, _ in sizes]), (3, [w for _, w in sizes])):
-                if len(set(values)) > 1:
-                    dims[axis] = 32 * torch.export.Dim(f"{'hw'[axis - 2]}32", min=min(values) // 32,
-                                                       max=max(values) // 32)
-            dynamic = (dims,)
+        sizes = _sizes(cfg)
+        dynamic = _dynamic_dims(sizes)  # one program for every size: symbolic dims + enumerated input shapes
+        if dynamic is not None:
             shape = ct.EnumeratedShapes(shapes=[[*shape[:2], h, w] for h, w in sizes], default=list(shape))
         if cfg.input_type == "image":
             inputs = [ct.ImageType(name=io_spec.input_name, shape=shape, color_layout=ct.colorlayout.RGB,
@@ -205,6 +214,8 @@ class CoreMLTarget(Target):
         }
         if quant:
             details["quantization"] = quant
+        if dynamic is not None:
+            details["enumerated_sizes"] = [list(sz) for sz in sizes]
         return ExportResult(artifact=path.name, details=details)
 
     def load(self, artifact_path, spec: RuntimeSpec, *, threads=None) -> Runner:
@@ -247,7 +258,9 @@ class CoreMLTarget(Target):
         inner = "model." if net is not model else ""
         example = torch.zeros((spec.batch or 1, *x.shape[1:]), dtype=torch.float32)
         with _quiet():
-            graph = torch.export.export(net, (example,), strict=False).run_decompositions({}).graph
+            dynamic = _dynamic_dims([tuple(sz) for sz in spec.details.get("enumerated_sizes", [])])
+            graph = torch.export.export(net, (example,), dynamic_shapes=dynamic,
+                                        strict=False).run_decompositions({}).graph
         available = sim.value_names()
         found, notes, requantized = {}, [], 0
         for unit in units:
@@ -397,8 +410,12 @@ def _unit_output_node(graph, path: str) -> str | None:
         stack = node.meta.get("nn_module_stack") or {}
         return any(p == path or p.startswith(path + ".") for p, _ in stack.values())
 
+    import torch
+
     members = {n for n in graph.nodes if inside(n)}
-    leaving = [n for n in members if any(u not in members for u in n.users)]
+    # under symbolic height/width a unit also hands sizes (SymInts) to later reshapes: those are not its output
+    leaving = [n for n in members if any(u not in members for u in n.users)
+               and isinstance(n.meta.get("val"), torch.Tensor)]
     return leaving[0].name if len(leaving) == 1 else None
 
 
