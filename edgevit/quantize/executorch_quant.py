@@ -47,6 +47,19 @@ def quantize_xnnpack(model, example: torch.Tensor, calibration: np.ndarray,
     # XNNPACKQuantizer.set_module_name(name, None) asserts ("not supported yet"); a node filter excludes instead
     if keep_float:
         quantizer.set_filter_function(lambda node: _in_any(module_paths(node), keep_float) is None)
+        # the filter does not reach every annotator: residual adds and concats written in a kept block's own forward
+        # were still quantized (18 quantize/dequantize pairs inside an all-float tiny model), so after annotating,
+        # every annotation on a node inside a kept module is dropped (an outside reader still quantizes its input)
+        annotate = quantizer.annotate
+
+        def annotate_keeping_float(gm):
+            gm = annotate(gm)
+            for node in gm.graph.nodes:
+                if _in_any(module_paths(node), keep_float):
+                    node.meta.pop("quantization_annotation", None)
+            return gm
+
+        quantizer.annotate = annotate_keeping_float
     batch = example.shape[0]
     try:
         graph = torch.export.export(model, (example,), strict=False).module()

@@ -226,6 +226,31 @@ def _tiny_deployed():
     return deploy(randomize_(create_model("nextvit_test_tiny"), seed=0), "executorch").model
 
 
+def test_xnnpack_keep_float_leaves_no_int8_op_inside_a_kept_block():
+    """XNNPACKQuantizer's node filter does not reach every annotator: an NTB's residual adds and concat (written in the
+    block's own forward) stayed quantized inside a block kept in float. Now nothing inside a kept module is."""
+    import torch
+
+    from edgevit.quantize.executorch_quant import module_paths, quantize_xnnpack
+
+    net = _tiny_deployed()
+    calib = np.random.default_rng(0).normal(size=(2, 3, 64, 64)).astype(np.float32)
+    kept = "stages.1.blocks.1"  # an NTB
+
+    def int8_ops_in(module, keep):
+        q = quantize_xnnpack(module, torch.from_numpy(calib[:1]), calib, keep)
+        ops = [n for n in q.module.graph.nodes if str(n.target).endswith("quantize_per_tensor.default")
+               and "dequantize" not in str(n.target)]
+        # a quantize op carries no module stack of its own: it belongs to the node whose value it quantizes
+        return ops, [n for n in ops if any(p == kept or p.startswith(kept + ".") for p in module_paths(n.args[0]))]
+
+    everything = ("stem", "head") + tuple(f"stages.{s}.blocks.{b}" for s, st in enumerate(net.stages)
+                                          for b in range(len(st.blocks)))
+    assert int8_ops_in(net, everything)[0] == []
+    ops, inside = int8_ops_in(net, (kept,))
+    assert ops and not inside
+
+
 def test_xnnpack_calibration_uses_every_image_when_batch_exceeds_them():
     """--batch 4 with 3 calibration images: they used to be dropped (partial batch), leaving the observers empty."""
     import torch
