@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rewrites import litert_runners  # noqa: E402  (same LiteRT runner as the rewrites benchmark)
+from rewrites import executorch_runner, litert_runners  # noqa: E402  (the rewrites benchmark's runners)
 
 from edgevit.bench.peak import gemm_runners, gflops, theoretical_peak  # noqa: E402
 from edgevit.bench.timing import interleaved, paired_ratio, summarize  # noqa: E402
@@ -43,7 +43,7 @@ from edgevit.models import create_model, randomize_  # noqa: E402
 from edgevit.models.complexity import count_macs  # noqa: E402
 from edgevit.rewrites import FORMS, deploy  # noqa: E402
 from edgevit.targets.base import IOSpec  # noqa: E402
-from edgevit.targets.executorch import delegation_report, executorch_runtime, set_threads  # noqa: E402
+from edgevit.targets.executorch import set_threads  # noqa: E402
 from edgevit.targets.onnx import _scopes, export_onnx, make_session  # noqa: E402
 
 OUTPUTS = ("stage1", "stage2", "stage3", "stage4")
@@ -110,9 +110,6 @@ def attention_share(path: Path, x: np.ndarray, threads: int, runs: int) -> dict:
 
 
 def build(model, size, threads: int, tmp: Path, log, with_litert: bool, profile_runs: int):
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 3, *size)).astype(np.float32))
     xn = x.numpy()
     runners, info, profiles = {}, {}, {}
@@ -135,14 +132,8 @@ def build(model, size, threads: int, tmp: Path, log, with_litert: bool, profile_
                     dyn = make_session(path, threads=threads)
                     runners["ort_deployed_dynamic_hw"] = lambda dyn=dyn: dyn.run(None, {"image": xn})
             else:
-                edge = to_edge_transform_and_lower(torch.export.export(net, (x,), strict=False),
-                                                   partitioner=[XnnpackPartitioner()])
-                rep = delegation_report(edge)
-                pte = tmp / f"{form}_{size[0]}x{size[1]}.pte"
-                pte.write_bytes(edge.to_executorch().buffer)
-                method = executorch_runtime(threads).load_program(str(pte)).load_method("forward")
-                runners[f"et_{form}"] = lambda method=method: method.execute([x])
-                info[f"et_{form}"] = {"subgraphs": rep["delegated_subgraphs"], "portable": rep["portable_operators"]}
+                runners[f"et_{form}"], info[f"et_{form}"] = executorch_runner(net, x, threads,
+                                                                              tmp / f"{form}_{size[0]}x{size[1]}.pte")
             log(f"  built {prefix} {form} at {size[0]}x{size[1]} in {time.perf_counter() - t0:.0f}s")
     if with_litert:
         lite, lite_info = litert_runners({"original": model, "deployed": forms["lite_deployed"]}, x, size, threads,

@@ -113,12 +113,21 @@ def form_name(passes) -> str:
     return next(k for k, v in ALT_FORMS.items() if tuple(v) == tuple(passes))
 
 
-def build_runners(model, size, threads, tmp: Path, log, with_litert: bool = True):
+def executorch_runner(net, x: torch.Tensor, threads: int, pte: Path):
+    """(a no-argument runner of ``net`` lowered to XNNPACK and loaded from ``pte``, its delegation summary)."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     from edgevit.targets.executorch import executorch_runtime
 
+    edge = to_edge_transform_and_lower(torch.export.export(net, (x,), strict=False), partitioner=[XnnpackPartitioner()])
+    rep = delegation_report(edge)
+    pte.write_bytes(edge.to_executorch().buffer)
+    method = executorch_runtime(threads).load_program(str(pte)).load_method("forward")
+    return (lambda: method.execute([x])), {"subgraphs": rep["delegated_subgraphs"], "portable": rep["portable_operators"]}
+
+
+def build_runners(model, size, threads, tmp: Path, log, with_litert: bool = True):
     x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 3, *size)).astype(np.float32))
     xn = x.numpy()
     runners, info = {}, {}
@@ -138,14 +147,8 @@ def build_runners(model, size, threads, tmp: Path, log, with_litert: bool = True
         sess = make_session(onnx_path, threads=threads)
         runners[f"ort_{label}"] = lambda sess=sess: sess.run(None, {"image": xn})
         if name in ("original", "tok", "qk"):  # kq's softmax over keys falls outside XNNPACK: not a candidate
-            edge = to_edge_transform_and_lower(torch.export.export(net, (x,), strict=False),
-                                               partitioner=[XnnpackPartitioner()])
-            rep = delegation_report(edge)
-            pte = tmp / f"{label}_{size[0]}.pte"
-            pte.write_bytes(edge.to_executorch().buffer)
-            method = executorch_runtime(threads).load_program(str(pte)).load_method("forward")
-            runners[f"et_{label}"] = lambda method=method: method.execute([x])
-            info[f"et_{label}"] = {"subgraphs": rep["delegated_subgraphs"], "portable": rep["portable_operators"]}
+            runners[f"et_{label}"], info[f"et_{label}"] = executorch_runner(net, x, threads,
+                                                                            tmp / f"{label}_{size[0]}.pte")
         log(f"  built {label} at {size[0]}x{size[1]} in {time.perf_counter() - t0:.0f}s")
     lite, lite_info = litert_runners(forms, x, size, threads, tmp, log) if with_litert else ({}, {})
     runners.update(lite)
