@@ -50,8 +50,8 @@ def test_one_onnx_artifact_serves_every_listed_size(tmp_path):
 
 
 def test_the_per_size_check_catches_a_graph_specialized_to_one_size(tmp_path, monkeypatch):
-    """Without the size-generic paths, torch.export bakes the example's even-map pooling and trailing-token choice
-    into the dynamic graph without complaint; the other sizes' parity must then fail, not pass."""
+    """Without the size-generic paths, torch.onnx's exporter bakes the example's even-map pooling and trailing-token
+    choice into the dynamic graph without complaint; the other sizes' parity must then fail, not pass."""
     monkeypatch.setattr(forms, "static_shape", lambda *dims: True)
     monkeypatch.setattr(bchw, "static_shape", lambda *dims: True)
     r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="onnx", img_sizes="64,100x70",

@@ -78,6 +78,6 @@ class ChannelAffine(nn.Module):
 
 def static_shape(*dims) -> bool:
     """True when every dim is a plain int. Under an export with dynamic height/width the dims are symbolic, and a
-    branch on them would be decided once for the example's size and baked into the graph (torch.export does not
-    refuse it): shape-dependent shortcuts must then take the path that is exact for every size."""
+    branch on them would be decided once for the example's size and baked into the graph (torch.onnx's exporter does
+    not refuse it): shape-dependent shortcuts must then take the path that is exact for every size."""
     return all(isinstance(d, int) for d in dims)
