@@ -77,6 +77,7 @@ def test_one_pte_holds_a_method_per_size(tmp_path):
     assert verify_dir(r.out_dir).passed
 
 
+@pytest.mark.slow  # default-run budget (29 s); tests/targets/test_coreml_sim.py runs an enumerated-shapes program
 def test_coreml_enumerated_shapes_serve_every_listed_size(tmp_path):
     """One ML program with enumerated input shapes (multiples of 32), run at each size by the simulator (its
     shape arithmetic: shape -> gather -> concat of scalars)."""
@@ -111,6 +112,7 @@ def test_one_tflite_holds_a_signature_per_size(tmp_path):
     assert verify_dir(r.out_dir).passed
 
 
+@pytest.mark.slow  # default-run budget (15 s)
 def test_tensorrt_profile_spans_the_listed_sizes(tmp_path):
     """The TensorRT-ready ONNX takes any height/width; the engine's optimization profile is the box around the listed
     sizes (opt: the primary one), and Polygraphy's lint runs the graph at the primary shape."""

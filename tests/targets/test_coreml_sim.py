@@ -88,6 +88,28 @@ def test_simulator_matches_pytorch_fp32(case, tmp_path):
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
 
+def test_simulator_runs_enumerated_shapes_programs(tmp_path):
+    """A program exported with symbolic height/width (multi-size CoreML, --img-sizes) computes its reshapes from
+    ``shape`` -> ``gather`` (a scalar per dim) -> ``concat`` of scalars; the simulator runs it at each listed size."""
+    module = Lambda(lambda x: x.reshape(x.shape[0], x.shape[1], -1).softmax(-1).reshape(x.shape) * 2).eval()
+    x = torch.randn(1, 3, 64, 96)  # not 32: torch.export specializes a dim of 1 (32 x 1)
+    dims = ({2: 32 * torch.export.Dim("h32", min=2, max=4), 3: 32 * torch.export.Dim("w32", min=2, max=4)},)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ep = torch.export.export(module, (x,), dynamic_shapes=dims, strict=False).run_decompositions({})
+        shapes = ct.EnumeratedShapes(shapes=[[1, 3, 64, 96], [1, 3, 128, 64]], default=[1, 3, 64, 96])
+        ml = ct.convert(ep, inputs=[ct.TensorType(name="x", shape=shapes, dtype=np.float32)],
+                        outputs=[ct.TensorType(name="y", dtype=np.float32)], convert_to="mlprogram",
+                        minimum_deployment_target=ct.target.iOS16, compute_precision=ct.precision.FLOAT32)
+    ml.save(str(tmp_path / "e.mlpackage"))
+    sim = CoreMLSimulator(tmp_path / "e.mlpackage")
+    assert {"gather", "concat"} <= set(sim.op_counts())
+    for shape in ((1, 3, 64, 96), (1, 3, 128, 64)):
+        xi = torch.randn(*shape)
+        with torch.no_grad():
+            np.testing.assert_allclose(sim.run({"x": xi.numpy()})["y"], module(xi).numpy(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("case", ["conv_grouped_strided", "softmax_axis1", "linear", "avg_pool_ceil_exclude"])
 def test_simulator_fp16_programs(case, tmp_path):
     module, shape, op_type = CASES[case]
