@@ -99,8 +99,9 @@ def _add_convert(sub):
                                        "pal6, pal4")
     p.add_argument("--delegate", help="executorch delegate: xnnpack (default) or coreml")
     p.add_argument("--img-size", help="N or HxW (default: the model's, 224 for S/B/L)")
-    p.add_argument("--img-sizes", help="several sizes served by one artifact, e.g. 512,640,800x1344 (onnx, ort: dynamic "
-                                       "height and width; the first is the primary size); parity is checked at each")
+    p.add_argument("--img-sizes", help="several sizes served by one artifact, e.g. 512,640,800x1344 (the first is the "
+                                       "primary size; README: 'Several input sizes in one artifact'); parity is "
+                                       "checked at each")
     p.add_argument("--batch", type=int, help="batch size baked into the artifact (default 1)")
     p.add_argument("--dynamic-batch", action="store_const", const=True, default=None,
                    help="onnx/ort: leave the batch dimension dynamic")

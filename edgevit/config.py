@@ -131,7 +131,7 @@ class ConvertConfig:
     seed: int = 0
     img_size: int | tuple[int, int] | None = None
     # several input sizes served by one artifact ("512,640,800x1344"); the first is the primary size (golden picture
-    # for the apps, calibration, bench); onnx/ort only (dynamic height and width)
+    # for the apps, calibration, bench); each target's mechanism is its Target.multi_size
     img_sizes: str | None = None
     batch: int = 1
     dynamic_batch: bool = False
@@ -172,6 +172,16 @@ class ConvertConfig:
     license: str | None = None
     author: str | None = None
 
+    @property
+    def sizes(self) -> tuple[tuple[int, int], ...]:
+        """``img_sizes`` parsed ((H, W) each, the primary first); () when not given."""
+        return parse_img_sizes(self.img_sizes) if self.img_sizes is not None else ()
+
+    @property
+    def extra_sizes(self) -> tuple[tuple[int, int], ...]:
+        """The sizes after the primary one of a multi-size conversion; () for one size."""
+        return self.sizes[1:]
+
     def __post_init__(self):
         for f in fields(self):
             check_value(f.name, str(f.type), getattr(self, f.name))
@@ -182,7 +192,7 @@ class ConvertConfig:
                 raise ConfigError(f"image size {h}x{w} is larger than edgevit's bound of {MAX_IMG_SIDE} a side "
                                   "(activations alone would need tens of GB); pass a size such as 224, 384 or 640x640")
         if self.img_sizes is not None:
-            sizes = parse_img_sizes(self.img_sizes)
+            sizes = self.sizes
             big = [f"{h}x{w}" for h, w in sizes if max(h, w) > MAX_IMG_SIDE]
             if big:
                 raise ConfigError(f"image size {big[0]} is larger than edgevit's bound of {MAX_IMG_SIDE} a side")

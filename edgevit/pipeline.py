@@ -153,7 +153,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
 
 def plan(cfg: ConvertConfig) -> Plan:
     """Resolve and check every option; nothing slow happens here."""
-    from edgevit.config import parse_img_size, parse_img_sizes
+    from edgevit.config import parse_img_size
     from edgevit.models import get_config
     from edgevit.models.pretrained import resolve_preprocess
     from edgevit.preprocess import Preprocess
@@ -172,7 +172,7 @@ def plan(cfg: ConvertConfig) -> Plan:
         from edgevit.targets.tensorrt_engine import require_engine_toolchain
 
         require_engine_toolchain(cfg.out)
-    sizes = parse_img_sizes(cfg.img_sizes) if cfg.img_sizes is not None else ()
+    sizes = cfg.sizes
     if len(sizes) > 1 and target.multi_size is None:
         able = ", ".join(sorted(n for n, t in _targets_by_name().items() if t.multi_size))
         raise ConfigError(f"--img-sizes with several sizes: {target.name} artifacts have one input size here; convert "

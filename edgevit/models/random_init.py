@@ -16,8 +16,6 @@ so sharp that fp32 itself lost three digits at 640x640, and no fp32 artifact cou
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
@@ -40,12 +38,13 @@ def calibration_images(n: int, size: tuple[int, int], *, seed: int = 0) -> torch
     images; more golden pictures where an install lacks them), in that order."""
     import numpy as np
 
+    from edgevit.models.factory import embedded_data
     from edgevit.preprocess import Preprocess, golden_image, list_images, open_image
 
     pre = Preprocess.for_size(size)
     n_syn, n_photo = n // 4, n // 4
-    folder = Path(__file__).resolve().parents[1] / "assets" / "photodigits" / "calib"
-    photos = list_images(folder)[seed % 7::7][:n_photo] if folder.is_dir() else []
+    folder = embedded_data("nextvit_photodigits", "calib")
+    photos = list_images(folder)[seed % 7::7][:n_photo] if folder else []
     n_gold = n - n_syn - len(photos)
     pictures = [golden_image(size, seed=100 + seed + i) for i in range(n_gold)] + [open_image(f) for f in photos]
     raw = np.stack([pre.raw(pre.resized(p)) for p in pictures])

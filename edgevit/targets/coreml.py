@@ -61,12 +61,6 @@ class ImageNormalize:
         return Wrapped().eval()
 
 
-def _sizes(cfg) -> tuple:
-    from edgevit.config import parse_img_sizes
-
-    return parse_img_sizes(cfg.img_sizes) if cfg.img_sizes else ()
-
-
 def _dynamic_dims(sizes) -> tuple | None:
     """torch.export's dynamic_shapes for a program serving ``sizes`` (multiples of 32): height/width as 32 x a
     symbolic dim where the sizes differ; None for one size. Drift exports the same way to find the same node names."""
@@ -116,7 +110,7 @@ class CoreMLTarget(Target):
         from edgevit.quantize.coreml_quant import check
 
         check(cfg.precision, cfg.min_ios)
-        sizes = _sizes(cfg)
+        sizes = cfg.sizes
         if len(sizes) > 1:
             odd = [f"{h}x{w}" for h, w in sizes if h % 32 or w % 32]
             if odd:
@@ -139,7 +133,7 @@ class CoreMLTarget(Target):
         net = _converted_module(model, cfg.input_type == "image", pre["mean"], pre["std"], softmax)
         inner = "model." if net is not model else ""  # where ``model``'s modules sit inside ``net``
         shape = tuple(example.shape)
-        sizes = _sizes(cfg)
+        sizes = cfg.sizes
         dynamic = _dynamic_dims(sizes)  # one program for every size: symbolic dims + enumerated input shapes
         if dynamic is not None:
             shape = ct.EnumeratedShapes(shapes=[[*shape[:2], h, w] for h, w in sizes], default=list(shape))

@@ -40,14 +40,6 @@ def delegation_report(edge_program, method: str = "forward") -> dict:
     }
 
 
-def _extra_sizes(cfg) -> tuple:
-    """The sizes after the primary one of a multi-size conversion (--img-sizes), else ()."""
-    from edgevit.config import parse_img_sizes
-
-    sizes = parse_img_sizes(cfg.img_sizes) if cfg.img_sizes else ()
-    return sizes[1:] if len(sizes) > 1 else ()
-
-
 def method_name(size: tuple[int, int]) -> str:
     return f"forward_{size[0]}x{size[1]}"
 
@@ -110,7 +102,7 @@ class ExecuTorchTarget(Target):
         return reproducible_executorch_payload()
 
     def check_options(self, cfg) -> None:
-        if _extra_sizes(cfg) and (cfg.precision != "fp32" or (cfg.delegate or "xnnpack") != "xnnpack"):
+        if cfg.extra_sizes and (cfg.precision != "fp32" or (cfg.delegate or "xnnpack") != "xnnpack"):
             raise ConfigError("a multi-size .pte (--img-sizes) is built for fp32 with the xnnpack delegate here (an "
                               "int8 graph is quantized at one size); convert other precisions once per size with "
                               "--img-size")
@@ -124,7 +116,7 @@ class ExecuTorchTarget(Target):
         delegate = cfg.delegate or "xnnpack"
         if io_spec.dynamic_batch:
             raise ConfigError("executorch artifacts have a fixed batch here; drop --dynamic-batch or use --batch N")
-        extra = _extra_sizes(cfg)
+        extra = cfg.extra_sizes
         self.check_options(cfg)
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \

@@ -329,14 +329,6 @@ def _no_default_delegates() -> dict:
     return {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
 
 
-def _extra_sizes(cfg) -> tuple:
-    """The sizes after the primary one of a multi-size conversion (--img-sizes), else ()."""
-    from edgevit.config import parse_img_sizes
-
-    sizes = parse_img_sizes(cfg.img_sizes) if cfg.img_sizes else ()
-    return sizes[1:] if len(sizes) > 1 else ()
-
-
 def signature_name(size: tuple[int, int]) -> str:
     return f"serving_{size[0]}x{size[1]}"
 
@@ -359,7 +351,7 @@ class LiteRTTarget(Target):
     def check_options(self, cfg) -> None:
         if cfg.dynamic_batch:
             raise ConfigError("litert artifacts have a fixed batch here; drop --dynamic-batch or use --batch N")
-        if _extra_sizes(cfg) and cfg.precision == "int8":
+        if cfg.extra_sizes and cfg.precision == "int8":
             raise ConfigError("a multi-size .tflite (--img-sizes) is built for fp32, fp16 and int8w here (int8 "
                               "activations are calibrated at one size); convert int8 once per size with --img-size")
 
@@ -376,7 +368,7 @@ class LiteRTTarget(Target):
             if calibration is not None:
                 calibration = np.ascontiguousarray(calibration.transpose(0, 2, 3, 1))
         self.check_options(cfg)
-        extra = _extra_sizes(cfg)
+        extra = cfg.extra_sizes
 
         def convert_float(net, target: Path) -> None:
             """The float model, with one more signature per extra size (each traced at its own static size)."""

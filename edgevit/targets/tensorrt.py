@@ -131,12 +131,10 @@ def build_settings(input_name: str, shape: tuple[int, ...], cfg) -> dict:
     """The optimization profile, workspace and the two ways to build the engine on the server. A multi-size
     conversion (--img-sizes) spans the listed heights and widths (opt: the primary size); TensorRT's profile is a box,
     so every size in between is accepted too, though parity was checked only at the listed ones."""
-    from edgevit.config import parse_img_sizes
-
     c, h, w = shape[1:]
     opt = cfg.batch
     top = cfg.max_batch or cfg.batch
-    sizes = parse_img_sizes(cfg.img_sizes) if cfg.img_sizes else ((h, w),)
+    sizes = cfg.sizes or ((h, w),)
     lo = (min(a for a, _ in sizes), min(b for _, b in sizes))
     hi = (max(a for a, _ in sizes), max(b for _, b in sizes))
     dims = {"min": [1, c, *lo], "opt": [opt, c, h, w], "max": [top, c, *hi]}
