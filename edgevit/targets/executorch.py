@@ -224,7 +224,8 @@ class ExecuTorchTarget(Target):
                 from edgevit.quantize.executorch_quant import quantize_xnnpack
 
                 keep = tuple(f"model.{m}" for m in quantization.get("kept_float", []))
-                tapped = quantize_xnnpack(tapped, example, calibration, keep).module
+                tapped = quantize_xnnpack(tapped, example, calibration, keep,
+                                          taps_from=len(spec.output_names)).module
             exported = torch.export.export(tapped, (example,), strict=False)
             edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners("xnnpack"))
             program = edge.to_executorch()
@@ -244,7 +245,8 @@ class ExecuTorchTarget(Target):
         if gap > 1e-3 * scale:
             notes.append(f"the artifact's final output differs from the debug program's (a fresh lowering of its "
                          f"source) by {gap:.3g}: this .pte is not what its source lowers to, and the block rows "
-                         "describe the fresh lowering, not this file; re-convert it")
+                         "describe the fresh lowering, not this file (a .pte edited, or made by another "
+                         "edgevit or ExecuTorch release: re-convert it)")
         else:
             notes.append(f"the debug program's final output differs from the artifact's by at most {gap:.3g}")
         how = "quantized again on the artifact's calibration inputs, " if quantization is not None else ""
