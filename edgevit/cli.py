@@ -14,7 +14,7 @@ import logging
 import math
 import sys
 
-from edgevit.errors import EdgeVitError
+from edgevit.errors import ConfigError, EdgeVitError
 
 EXIT_CODES_HELP = """exit codes:
   0  success
@@ -468,7 +468,6 @@ def _sweep_folders(args) -> list[str]:
     from pathlib import Path
 
     from edgevit.config import ConvertConfig
-    from edgevit.errors import ConfigError
     from edgevit.manifest import input_hw, read_manifest
     from edgevit.pipeline import convert, portable_source
 
@@ -582,10 +581,117 @@ def _cmd_report(args) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# scale-out on Ray: matrix / evaluate
+
+
+def _scale_arguments(p):
+    p.add_argument("--address", help="a running Ray cluster (`ray start --head` prints it; ray://HOST:10001 for a "
+                                     "remote client); default: a local Ray on this machine's cores")
+    p.add_argument("--inline", action="store_true", help="no Ray: run in this process, one after another")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _add_matrix(sub):
+    p = sub.add_parser("matrix", help="convert + verify every (model, target, precision, size) of a SPEC on Ray",
+                       description="Each cell of SPEC (models x targets x precisions x sizes) is one convert + "
+                                   "verify (+ the accuracy report for reduced precision) run as its own Ray task, "
+                                   "its artifact under OUT/cells/<cell>/. Results merge into OUT/matrix.json and "
+                                   "OUT/matrix.html. A failing cell does not stop the others; a cell whose inputs "
+                                   "(weights, images, options, toolchain versions) are unchanged is reused unless "
+                                   "--force. For a cluster, OUT and every path in SPEC must be on storage every "
+                                   "node sees, and edgevit installed on every node.",
+                       epilog=EXIT_CODES_HELP + "\nThe exit code is 0 when every supported cell passed, else the "
+                                                "first failing cell's.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="YAML SPEC (models, targets, precisions, sizes, calib_dir, eval_dir, options)")
+    p.add_argument("--out", required=True, help="the matrix folder (created; an existing matrix folder is reused)")
+    p.add_argument("--workers", type=int, help="cells at a time (default: one per CPU)")
+    p.add_argument("--force", action="store_true", help="rebuild every cell, even unchanged ones")
+    p.add_argument("--bench", action="store_true", help="after converting, time the passing cells interleaved, on "
+                                                        "one node with every CPU of it reserved")
+    p.add_argument("--bench-runs", type=int, default=20, help="interleaved timing rounds (default 20)")
+    _scale_arguments(p)
+    p.set_defaults(func=_cmd_matrix)
+
+
+def _cmd_matrix(args) -> int:
+    from edgevit.scale.matrix import check_workers, exit_code, format_table, run_matrix
+    from edgevit.scale.spec import load_spec
+
+    check_workers(args.workers)
+    spec = load_spec(args.spec)
+    total = len(spec.cells())
+    done = [0]
+
+    def on_event(kind: str, rec: dict) -> None:
+        if args.json:
+            return
+        if kind == "start":
+            print(f"edgevit: cell {rec['id']} ...", file=sys.stderr)
+        elif kind in ("done", "reused", "unsupported"):
+            done[0] += 1
+            what = {"reused": "reused (unchanged inputs)", "unsupported": "unsupported"}.get(kind, rec["status"])
+            extra = f" in {rec.get('seconds', 0):.1f} s" if kind == "done" else ""
+            if kind == "done" and rec.get("attempts", 1) > 1:
+                extra += f" (attempt {rec['attempts']})"
+            print(f"edgevit: [{done[0]}/{total}] {rec['id']}: {what}{extra}", file=sys.stderr)
+        elif kind == "bench":
+            print(f"edgevit: timed {len(rec.get('results', []))} artifacts on {rec.get('node')}", file=sys.stderr)
+
+    result = run_matrix(spec, args.out, address=args.address, workers=args.workers, force=args.force,
+                        bench=args.bench, bench_runs=args.bench_runs, inline=args.inline, on_event=on_event)
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(format_table(result))
+        print(f"wrote {result.out / 'matrix.json'} and {result.out / 'matrix.html'}")
+    return exit_code(result)
+
+
+def _add_evaluate(sub):
+    p = sub.add_parser("evaluate", help="artifacts over a large image folder, sharded across Ray workers",
+                       description="Run each artifact folder in its own runtime, through its manifest's "
+                                   "preprocessing, beside its fp32 PyTorch model, over every image of --images, "
+                                   "split into shards that run as Ray tasks; the merged metrics use verify's names "
+                                   "(top-1/top-5 agreement, cosine, SQNR) plus top-1/top-5 accuracy for a labelled "
+                                   "folder. The numbers do not depend on --shards.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("artifacts", nargs="+", help="artifact folders written by edgevit convert")
+    p.add_argument("--images", required=True, help="image folder (with --labels-from-folders: one subfolder per "
+                                                   "class, named by a label or a class index)")
+    p.add_argument("--labels-from-folders", action="store_true", help="each image's class is its subfolder")
+    p.add_argument("--shards", type=int, help="pieces the folder is cut into (default: one per CPU)")
+    p.add_argument("--threads", type=int, default=1, help="runtime threads per shard task (default 1)")
+    p.add_argument("--weights", help="the checkpoint the artifacts were converted from, where their manifests' "
+                                     "path no longer holds it")
+    _scale_arguments(p)
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args) -> int:
+    from edgevit.scale.evaluate import evaluate, format_results
+
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    seen = [0]
+
+    def on_shard(part: dict) -> None:
+        seen[0] += part["images"]
+        if not args.json:
+            print(f"edgevit: {seen[0]} images done ({part['node']}, {part['seconds']:.1f} s)", file=sys.stderr)
+
+    results = evaluate(args.artifacts, args.images, labels_from_folders=args.labels_from_folders,
+                       shards=args.shards, address=args.address, threads=args.threads, inline=args.inline,
+                       weights=args.weights, on_shard=on_shard)
+    _print_json(results) if args.json else print(format_results(results))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 
 COMMANDS = [_add_convert, _add_verify, _add_build_engine, _add_drift, _add_bench, _add_profile, _add_report,
-            _add_info, _add_models]
+            _add_matrix, _add_evaluate, _add_info, _add_models]
 
 
 def _own_records_only(record: logging.LogRecord) -> bool:

@@ -26,9 +26,9 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
       --extra-index-url https://pypi.org/simple
   fi
 fi
-echo "edgevit: installing edgevit[dev,litert,tensorrt-onnx] and its toolchains" >&2
-# litert (pulls jax) and tensorrt-onnx (NVIDIA ModelOpt on the CPU) are optional extras for users; the test suite
-# runs the LiteRT interpreter and ModelOpt for real, so they are here
-quiet "${PIP[@]}" install -q -e ".[dev,litert,tensorrt-onnx]"
+echo "edgevit: installing edgevit[dev,litert,tensorrt-onnx,scale] and its toolchains" >&2
+# litert (pulls jax), tensorrt-onnx (NVIDIA ModelOpt on the CPU) and scale (Ray) are optional extras for users; the
+# test suite runs the LiteRT interpreter, ModelOpt and a local Ray for real, so they are here
+quiet "${PIP[@]}" install -q -e ".[dev,litert,tensorrt-onnx,scale]"
 touch "$STAMP"
 echo "edgevit: ready ($VENV)" >&2

@@ -1,0 +1,189 @@
+"""edgevit matrix / evaluate on a real local Ray (2 workers): a 2 x 2 x 2 matrix, a failing cell, a worker killed
+mid-cell, a rerun that reuses every cell, and evaluate giving the same metrics for 1 and 3 shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from edgevit.errors import ConfigError, OutputExistsError
+from edgevit.models.factory import embedded_data
+from edgevit.scale.evaluate import METRICS, evaluate, shard_bounds
+from edgevit.scale.matrix import RECORDS, exit_code, run_matrix
+from edgevit.scale.spec import MatrixSpec, load_spec
+from edgevit.verify import verify_dir
+
+ray = pytest.importorskip("ray", reason="the scale extra (pip install 'edgevit[scale]') is not installed")
+
+EVAL = embedded_data("nextvit_digits", "eval")  # 450 labelled digit scans, one subfolder per class
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray with 2 CPUs for the module (its start-up is seconds; every run_matrix/evaluate joins it)."""
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def write_spec(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def matrix_2x2x2(local_ray, tmp_path_factory):
+    root = tmp_path_factory.mktemp("matrix")
+    spec = write_spec(root / "spec.yaml", {
+        "models": [{"model": "nextvit_digits"}, {"model": "nextvit_test_tiny", "name": "tiny", "random_init": True}],
+        "targets": ["onnx", "ort"], "precisions": ["fp32", "fp16"]})
+    t0 = time.perf_counter()
+    result = run_matrix(load_spec(spec), root / "out", workers=2)
+    return root, spec, result, time.perf_counter() - t0
+
+
+def test_matrix_converts_and_verifies_every_cell(matrix_2x2x2):
+    root, _, result, _ = matrix_2x2x2
+    ids = [c["id"] for c in result.cells]
+    assert ids == [f"{m}_{t}_{p}" for m in ("nextvit_digits", "tiny") for t in ("onnx", "ort")
+                   for p in ("fp32", "fp16")]
+    assert [c["status"] for c in result.cells] == ["ok"] * 8, [c.get("error") for c in result.cells]
+    assert exit_code(result) == 0
+    for c in result.cells:
+        folder = root / "out" / "cells" / c["id"]
+        assert verify_dir(folder).passed  # an independent re-check of what the cell left
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert (manifest["target"], manifest["precision"]) == tuple(c["id"].split("_")[-2:])
+        assert c["parity"]["passed"] and c["size_mb"] > 0 and c["attempts"] == 1
+    fp16 = [c for c in result.cells if c["id"].endswith("fp16")]
+    assert all(c["accuracy"]["images"] > 0 for c in fp16 if c["id"].startswith("nextvit_digits"))
+    merged = json.loads((root / "out" / "matrix.json").read_text())
+    assert [c["id"] for c in merged["cells"]] == ids and merged["summary"] == {"ok": 8}
+    html = (root / "out" / "matrix.html").read_text()
+    assert all(i in html for i in ids)
+    assert len({c["pid"] for c in result.cells}) >= 2  # more than one Ray worker process converted cells
+
+
+def test_rerun_reuses_every_unchanged_cell_and_force_rebuilds(matrix_2x2x2, tmp_path):
+    root, spec, first, first_s = matrix_2x2x2
+    t0 = time.perf_counter()
+    again = run_matrix(load_spec(spec), root / "out", workers=2)
+    assert [c.get("reused") for c in again.cells] == [True] * 8
+    assert [c["key"] for c in again.cells] == [c["key"] for c in first.cells]
+    assert time.perf_counter() - t0 < first_s / 2
+    # a changed input (other calibration images would change an int8 cell; here: another seed) is rebuilt
+    data = yaml.safe_load(spec.read_text())
+    data["models"][1]["seed"] = 1
+    changed = run_matrix(load_spec(write_spec(tmp_path / "spec.yaml", data)), root / "out", workers=2)
+    assert [bool(c.get("reused")) for c in changed.cells] == [True] * 4 + [False] * 4
+    assert [c["status"] for c in changed.cells] == ["ok"] * 8
+
+
+def test_failing_cell_is_reported_and_a_killed_worker_is_retried(local_ray, tmp_path):
+    """One cell's weights are not a checkpoint (exit 4); the other's worker is SIGKILLed mid-conversion: Ray
+    retries it once, it passes, and no partial folder is left. The failing cell does not stop it."""
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(b"not a checkpoint")
+    spec = write_spec(tmp_path / "spec.yaml", {
+        "models": [{"model": "nextvit_digits"}, {"model": "nextvit_digits", "name": "broken", "weights": str(broken)}],
+        "targets": ["onnx"], "precisions": ["fp32"]})
+    out = tmp_path / "out"
+    victim = "nextvit_digits_onnx_fp32"
+    killed = {}
+
+    def kill_mid_cell():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            staging = [p for p in (out / "cells").glob(f".{victim}.*.partial")] if (out / "cells").is_dir() else []
+            if staging:
+                pid = int(staging[0].name.split(".")[2])
+                os.kill(pid, signal.SIGKILL)
+                killed["pid"] = pid
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_mid_cell)
+    killer.start()
+    result = run_matrix(load_spec(spec), out, workers=2)
+    killer.join()
+    assert killed, "the conversion finished before its staging folder was seen"
+    cells = {c["id"]: c for c in result.cells}
+    assert cells["broken_onnx_fp32"]["status"] == "failed"
+    assert cells["broken_onnx_fp32"]["exit_code"] == 4
+    assert "CheckpointError" in cells["broken_onnx_fp32"]["error"]
+    assert exit_code(result) == 4
+    ok = cells[victim]
+    assert ok["status"] == "ok" and ok["attempts"] == 2 and ok["pid"] != killed["pid"]
+    assert len((out / RECORDS / f"{victim}.attempts").read_text().splitlines()) == 2
+    assert sorted(p.name for p in (out / "cells").iterdir()) == [victim]  # nothing partial, no broken folder
+    assert verify_dir(out / "cells" / victim).passed
+
+
+def test_evaluate_gives_the_same_metrics_for_any_shard_count(matrix_2x2x2):
+    root, _, _, _ = matrix_2x2x2
+    folders = [root / "out" / "cells" / f"nextvit_digits_onnx_{p}" for p in ("fp32", "fp16")]
+    one = evaluate(folders, EVAL, labels_from_folders=True, shards=1)
+    three = evaluate(folders, EVAL, labels_from_folders=True, shards=3)
+    assert [r["shards"] for r in one + three] == [1, 1, 3, 3]
+    for a, b in zip(one, three):
+        assert {k: a.get(k) for k in METRICS} == {k: b.get(k) for k in METRICS}
+        assert a["images"] == 450 and a["top1_fp32"] > 0.95  # the shipped model on its own held-out scans
+    assert one[0]["top1_agreement"] == 1.0 and one[0]["cosine_min"] > 0.99999  # fp32 ONNX vs fp32 PyTorch
+    # the same numbers as verify --images on the same folder (one set of metric names, one computation)
+    rep = verify_dir(folders[1], images=EVAL)
+    assert rep.sets["images"][0].top1_agreement == one[1]["top1_agreement"]
+    assert rep.sets["images"][0].cosine_min == pytest.approx(one[1]["cosine_min"], abs=1e-6)
+
+
+def test_shards_are_whole_chunks_covering_every_image():
+    for n in (1, 15, 16, 17, 450):
+        for shards in (1, 2, 3, 7, 100):
+            bounds = shard_bounds(n, shards, chunk=16)
+            assert bounds[0][0] == 0 and bounds[-1][1] == n
+            assert all(a == b_prev for (a, _), (_, b_prev) in zip(bounds[1:], bounds[:-1]))
+            assert all(a % 16 == 0 for a, _ in bounds) and len(bounds) <= shards
+
+
+def test_spec_errors_name_the_problem(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'target'"):
+        load_spec(write_spec(tmp_path / "a.yaml", {"models": [{"model": "nextvit_digits"}], "target": ["onnx"],
+                                                   "targets": ["onnx"], "precisions": ["fp32"]}))
+    with pytest.raises(ConfigError, match="options sets 'out'"):
+        MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["onnx"], precisions=["fp32"],
+                   options={"out": "x"})
+    with pytest.raises(ConfigError, match="models\\[0\\] has unknown key 'precision'"):
+        MatrixSpec(models=[{"model": "nextvit_digits", "precision": "int8"}], targets=["onnx"], precisions=["fp32"])
+    with pytest.raises(ConfigError, match="matrix cell nextvit_digits_onnx_fp32.*batch"):
+        MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["onnx"], precisions=["fp32"],
+                   options={"batch": "two"}).cells()
+    cells = MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["coreml", "executorch:coreml"],
+                       precisions=["pal8"]).cells()
+    assert cells[0].unsupported is None and "does not support precision 'pal8'" in cells[1].unsupported
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    spec = MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["onnx"], precisions=["fp32"])
+    with pytest.raises(OutputExistsError, match="not an edgevit matrix folder"):
+        run_matrix(spec, tmp_path / "taken", inline=True)
+    assert sorted(p.name for p in (tmp_path / "taken").iterdir()) == ["notes.txt"]
+
+
+def test_cli_matrix_inline_prints_the_table_and_exits_with_the_failing_cells_code(tmp_path, capsys):
+    from edgevit.cli import main
+
+    spec = write_spec(tmp_path / "spec.yaml", {"models": [{"model": "nextvit_test_tiny", "random_init": True}],
+                                               "targets": ["onnx"], "precisions": ["fp32", "int8"]})
+    rc = main(["matrix", str(spec), "--out", str(tmp_path / "out"), "--inline"])
+    out = capsys.readouterr()
+    assert rc == 2  # int8 without calibration images: a configuration error (exit 2), fp32 converted
+    assert "nextvit_test_tiny_onnx_fp32" in out.out and "calib-dir" in out.out
+    assert "[2/2]" in out.err
+    merged = json.loads((tmp_path / "out" / "matrix.json").read_text())
+    assert [c["status"] for c in merged["cells"]] == ["ok", "failed"]
+    assert np.isfinite(merged["cells"][0]["convert_s"])
