@@ -17,7 +17,7 @@ import yaml
 from edgevit.errors import ConfigError, OutputExistsError
 from edgevit.models.factory import embedded_data
 from edgevit.scale.evaluate import METRICS, evaluate, shard_bounds
-from edgevit.scale.matrix import RECORDS, exit_code, run_matrix
+from edgevit.scale.matrix import RECORDS, exit_code, longest_first, run_matrix
 from edgevit.scale.spec import MatrixSpec, load_spec
 from edgevit.verify import verify_dir
 
@@ -87,6 +87,21 @@ def test_rerun_reuses_every_unchanged_cell_and_force_rebuilds(matrix_2x2x2, tmp_
     assert [c["status"] for c in changed.cells] == ["ok"] * 8
 
 
+def test_bench_cells_run_after_conversion_on_one_node_with_every_cpu(matrix_2x2x2):
+    """--bench: the passing cells' artifacts are timed interleaved in one task holding both CPUs of the local Ray
+    (while it runs, nothing else of the run can be scheduled); the record says which node measured them."""
+    root, spec, _, _ = matrix_2x2x2
+    result = run_matrix(load_spec(spec), root / "out", workers=2, bench=True, bench_runs=3)
+    assert [c["status"] for c in result.cells] == ["ok"] * 8
+    timed = {Path(r["artifact"]).name: r for r in result.bench["results"]}
+    assert sorted(timed) == sorted(c["id"] for c in result.cells)
+    assert result.bench["threads"] == 2 and result.bench["node"] == result.cells[0]["node"]
+    assert all(r["p50_ms"] > 0 and r["threads"] == 2 for r in timed.values())
+    merged = json.loads((root / "out" / "matrix.json").read_text())
+    assert merged["bench"]["node"] == result.bench["node"]
+    assert "p50 ms" in (root / "out" / "matrix.html").read_text()
+
+
 def test_failing_cell_is_reported_and_a_killed_worker_is_retried(local_ray, tmp_path):
     """One cell's weights are not a checkpoint (exit 4); the other's worker is SIGKILLed mid-conversion: Ray
     retries it once, it passes, and no partial folder is left. The failing cell does not stop it."""
@@ -151,6 +166,17 @@ def test_shards_are_whole_chunks_covering_every_image():
             assert all(a % 16 == 0 for a, _ in bounds) and len(bounds) <= shards
 
 
+def test_cells_start_longest_first(tmp_path):
+    cells = MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["onnx", "executorch"],
+                       precisions=["fp32", "int8"]).cells()
+    todo = [(c, "key") for c in cells]
+    guessed = [c.id for c, _ in longest_first(todo, tmp_path)]
+    assert guessed[0] == "nextvit_digits_executorch_int8" and guessed[-1] == "nextvit_digits_onnx_fp32"
+    for c, seconds in zip(cells, (50.0, 2.0, 1.0, 9.0)):  # recorded times win over the guess once all exist
+        (tmp_path / f"{c.id}.json").write_text(json.dumps({"seconds": seconds}))
+    assert [c.id for c, _ in longest_first(todo, tmp_path)] == [cells[i].id for i in (0, 3, 1, 2)]
+
+
 def test_spec_errors_name_the_problem(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'target'"):
         load_spec(write_spec(tmp_path / "a.yaml", {"models": [{"model": "nextvit_digits"}], "target": ["onnx"],
@@ -187,3 +213,23 @@ def test_cli_matrix_inline_prints_the_table_and_exits_with_the_failing_cells_cod
     merged = json.loads((tmp_path / "out" / "matrix.json").read_text())
     assert [c["status"] for c in merged["cells"]] == ["ok", "failed"]
     assert np.isfinite(merged["cells"][0]["convert_s"])
+
+
+def test_shipped_matrix_specs_are_valid(tmp_path):
+    """conversion_recipes/matrix/*.yaml load and expand into cells (folders they name made empty in a copy)."""
+    import shutil
+
+    specs = sorted((Path(__file__).resolve().parents[2] / "conversion_recipes" / "matrix").glob("*.yaml"))
+    assert len(specs) >= 2
+    for src in specs:
+        copy = tmp_path / src.stem / src.name
+        copy.parent.mkdir()
+        shutil.copy(src, copy)
+        data = yaml.safe_load(src.read_text())
+        for key in ("calib_dir", "eval_dir", "images"):
+            if key in data:
+                (copy.parent / data[key]).mkdir(parents=True)
+        cells = load_spec(copy).cells()
+        spec = load_spec(copy)
+        assert len(cells) == len(spec.models) * len(spec.targets) * len(spec.precisions) * max(1, len(spec.sizes))
+        assert any(c.unsupported is None for c in cells)
