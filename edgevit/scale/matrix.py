@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Callable
 
 from edgevit.errors import ConfigError, EdgeVitError, OutputExistsError
-from edgevit.scale._ray import local_cpus, node_name, ray_session
+from edgevit.scale._ray import import_ray, local_cpus, node_name, ray_session
 from edgevit.scale.spec import Cell, MatrixSpec, cell_key
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,8 @@ def run_matrix(spec: MatrixSpec, out: str | os.PathLike, *, address: str | None 
     say = on_event or (lambda kind, rec: None)
     out = Path(out)
     _check_out(out)
+    if not inline:
+        import_ray()  # before anything is written: a missing extra is exit 5, not an empty matrix folder
     cells = spec.cells()
     records_dir = out / RECORDS
     records_dir.mkdir(parents=True, exist_ok=True)

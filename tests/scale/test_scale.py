@@ -166,6 +166,20 @@ def test_shards_are_whole_chunks_covering_every_image():
             assert all(a % 16 == 0 for a, _ in bounds) and len(bounds) <= shards
 
 
+def test_without_ray_the_error_names_the_extra_and_nothing_is_written(tmp_path, monkeypatch):
+    import sys
+
+    from edgevit.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    spec = MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["onnx"], precisions=["fp32"])
+    with pytest.raises(MissingDependencyError, match=r"edgevit\[scale\].*--inline") as e:
+        run_matrix(spec, tmp_path / "out")
+    assert e.value.exit_code == 5 and not (tmp_path / "out").exists()
+    with pytest.raises(MissingDependencyError, match=r"edgevit\[scale\]"):
+        evaluate([tmp_path], EVAL)
+
+
 def test_cells_start_longest_first(tmp_path):
     cells = MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["onnx", "executorch"],
                        precisions=["fp32", "int8"]).cells()
