@@ -305,20 +305,27 @@ def parse_module_spec(spec: str) -> tuple[Path, str]:
     return file, name
 
 
-def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a YAML recipe into a dict of ConvertConfig options, validating every key."""
+def read_yaml_mapping(path: str | os.PathLike, what: str, top: str) -> dict[str, Any]:
+    """The mapping at the top of YAML file ``path`` (``what``: "recipe", "matrix spec"; ``top``: what the mapping
+    holds, for the error), without its free-text ``description``."""
     import yaml
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe {path} does not exist")
+        raise ConfigError(f"{what} {path} does not exist")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(f"recipe {path} is not a YAML text file: {str(e).splitlines()[0][:200]}") from e
+        raise ConfigError(f"{what} {path} is not a YAML text file: {str(e).splitlines()[0][:200]}") from e
     if not isinstance(data, dict):
-        raise ConfigError(f"recipe {path}: expected a mapping of options at the top level")
+        raise ConfigError(f"{what} {path}: expected a mapping of {top} at the top level")
     data.pop("description", None)
+    return data
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML recipe into a dict of ConvertConfig options, validating every key."""
+    data = read_yaml_mapping(path, "recipe", "options")
     # validate now, so the error names the recipe file rather than the merged options
     strict_from_dict(ConvertConfig, {k: v for k, v in data.items()
                                      if k not in ("labels", "images", "calib_dir", "eval_dir")},

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgevit.config import ConvertConfig, parse_img_size, strict_from_dict
+from edgevit.config import ConvertConfig, parse_img_size, read_yaml_mapping, strict_from_dict
 from edgevit.errors import ConfigError, EdgeVitError
 
 # the keys of a models entry: what says which network and weights a cell converts
@@ -142,18 +142,8 @@ class MatrixSpec:
 
 def load_spec(path: str | os.PathLike) -> MatrixSpec:
     """Read a YAML SPEC; relative paths are taken from the SPEC file's folder."""
-    import yaml
-
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"matrix spec {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except (yaml.YAMLError, UnicodeDecodeError, ValueError) as e:
-        raise ConfigError(f"matrix spec {path} is not a YAML text file: {str(e).splitlines()[0][:200]}") from e
-    if not isinstance(data, dict):
-        raise ConfigError(f"matrix spec {path}: expected a mapping at the top level (models, targets, ...)")
-    data.pop("description", None)
+    data = read_yaml_mapping(path, "matrix spec", "axes (models, targets, precisions, ...)")
     base = path.resolve().parent
 
     def resolved(key: str, value):
