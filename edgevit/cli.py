@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 
 from edgevit.errors import ConfigError, EdgeVitError
@@ -585,8 +586,9 @@ def _cmd_report(args) -> int:
 
 
 def _scale_arguments(p):
-    p.add_argument("--address", help="a running Ray cluster (`ray start --head` prints it; ray://HOST:10001 for a "
-                                     "remote client); default: a local Ray on this machine's cores")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+                   help="a running Ray cluster (`ray start --head` prints it; ray://HOST:10001 for a remote client; "
+                        "default: $RAY_ADDRESS when set, else a new local Ray on this machine's cores)")
     p.add_argument("--inline", action="store_true", help="no Ray: run in this process, one after another")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 

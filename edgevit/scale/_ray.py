@@ -28,9 +28,10 @@ def local_cpus() -> int:
 
 @contextlib.contextmanager
 def ray_session(address: str | None, num_cpus: int | None) -> Iterator[object]:
-    """Yield the ``ray`` module, connected: to ``address`` (a running cluster, ``ray start --head``) or to a local
-    Ray started here with ``num_cpus`` CPUs (and shut down afterwards). A session the caller already started is
-    used as it is."""
+    """Yield the ``ray`` module, connected: to ``address`` (a running cluster, ``ray start --head``) or to a new
+    local Ray started here with ``num_cpus`` CPUs (and shut down afterwards; ``address="local"``, because a bare
+    ``ray.init()`` joins whatever cluster ``RAY_ADDRESS`` or the machine's last ``ray start`` names, and refuses
+    ``num_cpus`` there). A session the caller already started is used as it is."""
     ray = import_ray()
     if ray.is_initialized():
         yield ray
@@ -40,7 +41,7 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator[object]:
         if address:
             ray.init(address=address, **kwargs)
         else:
-            ray.init(num_cpus=num_cpus, **kwargs)
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
     except ConnectionError as e:
         raise ConfigError(f"could not connect to the Ray cluster at {address}: {e}; start one with `ray start "
                           "--head` and pass the address it prints (or drop --address for a local Ray)") from e

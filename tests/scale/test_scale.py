@@ -29,7 +29,7 @@ EVAL = embedded_data("nextvit_digits", "eval")  # 450 labelled digit scans, one 
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray with 2 CPUs for the module (its start-up is seconds; every run_matrix/evaluate joins it)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
