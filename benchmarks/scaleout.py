@@ -11,10 +11,8 @@ Evaluate: the deep reference model's (nextvit_photodigits, Next-ViT-S depth) 450
 times with a different small rotation, shift and contrast (3150 images, labelled by folder), through its fp32 and
 int8 ONNX artifacts; sequential with 2 runtime threads, Ray with 2 shards of 1 thread. Those thread counts change
 float sums in the last bits, so the script checks that the agreement and accuracy rates are identical and cosine
-within 1e-6 (equal numbers for any shard count at one thread count are tested in tests/scale). Also timed: the same
-sharded run against a Ray that is already running (`ray start --head --num-cpus 2`, started and stopped by this
-script; what a team with a cluster does), and starting and stopping a local Ray alone (a fixed cost of every
-`edgevit evaluate` that starts its own).
+within 1e-6 (equal numbers for any shard count at one thread count are tested in tests/scale). Also timed: starting
+and stopping a local Ray alone (a fixed cost in every Ray run).
 
     .venv/bin/python benchmarks/scaleout.py [--rounds 2] [--copies 7]
 
@@ -76,7 +74,6 @@ def main(argv=None) -> int:
     ap.add_argument("--copies", type=int, default=7)
     ap.add_argument("--json", default="benchmarks/results/scaleout.json")
     ap.add_argument("--skip-matrix", action="store_true", help="keep the matrix section of the existing --json")
-    ap.add_argument("--port", type=int, default=6399, help="port of the Ray head the 'ray-running' variant uses")
     args = ap.parse_args(argv)
     out = {"machine": f"{os.cpu_count()} CPUs", "rounds": args.rounds, "spec": SPEC}
     if args.skip_matrix:
@@ -110,28 +107,19 @@ def main(argv=None) -> int:
             run([*EDGEVIT, "convert", "--model", "nextvit_photodigits", "--target", "onnx", "--precision", p,
                  "--out", arts[-1]])
         ev_variants = {"sequential": ["--inline", "--threads", "2", "--shards", "1"],
-                       "ray-2-workers": ["--shards", "2", "--threads", "1"],
-                       # a Ray that is already running (`ray start --head`, as a team's cluster would be): no
-                       # start-up in the timed command
-                       "ray-running": ["--shards", "2", "--threads", "1", "--address", f"127.0.0.1:{args.port}"]}
-        ray_cli = str(Path(sys.executable).with_name("ray"))
-        run([ray_cli, "start", "--head", "--num-cpus", "2", "--port", str(args.port), "--include-dashboard",
-             "false", "--disable-usage-stats"])
+                       "ray-2-workers": ["--shards", "2", "--threads", "1"]}
         ev_times = {k: [] for k in ev_variants}
         metrics = {}
         # untimed: the first pass over 3150 fresh files also fills the page cache (it was 10 s slower)
         run([*EDGEVIT, "evaluate", *arts, "--images", str(images), "--labels-from-folders", "--json",
              *ev_variants["sequential"]])
-        try:
-            for r in range(args.rounds):
-                for name, extra in ev_variants.items():
-                    wall, stdout = run([*EDGEVIT, "evaluate", *arts, "--images", str(images),
-                                        "--labels-from-folders", "--json", *extra])
-                    ev_times[name].append(wall)
-                    metrics[name] = json.loads(stdout)
-                    print(f"evaluate round {r + 1} {name}: {wall:.1f} s", file=sys.stderr)
-        finally:
-            subprocess.run([ray_cli, "stop", "--force"], capture_output=True)
+        for r in range(args.rounds):
+            for name, extra in ev_variants.items():
+                wall, stdout = run([*EDGEVIT, "evaluate", *arts, "--images", str(images), "--labels-from-folders",
+                                    "--json", *extra])
+                ev_times[name].append(wall)
+                metrics[name] = json.loads(stdout)
+                print(f"evaluate round {r + 1} {name}: {wall:.1f} s", file=sys.stderr)
         keys = ("top1_agreement", "top5_agreement", "cosine_mean", "cosine_min", "sqnr_db", "top1_fp32",
                 "top1_artifact")
         rates = ("top1_agreement", "top5_agreement", "top1_fp32", "top1_artifact")
@@ -145,12 +133,9 @@ def main(argv=None) -> int:
             ray_start.append(wall)
         out["ray_start_stop_s"] = ray_start
         ratios = [s / p for s, p in zip(ev_times["sequential"], ev_times["ray-2-workers"])]
-        running = [s / p for s, p in zip(ev_times["sequential"], ev_times["ray-running"])]
         out["evaluate"] = {"images": n, "artifacts": ["nextvit_photodigits onnx fp32", "nextvit_photodigits onnx int8"],
                            "wall_s": ev_times, "speedup_per_round": ratios,
                            "speedup_median": statistics.median(ratios), "goal": 1.7,
-                           "speedup_per_round_ray_running": running,
-                           "speedup_median_ray_running": statistics.median(running),
                            "rates_identical_cosine_within_1e-6": same,
                            "time_in_shards_s_last_round": {k: v[0]["timings_s"] for k, v in metrics.items()},
                            "metrics": {k: [{m: r.get(m) for m in keys} for r in v] for k, v in metrics.items()}}
@@ -160,10 +145,6 @@ def main(argv=None) -> int:
         seq, ray = statistics.median(j["wall_s"]["sequential"]), statistics.median(j["wall_s"]["ray-2-workers"])
         print(f"{job:<10} {seq:>14.1f} {ray:>16.1f} {j['speedup_median']:>17.2f}x {j['goal']:>4}x  "
               f"(per round: {', '.join(f'{x:.2f}' for x in j['speedup_per_round'])})")
-    e = out["evaluate"]
-    print(f"evaluate on an already running Ray (`ray start --head`, 2 CPUs): "
-          f"{statistics.median(e['wall_s']['ray-running']):.1f} s, speed-up {e['speedup_median_ray_running']:.2f}x "
-          f"(per round: {', '.join(f'{x:.2f}' for x in e['speedup_per_round_ray_running'])})")
     print(f"evaluate: {out['evaluate']['images']} images; sequential vs sharded: rates identical, cosine within "
           f"1e-6: {out['evaluate']['rates_identical_cosine_within_1e-6']}")
     print(f"starting and stopping a local Ray alone: {', '.join(f'{x:.1f}' for x in out['ray_start_stop_s'])} s")
