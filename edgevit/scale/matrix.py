@@ -244,6 +244,13 @@ def _finish(record: dict, records_dir: Path) -> dict:
     lines = (records_dir / f"{record['id']}.attempts").read_text().splitlines() \
         if (records_dir / f"{record['id']}.attempts").is_file() else []
     record["attempts"] = max(1, len(lines))
+    folder = Path(record.get("folder", ""))
+    if record["status"] == "failed" and (folder / "manifest.json").is_file():
+        # convert replaces a cell folder only on success: what is there is an earlier run's artifact, made from
+        # other inputs; say so, so that nobody ships it as this run's
+        record["error"] = (f"{record.get('error', 'failed')}\n{folder} still holds an earlier run's artifact (made "
+                           "from other inputs or toolchain versions); it is not this run's result")
+        record["stale_folder"] = True
     with atomic_file(records_dir / f"{record['id']}.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(record, indent=1, default=str))
     return record
