@@ -89,9 +89,9 @@ def evaluate_shard(folders: list[str], files: list[str], threads: int, weights: 
             models[key] = rebuild_reference(manifest, weights)
         spent["load"] += time.perf_counter() - tick
         pre = Preprocess.from_manifest(manifest["preprocess"])
-        jobs.append({"folder": folder, "runner": runner, "net": models[key], "pre": pre,
-                     "pre_key": json.dumps(manifest["preprocess"], sort_keys=True),
-                     "ref_key": (key, json.dumps(manifest["preprocess"], sort_keys=True), manifest["outputs"][0]["name"]),
+        pre_key = json.dumps(manifest["preprocess"], sort_keys=True)
+        jobs.append({"folder": folder, "runner": runner, "net": models[key], "pre": pre, "pre_key": pre_key,
+                     "ref_key": (key, pre_key, manifest["outputs"][0]["name"]),
                      "raw_input": manifest["input"].get("pixels") == "raw_rgb_0_255",
                      "name": manifest["outputs"][0]["name"], "got": [], "ref": []})
     unreadable: list[str] = []

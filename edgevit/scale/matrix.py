@@ -174,6 +174,7 @@ def run_matrix(spec: MatrixSpec, out: str | os.PathLike, *, address: str | None 
     records_dir.mkdir(parents=True, exist_ok=True)
     (out / CELLS).mkdir(exist_ok=True)
     versions = toolchain_versions()
+    hashes: dict[str, str] = {}  # the calibration/evaluation folders and weights every cell shares, hashed once
     t0 = time.perf_counter()
     records: dict[str, dict] = {}
     todo: list[tuple[Cell, str]] = []
@@ -182,7 +183,7 @@ def run_matrix(spec: MatrixSpec, out: str | os.PathLike, *, address: str | None 
             records[cell.id] = {"id": cell.id, "status": "unsupported", "reason": cell.unsupported}
             say("unsupported", records[cell.id])
             continue
-        key = cell_key(cell, versions)
+        key = cell_key(cell, versions, hashes)
         folder = out / CELLS / cell.id
         previous = None if force else _reusable(records_dir / f"{cell.id}.json", key, folder)
         if previous is not None:

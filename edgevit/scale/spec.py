@@ -166,9 +166,10 @@ def load_spec(path: str | os.PathLike) -> MatrixSpec:
         raise ConfigError(f"matrix spec {path}: {e}; a SPEC needs models, targets and precisions") from e
 
 
-def cell_key(cell: Cell, versions: dict[str, str]) -> str:
+def cell_key(cell: Cell, versions: dict[str, str], hashes: dict[str, str] | None = None) -> str:
     """What a cell's artifact depends on: its options, the content of every file or folder they name (weights,
-    labels, images, the module file), and the toolchain versions. Equal keys: the artifact can be reused."""
+    labels, images, the module file), and the toolchain versions. Equal keys: the artifact can be reused.
+    ``hashes``: content hashes already computed in this run, by path (cells share their folders and weights)."""
     import json
 
     h = hashlib.sha256()
@@ -176,8 +177,14 @@ def cell_key(cell: Cell, versions: dict[str, str]) -> str:
     for key in (*PATH_KEYS, "module"):
         value = cell.options.get(key)
         if isinstance(value, str):
-            target = Path(value.rpartition(":")[0] if key == "module" else value)
-            h.update(key.encode() + _content_hash(target).encode())
+            target = value.rpartition(":")[0] if key == "module" else value
+            if hashes is None or target not in hashes:
+                content = _content_hash(Path(target))
+                if hashes is None:
+                    h.update(key.encode() + content.encode())
+                    continue
+                hashes[target] = content
+            h.update(key.encode() + hashes[target].encode())
     return h.hexdigest()
 
 
