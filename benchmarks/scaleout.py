@@ -9,10 +9,12 @@ rebuilt every round (`--force`), and the ratio is the median of the per-round ra
 Matrix: nextvit_digits x (onnx, ort, executorch, coreml) x (fp32, int8) = 8 cells.
 Evaluate: the deep reference model's (nextvit_photodigits, Next-ViT-S depth) 450 held-out pictures, each written 7
 times with a different small rotation, shift and contrast (3150 images, labelled by folder), through its fp32 and
-int8 ONNX artifacts; sequential with 2 runtime threads, Ray with 2 shards of 1 thread. Those thread counts change
-float sums in the last bits, so the script checks that the agreement and accuracy rates are identical and cosine
-within 1e-6 (equal numbers for any shard count at one thread count are tested in tests/scale). Also timed: starting
-and stopping a local Ray alone (a fixed cost in every Ray run).
+int8 ONNX artifacts; sequential with 2 runtime threads (every core, the goal's baseline), Ray with 2 shards of 1
+thread, and, as a third variant, sequential with 1 thread: one Ray worker's share run alone, which separates what
+Ray adds (start-up, scheduling) from what two threads in one process already get out of the second core. Those thread
+counts change float sums in the last bits, so the script checks that the agreement and accuracy rates are identical
+and cosine within 1e-6 (equal numbers for any shard count at one thread count are tested in tests/scale). Also
+timed: starting and stopping a local Ray alone (a fixed cost in every Ray run).
 
     .venv/bin/python benchmarks/scaleout.py [--rounds 2] [--copies 7]
 
@@ -107,7 +109,8 @@ def main(argv=None) -> int:
             run([*EDGEVIT, "convert", "--model", "nextvit_photodigits", "--target", "onnx", "--precision", p,
                  "--out", arts[-1]])
         ev_variants = {"sequential": ["--inline", "--threads", "2", "--shards", "1"],
-                       "ray-2-workers": ["--shards", "2", "--threads", "1"]}
+                       "ray-2-workers": ["--shards", "2", "--threads", "1"],
+                       "sequential-1-thread": ["--inline", "--threads", "1", "--shards", "1"]}
         ev_times = {k: [] for k in ev_variants}
         metrics = {}
         # untimed: the first pass over 3150 fresh files also fills the page cache (it was 10 s slower)
@@ -123,7 +126,8 @@ def main(argv=None) -> int:
         keys = ("top1_agreement", "top5_agreement", "cosine_mean", "cosine_min", "sqnr_db", "top1_fp32",
                 "top1_artifact")
         rates = ("top1_agreement", "top5_agreement", "top1_fp32", "top1_artifact")
-        pairs = list(zip(metrics["sequential"], metrics["ray-2-workers"]))
+        pairs = [*zip(metrics["sequential"], metrics["ray-2-workers"]),
+                 *zip(metrics["sequential"], metrics["sequential-1-thread"])]
         same = all(a[k] == b[k] for a, b in pairs for k in rates) and \
             all(abs(a[k] - b[k]) <= 1e-6 for a, b in pairs for k in ("cosine_mean", "cosine_min"))
         ray_start = []
@@ -133,9 +137,15 @@ def main(argv=None) -> int:
             ray_start.append(wall)
         out["ray_start_stop_s"] = ray_start
         ratios = [s / p for s, p in zip(ev_times["sequential"], ev_times["ray-2-workers"])]
+        ratios_1t = [s / p for s, p in zip(ev_times["sequential-1-thread"], ev_times["ray-2-workers"])]
+        threads_gain = [a / b for a, b in zip(ev_times["sequential-1-thread"], ev_times["sequential"])]
         out["evaluate"] = {"images": n, "artifacts": ["nextvit_photodigits onnx fp32", "nextvit_photodigits onnx int8"],
                            "wall_s": ev_times, "speedup_per_round": ratios,
                            "speedup_median": statistics.median(ratios), "goal": 1.7,
+                           "speedup_vs_sequential_1_thread_per_round": ratios_1t,
+                           "speedup_vs_sequential_1_thread_median": statistics.median(ratios_1t),
+                           "sequential_2_threads_vs_1_thread_per_round": threads_gain,
+                           "sequential_2_threads_vs_1_thread_median": statistics.median(threads_gain),
                            "rates_identical_cosine_within_1e-6": same,
                            "time_in_shards_s_last_round": {k: v[0]["timings_s"] for k, v in metrics.items()},
                            "metrics": {k: [{m: r.get(m) for m in keys} for r in v] for k, v in metrics.items()}}
@@ -145,6 +155,12 @@ def main(argv=None) -> int:
         seq, ray = statistics.median(j["wall_s"]["sequential"]), statistics.median(j["wall_s"]["ray-2-workers"])
         print(f"{job:<10} {seq:>14.1f} {ray:>16.1f} {j['speedup_median']:>17.2f}x {j['goal']:>4}x  "
               f"(per round: {', '.join(f'{x:.2f}' for x in j['speedup_per_round'])})")
+    ev = out["evaluate"]
+    if "sequential-1-thread" in ev["wall_s"]:
+        print(f"evaluate, sequential with 1 thread: {statistics.median(ev['wall_s']['sequential-1-thread']):.1f} s; "
+              f"Ray 2 workers vs it {ev['speedup_vs_sequential_1_thread_median']:.2f}x; two threads in one process "
+              f"vs one {ev['sequential_2_threads_vs_1_thread_median']:.2f}x (what the 2-thread baseline already "
+              "gets from the second core)")
     print(f"evaluate: {out['evaluate']['images']} images; sequential vs sharded: rates identical, cosine within "
           f"1e-6: {out['evaluate']['rates_identical_cosine_within_1e-6']}")
     print(f"starting and stopping a local Ray alone: {', '.join(f'{x:.1f}' for x in out['ray_start_stop_s'])} s")

@@ -43,8 +43,12 @@ def ray_session(address: str | None, num_cpus: int | None) -> Iterator[object]:
         else:
             ray.init(address="local", num_cpus=num_cpus, **kwargs)
     except ConnectionError as e:
-        raise ConfigError(f"could not connect to the Ray cluster at {address}: {e}; start one with `ray start "
-                          "--head` and pass the address it prints (or drop --address for a local Ray)") from e
+        raise ConfigError(
+            f"could not connect to the Ray cluster at {address}: {e}. Either no cluster runs there (start one with "
+            "`ray start --head` and pass the address it prints, or drop --address for a local Ray), or it uses "
+            "token authentication (RAY_AUTH_MODE=token) and this machine lacks its token or has another one "
+            "(\"InvalidAuthToken\" in the log above): run `ray get-auth-token` on the head node and set "
+            "RAY_AUTH_TOKEN to it here, or copy the head's ~/.ray/auth_token") from e
     try:
         yield ray
     finally:

@@ -258,3 +258,60 @@ def test_shipped_matrix_specs_are_valid(tmp_path):
         spec = load_spec(copy)
         assert len(cells) == len(spec.models) * len(spec.targets) * len(spec.precisions) * max(1, len(spec.sizes))
         assert any(c.unsupported is None for c in cells)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_evaluate_joins_a_running_cluster_with_token_auth(matrix_2x2x2, tmp_path):
+    """The --address path against a real `ray start --head` with token authentication on: the CLI in a fresh process
+    joins it with the cluster's token and gives the same numbers as a local run; with another token it exits 2 and
+    its error names the token as a possible cause. (`edgevit matrix` joins through the same `ray_session`.)"""
+    import secrets
+    import shutil
+    import subprocess
+    import sys
+
+    ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+    if ray_cli is None:
+        pytest.skip("the ray command line is not installed beside this Python")
+    root, _, _, _ = matrix_2x2x2
+    folder = root / "out" / "cells" / "nextvit_digits_onnx_fp32"
+    port, token = _free_port(), secrets.token_hex(32)
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PYTHONWARNINGS": "ignore"}
+    env.pop("RAY_ADDRESS", None)
+    head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        address = f"127.0.0.1:{port}"
+        cmd = [sys.executable, "-m", "edgevit", "evaluate", str(folder), "--images", EVAL, "--labels-from-folders",
+               "--shards", "2", "--json", "--address", address]
+        deadline = time.monotonic() + 60
+        while True:  # the head needs a few seconds before it accepts clients
+            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+            if p.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(2)
+        assert p.returncode == 0, p.stderr[-3000:]
+        joined = json.loads(p.stdout)[0]
+        local = evaluate([folder], EVAL, labels_from_folders=True, shards=2)[0]
+        assert joined["shards"] == 2
+        assert {k: joined.get(k) for k in METRICS} == {k: local.get(k) for k in METRICS}
+
+        # (Ray retries a refused connection about 10 times a second apart; RAY_gcs_server_port_wait_time_s shortens that)
+        bad = subprocess.run(cmd, env={**env, "RAY_AUTH_TOKEN": "0" * 64, "RAY_gcs_server_port_wait_time_s": "2"},
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2
+        assert "could not connect to the Ray cluster" in bad.stderr and "RAY_AUTH_TOKEN" in bad.stderr
+    finally:
+        head.send_signal(signal.SIGINT)  # --block: the head stops its Ray processes on Ctrl-C
+        try:
+            head.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
