@@ -132,8 +132,8 @@ def main(argv=None) -> int:
             all(abs(a[k] - b[k]) <= 1e-6 for a, b in pairs for k in ("cosine_mean", "cosine_min"))
         ray_start = []
         for _ in range(3):
-            wall, _ = run([sys.executable, "-c", "import ray; ray.init(num_cpus=2, include_dashboard=False); "
-                                                 "ray.shutdown()"])
+            wall, _ = run([sys.executable, "-c", "import ray; ray.init(address='local', num_cpus=2, "
+                                                 "include_dashboard=False); ray.shutdown()"])
             ray_start.append(wall)
         out["ray_start_stop_s"] = ray_start
         ratios = [s / p for s, p in zip(ev_times["sequential"], ev_times["ray-2-workers"])]

@@ -276,6 +276,7 @@ def test_evaluate_joins_a_running_cluster_with_token_auth(matrix_2x2x2, tmp_path
     import shutil
     import subprocess
     import sys
+    import tempfile
 
     ray_cli = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
     if ray_cli is None:
@@ -285,8 +286,11 @@ def test_evaluate_joins_a_running_cluster_with_token_auth(matrix_2x2x2, tmp_path
     port, token = _free_port(), secrets.token_hex(32)
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "PYTHONWARNINGS": "ignore"}
     env.pop("RAY_ADDRESS", None)
+    # its own temp dir: a head started with the default one leaves /tmp/ray/ray_current_cluster behind, which a
+    # bare ray.init() elsewhere on the machine would then try to join (short path: Ray's sockets live in it)
+    temp_dir = tempfile.mkdtemp(prefix="ev-ray-")
     head = subprocess.Popen([ray_cli, "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
-                             "--include-dashboard=false", "--disable-usage-stats"], env=env,
+                             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         address = f"127.0.0.1:{port}"
@@ -304,7 +308,7 @@ def test_evaluate_joins_a_running_cluster_with_token_auth(matrix_2x2x2, tmp_path
         assert joined["shards"] == 2
         assert {k: joined.get(k) for k in METRICS} == {k: local.get(k) for k in METRICS}
 
-        # (Ray retries a refused connection about 10 times a second apart; RAY_gcs_server_port_wait_time_s shortens that)
+        # (Ray retries a refused connection once a second for ~10 s; RAY_gcs_server_port_wait_time_s shortens it)
         bad = subprocess.run(cmd, env={**env, "RAY_AUTH_TOKEN": "0" * 64, "RAY_gcs_server_port_wait_time_s": "2"},
                              capture_output=True, text=True, timeout=120)
         assert bad.returncode == 2
@@ -315,3 +319,4 @@ def test_evaluate_joins_a_running_cluster_with_token_auth(matrix_2x2x2, tmp_path
             head.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(temp_dir, ignore_errors=True)
