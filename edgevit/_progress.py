@@ -40,3 +40,13 @@ def rounds_bar(total: int, *, desc: str):
             bar.close()
 
     return on_round
+
+
+def steps_bar(total: int, *, desc: str, initial: int = 0):
+    """A tqdm bar over ``total`` steps starting at ``initial`` (a resumed run), or None when progress is off; the
+    caller updates it, sets its postfix (e.g. the loss) and closes it."""
+    if not _enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"edgevit: {desc}", disable=None, leave=False, unit="step")

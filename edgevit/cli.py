@@ -111,6 +111,8 @@ def _add_convert(sub):
                    help="re-initialise the classifier when the checkpoint's class count differs")
     p.add_argument("--features", action="store_const", const=True, default=None,
                    help="backbone mode: export the four stage maps")
+    p.add_argument("--attention", help="NTB attention: emhsa (the original, default), avgpool, xca or hilo; a "
+                                       "variant needs a checkpoint of that variant (edgevit adapt) or --random-init")
     p.add_argument("--labels", help="text file with one class name a line")
     p.add_argument("--images", help="folder of real images to check parity on, besides the golden input")
     p.add_argument("--opset", type=int, help="ONNX opset, 18 to 26 (default 18)")
@@ -202,7 +204,8 @@ def _convert_config(args):
 
     options = load_recipe(args.recipe) if args.recipe else {}
     for key in ("model", "module", "weights", "random_init", "seed", "target", "precision", "delegate", "img_size",
-                "img_sizes", "batch", "dynamic_batch", "num_classes", "reset_head", "features", "labels", "images", "opset", "out",
+                "img_sizes", "batch", "dynamic_batch", "num_classes", "reset_head", "features", "attention", "labels",
+                "images", "opset", "out",
                 "overwrite", "keep_failed", "rewrite", "etrecord", "input_type", "layout", "min_ios", "compute_units",
                 "calib_dir", "calib_count", "calib_method", "eval_dir", "eval_count", "max_accuracy_drop",
                 "min_agreement", "mean", "std", "crop_pct", "interpolation", "license", "author", "max_batch",
@@ -689,11 +692,53 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _add_adapt(sub) -> None:
+    p = sub.add_parser("adapt", help="carry a trained checkpoint over to an attention variant by distillation",
+                       description="Initialise an attention variant (avgpool, xca, hilo) from an E-MHSA checkpoint "
+                                   "wherever the parameters carry over, then distil on unlabeled images: each NTB's "
+                                   "attention against the original's, then the whole model's outputs. Resumable "
+                                   "(rerun the same command), deterministic with --seed. Writes the checkpoint and "
+                                   "OUT.report.json.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--attention", required=True, help="the variant: avgpool, xca or hilo")
+    p.add_argument("--weights", help="the trained E-MHSA checkpoint (default: the model's shipped one)")
+    p.add_argument("--data", required=True, help="folder of unlabeled images (any layout)")
+    p.add_argument("--out", required=True, help="the adapted checkpoint (.safetensors)")
+    p.add_argument("--model", default="nextvit_small", help="registered model name (default nextvit_small)")
+    p.add_argument("--eval-dir", help="held-out images; with one subfolder per class, top-1 is reported")
+    p.add_argument("--img-size", type=int, help="training resolution (default: the checkpoint's)")
+    p.add_argument("--max-images", type=int, default=512, help="images of --data used (default 512)")
+    p.add_argument("--batch", type=int, default=16, help="batch size (default 16)")
+    p.add_argument("--block-steps", type=int, default=300, help="attention-by-attention steps (default 300)")
+    p.add_argument("--model-steps", type=int, default=300, help="whole-model steps (default 300)")
+    p.add_argument("--block-lr", type=float, default=1e-3, help="Adam rate, block stage (default 1e-3)")
+    p.add_argument("--model-lr", type=float, default=1e-4, help="Adam rate, model stage (default 1e-4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--save-every", type=int, default=50, help="steps between resumable states (default 50)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_adapt)
+
+
+def _cmd_adapt(args) -> int:
+    from edgevit.adapt import AdaptConfig, adapt, format_report
+
+    keys = ("attention", "weights", "data", "out", "model", "eval_dir", "img_size", "max_images", "batch",
+            "block_steps", "model_steps", "block_lr", "model_lr", "seed", "save_every", "overwrite")
+    result = adapt(AdaptConfig(**{k: getattr(args, k) for k in keys}), progress=not args.json)
+    if args.json:
+        _print_json(result.report)
+    else:
+        print(format_report(result.report))
+        print(f"wrote {result.checkpoint} and {result.report_path}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------------------
 
 
 COMMANDS = [_add_convert, _add_verify, _add_build_engine, _add_drift, _add_bench, _add_profile, _add_report,
-            _add_matrix, _add_evaluate, _add_info, _add_models]
+            _add_matrix, _add_evaluate, _add_adapt, _add_info, _add_models]
 
 
 def _own_records_only(record: logging.LogRecord) -> bool:

@@ -138,6 +138,7 @@ class ConvertConfig:
     num_classes: int | None = None
     reset_head: bool = False
     features: bool = False
+    attention: str = "emhsa"  # the NTB attention: emhsa (original) or a variant, edgevit.models.attention
     labels: str | None = None
     images: str | None = None
     out: str = "out"
@@ -243,6 +244,12 @@ class ConvertConfig:
             value = getattr(self, key)
             if value is not None and not Path(value).is_dir():
                 raise ConfigError(f"{key.replace('_', '-')} folder {value} does not exist")
+        from edgevit.models.attention import check_attention
+
+        check_attention(self.attention)
+        if self.attention != "emhsa" and self.module is not None:
+            raise ConfigError("attention is a property of the model --module builds; build its backbone with "
+                              "create_model(..., attention=...) instead of passing --attention")
         if self.layout not in ("nchw", "nhwc"):
             raise ConfigError(f"layout must be nchw or nhwc, got {self.layout!r}")
         if self.layout == "nhwc" and self.target != "litert":

@@ -239,7 +239,8 @@ def load_source(cfg: ConvertConfig):
                                       seed=cfg.seed, img_size=size)
         return net, names, state_dict_sha256(net)
     net = build_model(model=cfg.model, weights=cfg.weights, random_init=cfg.random_init, seed=cfg.seed,
-                      num_classes=cfg.num_classes, features=cfg.features, reset_head=cfg.reset_head)
+                      num_classes=cfg.num_classes, features=cfg.features, reset_head=cfg.reset_head,
+                      attention=cfg.attention)
     return net, output_names(net), state_dict_sha256(net)
 
 
@@ -596,6 +597,7 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
         "source": {"model": cfg.model, "weights": portable_source(cfg.weights), "random_init": cfg.random_init,
                    "seed": cfg.seed, "num_classes": cfg.num_classes, "features": cfg.features,
                    "feature_norms": net.cfg.feature_norms if cfg.features else None,
+                   "attention": net.cfg.attention,
                    "module": module_source(cfg.module),
                    "reset_head": cfg.reset_head},
         "provenance": io_spec.provenance,

@@ -26,6 +26,7 @@ def no_model(monkeypatch):
     ("out: 123", "option out must be text, got 123"),
     ("opset: 18.7", "option opset must be an integer, got 18.7"),
     ("mean: [0.5, 0.5]", "option mean must be three numbers"),
+    ("attention: xcit", "unknown attention 'xcit'; choose one of emhsa, avgpool, xca, hilo"),
 ])
 def test_recipe_values_are_type_checked(tmp_path, capsys, no_model, recipe, text):
     path = tmp_path / "r.yaml"
@@ -65,6 +66,14 @@ def test_binary_recipe_is_a_named_error(tmp_path, capsys):
 def test_bad_option_values_exit_2_before_any_model(tmp_path, capsys, no_model, args, text):
     assert main(["convert", *TINY, "--out", str(tmp_path / "o"), *args]) == 2
     assert text in capsys.readouterr().err
+
+
+def test_attention_with_a_whole_model_module_is_refused(tmp_path, capsys, no_model):
+    det = tmp_path / "det.py"
+    det.write_text("def build():\n    raise AssertionError('not called')\n")
+    assert main(["convert", *TINY, "--out", str(tmp_path / "o"), "--attention", "hilo", "--module",
+                 f"{det}:build"]) == 2
+    assert "attention is a property of the model --module builds" in capsys.readouterr().err
 
 
 def test_output_paths_that_cannot_work_are_refused_up_front(tmp_path, capsys, no_model, monkeypatch):

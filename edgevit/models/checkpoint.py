@@ -316,15 +316,39 @@ def _load_internal(model: NextViT, sd: dict[str, torch.Tensor], *, layout: str, 
     mismatched = [(k, tuple(sd[k].shape), tuple(own[k].shape)) for k in sd
                   if k in own and sd[k].shape != own[k].shape]
     if missing or unexpected or mismatched:
-        raise CheckpointMismatchError(_mismatch_message(source, layout, model.cfg.name, missing, unexpected,
-                                                        mismatched),
-                                      layout=layout, missing=missing, unexpected=unexpected, mismatched=mismatched)
+        message = _mismatch_message(source, layout, model.cfg.name, missing, unexpected, mismatched)
+        theirs, ours = checkpoint_attention(sd), model.cfg.attention
+        if theirs is not None and theirs != ours:
+            how = ("carry it over with `edgevit adapt --attention {0} --weights CKPT --data IMAGES --out NEW` "
+                   "(initialises the variant from it and distils), or convert it as it is with --attention {1}"
+                   if theirs == "emhsa" else "build the model with --attention {1} (create_model(..., attention="
+                   "'{1}'))").format(ours, theirs)
+            message = (f"checkpoint {source} holds {theirs!r} attention but the model was built with {ours!r}: "
+                       f"{how}\n{message}")
+        raise CheckpointMismatchError(message, layout=layout, missing=missing, unexpected=unexpected,
+                                      mismatched=mismatched)
     merged = dict(own)
     merged.update(sd)
     model.load_state_dict(merged, strict=True)
     report.loaded = len(sd)
     log.info("%s", report)
     return report
+
+
+def checkpoint_attention(sd: dict[str, torch.Tensor]) -> str | None:
+    """Which NTB attention a (timm-layout) state dict was saved from, by its keys and shapes; None if it has no
+    NTB attention keys."""
+    keys = [k for k in sd if ".e_mhsa." in k]
+    if not keys:
+        return None
+    if any(k.endswith(".e_mhsa.temperature") for k in keys):
+        return "xca"
+    if any(".e_mhsa.hi_k." in k for k in keys):
+        return "hilo"
+    q = next((sd[k] for k in keys if k.endswith(".e_mhsa.q.weight")), None)
+    if q is None:
+        return None
+    return "avgpool" if q.ndim == 4 else "emhsa"  # the variants' projections are 1x1 convolutions
 
 
 def _mismatch_message(source, layout, name, missing, unexpected, mismatched) -> str:
@@ -374,7 +398,8 @@ def save_weights(model: NextViT, path: str | os.PathLike, *, layout: str = "timm
         if path.suffix == ".safetensors":
             from safetensors.torch import save_file
 
-            save_file(sd, str(tmp), metadata={"format": "pt", "edgevit_model": model.cfg.name, "layout": layout})
+            save_file(sd, str(tmp), metadata={"format": "pt", "edgevit_model": model.cfg.name, "layout": layout,
+                                              "edgevit_attention": model.cfg.attention})
         else:
             torch.save({"model": sd} if layout == "official" else sd, tmp)
     return path

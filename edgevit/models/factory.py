@@ -11,7 +11,8 @@ from edgevit.models.random_init import randomize_
 
 
 def build_model(*, model: str, weights: str | None, random_init: bool, seed: int = 0,
-                num_classes: int | None = None, features: bool = False, reset_head: bool = False):
+                num_classes: int | None = None, features: bool = False, reset_head: bool = False,
+                attention: str = "emhsa"):
     """The eval-mode PyTorch model a conversion starts from."""
     if not weights and not random_init:
         weights = embedded_weights(model)
@@ -27,7 +28,8 @@ def build_model(*, model: str, weights: str | None, random_init: bool, seed: int
             raise ConfigError(f"{weights} is an official detection/segmentation backbone checkpoint (mmdet/mmseg "
                               "layout, the backbone under 'backbone.'): it has no classifier; pass --features to "
                               "convert its four stage outputs")
-    net = create_model(model, num_classes=num_classes, features_only=features, feature_norms=norms)
+    net = create_model(model, num_classes=num_classes, features_only=features, feature_norms=norms,
+                       attention=attention)
     if random_init:
         randomize_(net, seed=seed)
     else:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from edgevit.errors import ConfigError, ModelInputError
+from edgevit.models.attention import check_attention, variant_class
 
 NORM_EPS = 1e-5
 
@@ -185,7 +186,7 @@ class NTB(nn.Module):
     """Next Transformer Block: E-MHSA on the first C1 channels, MHCA on the other C2, concat, MLP."""
 
     def __init__(self, in_chs: int, out_chs: int, *, stride: int, sr_ratio: int, head_dim: int, mlp_ratio: float,
-                 mix_block_ratio: float, drop_path: float, drop: float, attn_drop: float):
+                 mix_block_ratio: float, drop_path: float, drop: float, attn_drop: float, attention: str = "emhsa"):
         super().__init__()
         self.mhsa_out_chs = make_divisible(int(out_chs * mix_block_ratio), 32)
         self.mhca_out_chs = out_chs - self.mhsa_out_chs
@@ -194,8 +195,10 @@ class NTB(nn.Module):
                               f"(E-MHSA takes {self.mhsa_out_chs}); use a wider NTB")
         self.patch_embed = PatchEmbed(in_chs, self.mhsa_out_chs, stride)
         self.norm1 = nn.BatchNorm2d(self.mhsa_out_chs, eps=NORM_EPS)
-        self.e_mhsa = EMHSA(self.mhsa_out_chs, head_dim=head_dim, sr_ratio=sr_ratio, attn_drop=attn_drop,
-                            proj_drop=drop)
+        # the attention slot keeps its name (e_mhsa) for every variant, so checkpoint keys keep their layout
+        attn_cls = EMHSA if attention == "emhsa" else variant_class(attention)
+        self.e_mhsa = attn_cls(self.mhsa_out_chs, head_dim=head_dim, sr_ratio=sr_ratio, attn_drop=attn_drop,
+                               proj_drop=drop)
         self.mhsa_drop_path = DropPath(drop_path * mix_block_ratio)
         self.projection = PatchEmbed(self.mhsa_out_chs, self.mhca_out_chs, stride=1)
         self.mhca = MHCA(self.mhca_out_chs, head_dim)
@@ -278,6 +281,8 @@ class NextViTConfig:
     # ``extra_norm_list.0-2``) and stage 4 ``norm`` (the official segmentation backbone, with_extra_norm=True); there
     # the next stage reads the normalized map, as in the official forward.
     feature_norms: str = "last"
+    # the NTB's attention: "emhsa" (the original) or a variant (edgevit.models.attention: avgpool, xca, hilo)
+    attention: str = "emhsa"
     default_img_size: int = 224
     pretrained_tags: tuple[str, ...] = field(default=(), compare=False)
     embedded_weights: str | None = None  # checkpoint shipped in edgevit/assets, used when no weights are given
@@ -302,6 +307,7 @@ class NextViTConfig:
         if self.feature_norms != "last" and not self.features_only:
             raise ConfigError(f"{self.name}: feature_norms={self.feature_norms!r} describes a backbone's outputs; it "
                               "needs features mode (features_only=True, --features)")
+        check_attention(self.attention)
         if not 0.0 <= self.drop_path_rate < 1.0:
             raise ConfigError(f"{self.name}: drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
 
@@ -360,7 +366,8 @@ class NextViT(nn.Module):
                     blocks.append(NTB(in_chs, out_chs, stride=stride, sr_ratio=cfg.sr_ratios[s],
                                       head_dim=cfg.head_dim, mlp_ratio=cfg.ntb_mlp_ratio,
                                       mix_block_ratio=cfg.mix_block_ratio, drop_path=dpr[idx],
-                                      drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate))
+                                      drop=cfg.drop_rate, attn_drop=cfg.attn_drop_rate,
+                                      attention=cfg.attention))
                 in_chs, idx = out_chs, idx + 1
             stages.append(Stage(blocks))
         self.stages = nn.Sequential(*stages)
@@ -490,8 +497,10 @@ def find_nextvit(model: nn.Module) -> list[tuple[str, "NextViT"]]:
 
 def create_model(name: str, *, num_classes: int | None = None, features_only: bool = False,
                  drop_path_rate: float | None = None, drop_rate: float | None = None,
-                 feature_norms: str | None = None) -> NextViT:
+                 feature_norms: str | None = None, attention: str | None = None) -> NextViT:
     """Build a registered Next-ViT with fresh (untrained) weights, in eval mode.
+
+    ``attention`` swaps every NTB's E-MHSA for a variant (``edgevit.models.attention.ATTENTIONS``).
 
     Example::
 
@@ -508,4 +517,6 @@ def create_model(name: str, *, num_classes: int | None = None, features_only: bo
         overrides["drop_rate"] = drop_rate
     if feature_norms is not None:
         overrides["feature_norms"] = feature_norms
+    if attention is not None:
+        overrides["attention"] = attention
     return NextViT(replace(cfg, **overrides)).eval()

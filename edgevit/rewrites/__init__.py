@@ -134,6 +134,12 @@ def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | 
     if not inner:
         raise ConfigError(f"deploy rewrites Next-ViT blocks, and {type(model).__name__} contains no edgevit Next-ViT "
                           "(build the backbone with edgevit.create_model)")
+    variants = sorted({net.cfg.attention for _, net in inner} - {"emhsa"})
+    if variants and passes is None:
+        # an attention variant is already written on BCHW tensors: the E-MHSA layout rewrites do not apply to it
+        chosen = tuple(p for p in chosen if not p.startswith("bchw_attention_"))
+        reason += (f". Attention variant {', '.join(variants)}: already on BCHW tensors, so the E-MHSA attention "
+                   "rewrites are skipped; the BatchNorm merges fold into its projections")
     size = img_size or (inner[0][1].cfg.default_img_size,) * 2
     x = probe_images(size)
     tol = tolerance_for("eager", "fp32")

@@ -6,6 +6,9 @@ f(a * x + s) = W (a * x + s) + b = (W diag(a)) x + (W s + b)      (W: out x in, 
 * NTB.norm1 -> q, k, v. Keys and values see BN1d(pool(BN1(x))); average pooling is linear, so
   pool(a * x + s) = a * pool(x) + s, and with BN1d = (c, d): c * a * pool(x) + (c * s + d): one affine, folded
   into k and v, and both BatchNorms disappear;
+* NTB.norm1 -> an attention variant's projections (``edgevit.models.attention``): each declares whether it reads
+  the full map or the pooled one (``input_paths``); the full ones take BN1's affine, the pooled ones the composed
+  affine above, and the variant's own BatchNorm disappears;
 * the final BatchNorm -> the classifier: pooling is linear too. With no classifier (features mode,
   num_classes=0) it becomes a plain per-channel affine (``ChannelAffine``), which is no BatchNorm.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgevit.models.attention import BCHWAttention
 from edgevit.models.nextvit import NCB, NTB, find_nextvit
 from edgevit.rewrites.base import ChannelAffine, PassReport, bn_scale_shift, register_pass
 
@@ -40,6 +44,21 @@ def merge_pre_bn_pass(model: nn.Module) -> PassReport:
             _merge_into(m.mlp.fc1, *bn_scale_shift(m.norm))
             m.norm = nn.Identity()
             report.changed.append(f"{name}.norm->mlp.fc1")
+        elif isinstance(m, NTB) and isinstance(m.norm1, nn.BatchNorm2d) and isinstance(m.e_mhsa, BCHWAttention):
+            a, s = bn_scale_shift(m.norm1)
+            attn = m.e_mhsa
+            ap, sp = a, s
+            if attn.norm is not None:
+                c, d = bn_scale_shift(attn.norm)
+                ap, sp = c * a, c * s + d
+                attn.norm = None
+            for layer, path in attn.input_paths().items():
+                _merge_into(getattr(attn, layer), *((a, s) if path == "full" else (ap, sp)))
+            m.norm1 = nn.Identity()
+            report.changed.append(f"{name}.norm1->e_mhsa.{'/'.join(attn.input_paths())}")
+            _merge_into(m.mlp.fc1, *bn_scale_shift(m.norm2))
+            m.norm2 = nn.Identity()
+            report.changed.append(f"{name}.norm2->mlp.fc1")
         elif isinstance(m, NTB) and isinstance(m.norm1, nn.BatchNorm2d):
             a, s = bn_scale_shift(m.norm1)
             attn = m.e_mhsa

@@ -183,7 +183,8 @@ def rebuild_reference(manifest: dict, weights: str | None = None):
     else:
         model = build_model(model=src["model"], weights=src.get("weights"), random_init=src.get("random_init", False),
                             seed=src.get("seed", 0), num_classes=src.get("num_classes"),
-                            features=src.get("features", False), reset_head=src.get("reset_head", False))
+                            features=src.get("features", False), reset_head=src.get("reset_head", False),
+                            attention=src.get("attention", "emhsa"))
     if state_dict_sha256(model) != manifest["weights_sha256"]:
         raise CheckpointError("the rebuilt reference weights do not hash to the manifest's weights_sha256; pass the "
                               "checkpoint the artifact was converted from with --weights PATH")

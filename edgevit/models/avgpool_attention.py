@@ -1,0 +1,49 @@
+"""E-MHSA with a 2-D key/value reduction: AvgPool2d(sr, sr) on the (B, C, H, W) map.
+
+The original pools runs of sr*sr consecutive raster-order tokens (AvgPool1d), which crosses row ends; this variant
+averages each sr x sr square, the reduction a 2-D image model means (proposed in the Next-ViT discussion that led to
+timm's port). Every parameter has the same shape and meaning as E-MHSA's, so ``carry_from`` copies all of them; only
+the pooling, hence the function, differs.
+
+    q = Wq x,  k = Wk P(x),  v = Wv P(x),  P(x) = BN(AvgPool2d_sr(x))
+    out = Wo (v softmax(q^T k / sqrt(d))^T)     per head, softmax over the keys (last axis)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from edgevit.models.attention import BCHWAttention, conv1x1, copy_linear_into
+
+
+class AvgPoolAttention(BCHWAttention):
+    name = "avgpool"
+
+    def __init__(self, dim: int, *, head_dim: int, sr_ratio: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__(dim, head_dim=head_dim, sr_ratio=sr_ratio, attn_drop=attn_drop, proj_drop=proj_drop)
+        self.q = conv1x1(dim, dim)
+        self.k = conv1x1(dim, dim)
+        self.v = conv1x1(dim, dim)
+
+    def input_paths(self) -> dict[str, str]:
+        return {"q": "full", "k": "pooled", "v": "pooled"}
+
+    def carry_from(self, src: nn.Module) -> list[str]:
+        for name in ("q", "k", "v"):
+            copy_linear_into(getattr(self, name), getattr(src, name))
+        self._carry_common(src)
+        return []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        bh, d, n = b * self.num_heads, self.head_dim, h * w
+        q = self.q(x).reshape(bh, d, n)
+        p = self.pooled(x)
+        m = p.shape[-2] * p.shape[-1]
+        k = self.k(p).reshape(bh, d, m)
+        v = self.v(p).reshape(bh, d, m)
+        attn = (torch.bmm(q.transpose(1, 2), k) * self.scale).softmax(dim=-1)  # (bh, n, m)
+        attn = self.attn_drop(attn)
+        out = torch.bmm(v, attn.transpose(1, 2))  # (bh, d, n)
+        return self.proj_drop(self.proj(out.reshape(b, c, h, w)))
