@@ -244,9 +244,7 @@ class ConvertConfig:
             value = getattr(self, key)
             if value is not None and not Path(value).is_dir():
                 raise ConfigError(f"{key.replace('_', '-')} folder {value} does not exist")
-        from edgevit.models.attention import check_attention
-
-        check_attention(self.attention)
+        # the name itself is checked in pipeline.plan (the registry lives in edgevit.models.attention)
         if self.attention != "emhsa" and self.module is not None:
             raise ConfigError("attention is a property of the model --module builds; build its backbone with "
                               "create_model(..., attention=...) instead of passing --attention")

@@ -155,11 +155,13 @@ def plan(cfg: ConvertConfig) -> Plan:
     """Resolve and check every option; nothing slow happens here."""
     from edgevit.config import parse_img_size
     from edgevit.models import get_config
+    from edgevit.models.attention import check_attention
     from edgevit.models.pretrained import resolve_preprocess
     from edgevit.preprocess import Preprocess
     from edgevit.targets import get_target
     from edgevit.verify.tolerances import tolerance_for
 
+    check_attention(cfg.attention)
     target = get_target(cfg.target)
     if cfg.precision is None:
         cfg = cfg.replace(precision=target.default_precision)
