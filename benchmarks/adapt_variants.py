@@ -55,6 +55,7 @@ def main(argv=None) -> int:
                        "block_rel_err_after_swap": rep["before"]["block_rel_err"],
                        "block_rel_err_after_adapt": rep["after"]["block_rel_err"],
                        "loss": rep["loss"], "threads": rep["threads"], "images": rep["images"],
+                       "kept_step": rep["kept_step"], "val_curve": rep["val_curve"],
                        "eval_images": rep["eval_images"]}
             r = rows[v]
             print(f"{v}: swap {r['top1_after_swap']:.2%} -> adapt {r['top1_after_adapt']:.2%} "

@@ -6,7 +6,8 @@ size; the ratio original/variant is the median of the per-round ratios with its 
 contains 1 is a tie). Random weights: the time does not depend on the values.
 
 Also per size: MACs of each model (FlopCounterMode) and the attention's share of ONNX Runtime's time, from its
-per-node profile (nodes under ``e_mhsa`` in the exported graph, summed over 3 runs, over every node's time).
+per-node profile: the time of the nodes the exporter scoped under an NTB's ``e_mhsa`` (its name_scopes metadata)
+over every node's time, 3 runs. Nodes ONNX Runtime fuses across that boundary count as "other".
 
     .venv/bin/python benchmarks/variants.py                          # 224, 384, 640, 1024 (~25 min)
     .venv/bin/python benchmarks/variants.py --sizes 224 --rounds 15
@@ -46,7 +47,10 @@ ATTENTIONS = ("emhsa", "avgpool", "xca", "hilo")
 
 def attention_share(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 3) -> float:
     """Share of ONNX Runtime's node time spent in nodes of the NTB attentions (scope ``e_mhsa``)."""
+    import onnx
     import onnxruntime as ort
+
+    from edgevit.targets.onnx import _scopes
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
@@ -57,10 +61,13 @@ def attention_share(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 3)
     for _ in range(runs):
         sess.run(None, {"image": x})
     events = json.loads(Path(sess.end_profiling()).read_text())
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    attention = {n.name for n in graph.node if any(".e_mhsa" in s for s in _scopes(n))}
     per = defaultdict(float)
     for ev in events:
         if ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time"):
-            per["attention" if "e_mhsa" in ev["name"] else "other"] += ev["dur"]
+            node = ev["name"][: -len("_kernel_time")]
+            per["attention" if node in attention else "other"] += ev["dur"]
     return per["attention"] / max(per["attention"] + per["other"], 1e-9)
 
 
@@ -70,6 +77,7 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="224,384,640,1024")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds-large", type=int, default=7, help="rounds at 640 and above (a 1024 round takes ~1 min)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--runtimes", default="ort,et", help="ort and/or et")
     ap.add_argument("--json", default="benchmarks/results/variants.json")
@@ -84,7 +92,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     runtimes = args.runtimes.split(",")
     models = {a: randomize_(create_model(args.model, attention=a)) for a in ATTENTIONS}
-    results = {"model": args.model, "threads": args.threads, "rounds": args.rounds, "warmup": args.warmup,
+    results = {"model": args.model, "threads": args.threads, "warmup": args.warmup,
                "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "sizes": {}}
     with torch.no_grad(), tempfile.TemporaryDirectory(prefix="edgevit-variants-") as tmp:
         tmp = Path(tmp)
@@ -109,14 +117,16 @@ def main(argv=None) -> int:
                     runners[f"et_{a}"], info[a]["et_delegation"] = executorch_runner(dep, x, args.threads,
                                                                                      tmp / f"{a}_{s}.pte")
                 log(f"  built {a} at {s}x{s} in {time.perf_counter() - t0:.0f}s")
-            log(f"timing {len(runners)} runners at {s}x{s}, {args.rounds} interleaved rounds ...")
-            samples = interleaved(runners, warmup=args.warmup, rounds=args.rounds)
+            log(f"timing {len(runners)} runners at {s}x{s} ...")
+            rounds = args.rounds if s < 640 else args.rounds_large
+            samples = interleaved(runners, warmup=args.warmup, rounds=rounds)
             rows = {k: summarize(v) for k, v in samples.items()}
             ratios = {}
             for rt in runtimes:
                 for a in ATTENTIONS[1:]:
                     ratios[f"{rt}_{a}"] = paired_ratio(samples[f"{rt}_emhsa"], samples[f"{rt}_{a}"])
-            results["sizes"][str(s)] = {"latency": rows, "speedup_vs_original": ratios, "models": info}
+            results["sizes"][str(s)] = {"rounds": rounds, "latency": rows, "speedup_vs_original": ratios,
+                                        "models": info}
             print_size(results, str(s), runtimes)
             out = Path(args.json)  # written after every size: a long run keeps what it measured
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +137,7 @@ def main(argv=None) -> int:
 
 def print_size(results: dict, s: str, runtimes: list[str]) -> None:
     r = results["sizes"][s]
-    print(f"\n{results['model']} {s}x{s}, {results['threads']} threads, median of {results['rounds']} interleaved "
+    print(f"\n{results['model']} {s}x{s}, {results['threads']} threads, median of {r['rounds']} interleaved "
           "rounds; speed-up = original / variant, per-round median (10-90%)")
     print(f"{'attention':<9} {'GMACs':>7} {'attn share ORT':>15} "
           + " ".join(f"{rt + ' ms':>9} {'speed-up':>22}" for rt in runtimes))
