@@ -45,6 +45,14 @@ from edgevit.targets.onnx import export_onnx, make_session  # noqa: E402
 ATTENTIONS = ("emhsa", "avgpool", "xca", "hilo")
 
 
+def _base(name: str) -> str:
+    """The exporter's node name as ONNX Runtime's profile spells it after its rewrites: ``node_conv2d_15`` runs as
+    ``conv2d_15_nchwc`` (NCHWc layout) and ``node_bmm/MatmulTransposeFusion/`` (fused nodes keep the first name)."""
+    name = name.split("/")[0]
+    name = name[len("node_"):] if name.startswith("node_") else name
+    return name[: -len("_nchwc")] if name.endswith("_nchwc") else name
+
+
 def attention_share(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 3) -> float:
     """Share of ONNX Runtime's node time spent in nodes of the NTB attentions (scope ``e_mhsa``)."""
     import onnx
@@ -62,11 +70,11 @@ def attention_share(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 3)
         sess.run(None, {"image": x})
     events = json.loads(Path(sess.end_profiling()).read_text())
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    attention = {n.name for n in graph.node if any(".e_mhsa" in s for s in _scopes(n))}
+    attention = {_base(n.name) for n in graph.node if any(".e_mhsa" in s for s in _scopes(n))}
     per = defaultdict(float)
     for ev in events:
         if ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time"):
-            node = ev["name"][: -len("_kernel_time")]
+            node = _base(ev["name"][: -len("_kernel_time")])
             per["attention" if node in attention else "other"] += ev["dur"]
     return per["attention"] / max(per["attention"] + per["other"], 1e-9)
 
@@ -81,6 +89,8 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--runtimes", default="ort,et", help="ort and/or et")
     ap.add_argument("--json", default="benchmarks/results/variants.json")
+    ap.add_argument("--share-only", action="store_true",
+                    help="recompute only the ONNX Runtime attention shares of an existing --json (no timing)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     logging.disable(logging.WARNING)
@@ -92,6 +102,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     runtimes = args.runtimes.split(",")
     models = {a: randomize_(create_model(args.model, attention=a)) for a in ATTENTIONS}
+    if args.share_only:
+        return recompute_shares(args, models, log)
     results = {"model": args.model, "threads": args.threads, "warmup": args.warmup,
                "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "sizes": {}}
     with torch.no_grad(), tempfile.TemporaryDirectory(prefix="edgevit-variants-") as tmp:
@@ -132,6 +144,23 @@ def main(argv=None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {args.json}")
+    return 0
+
+
+def recompute_shares(args, models: dict, log) -> int:
+    results = json.loads(Path(args.json).read_text())
+    with torch.no_grad(), tempfile.TemporaryDirectory(prefix="edgevit-variants-") as tmp:
+        for s, entry in results["sizes"].items():
+            size = (int(s), int(s))
+            x = torch.from_numpy(np.random.default_rng(0).normal(size=(1, 3, *size)).astype(np.float32))
+            for a, net in models.items():
+                path = Path(tmp) / f"{a}_{s}.onnx"
+                export_onnx(deploy(net, "onnx", img_size=size).model, x, path,
+                            IOSpec(input_name="image", input_shape=tuple(x.shape), output_names=("logits",)), opset=18)
+                entry["models"][a]["ort_attention_share"] = attention_share(path, x.numpy(), args.threads)
+                log(f"  {a} {s}: attention {entry['models'][a]['ort_attention_share']:.1%}")
+            print_size(results, s, [rt for rt in ("ort", "et") if f"{rt}_emhsa" in entry["latency"]])
+    Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
