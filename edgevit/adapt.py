@@ -9,9 +9,13 @@
 3. **Model distillation** (``model_steps``): the whole variant learns the original's outputs (logits, or the four
    feature maps in features mode), every parameter training at a lower rate.
 
-Unlabeled images from ``data`` go through the checkpoint's preprocessing. The models stay in eval mode (BatchNorm
-statistics frozen, no dropout or stochastic depth), and batch ``s`` is drawn from a generator seeded with
-``(seed, s)``, so a run is deterministic and a resumed run is the same run: the state (step, weights, optimizer)
+Unlabeled images from ``data`` go through the checkpoint's preprocessing; every training batch is a random view of
+them (shift, flip, contrast: the original labels each view itself). Every 8th picture is kept out of training, and
+the weights kept at the end are those of the step, checked every ``save_every`` steps and including step 0 (right
+after the swap), whose outputs are closest to the original's on them: the kept weights are never further from the
+original on pictures they did not train on than the swap alone. The models stay in eval mode (BatchNorm statistics frozen, no
+dropout or stochastic depth), and batch ``s`` and its views are drawn from generators seeded with ``(seed, s)``, so
+a run is deterministic and a resumed run is the same run: the state (step, weights, optimizer)
 is saved every ``save_every`` steps and on Ctrl-C to ``OUT.adapt-state.pt`` (read back with ``weights_only``), and
 the next run with the same inputs continues from it. The checkpoint is written atomically, with a JSON report
 beside it (per-block error and output agreement before/after, top-1 on ``eval_dir`` when it is labeled).
@@ -28,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgevit._io import atomic_file, check_writable
@@ -151,6 +156,29 @@ def _batch_indices(seed: int, step: int, n: int, batch: int) -> np.ndarray:
     return rng.choice(n, size=min(batch, n), replace=False)
 
 
+def _augment(x: torch.Tensor, seed: int, step: int) -> torch.Tensor:
+    """Random views of a batch for distillation (the original labels each view itself, so any view is fair game and
+    64 pictures go further): a shift of up to 1/8 of the side (reflect-padded), a horizontal flip, and a contrast
+    and brightness change, drawn from ``(seed, step)``."""
+    rng = np.random.default_rng([seed, step, 1])
+    b, _, h, w = x.shape
+    ph, pw = max(1, h // 8), max(1, w // 8)
+    padded = F.pad(x, (pw, pw, ph, ph), mode="reflect")
+    views = []
+    for i in range(b):
+        dy, dx = int(rng.integers(0, 2 * ph + 1)), int(rng.integers(0, 2 * pw + 1))
+        v = padded[i, :, dy:dy + h, dx:dx + w]
+        if rng.random() < 0.5:
+            v = v.flip(-1)
+        views.append(v * float(rng.uniform(0.8, 1.2)) + float(rng.uniform(-0.2, 0.2)))
+    return torch.stack(views)
+
+
+def _val_error(teacher, student, val: torch.Tensor) -> float:
+    with torch.no_grad():
+        return _rel_err(_flat(student(val)), _flat(teacher(val))).item()
+
+
 def _measure(teacher, student, x: torch.Tensor, labels: list[int] | None, chunk: int = 32) -> dict:
     """Per-block relative error of the student's attention fed the teacher's inputs, and output agreement."""
     block_err, t_out, s_out = None, [], []
@@ -225,7 +253,15 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
     pre = Preprocess(size=tuple(values["img_size"]), mean=tuple(values["mean"]), std=tuple(values["std"]),
                      crop_pct=values["crop_pct"], interpolation=values["interpolation"])
     files = select(list_images(cfg.data), cfg.max_images, seed=cfg.seed)
-    train = torch.from_numpy(load_set(files, pre, "adaptation").normalized)
+    images = torch.from_numpy(load_set(files, pre, "adaptation").normalized)
+    # every 8th picture is kept out of training: the weights kept are those of the step (0 = right after the swap)
+    # with the lowest output error on them, checked every save_every steps (no labels needed)
+    if len(images) >= 16:
+        val_mask = torch.zeros(len(images), dtype=torch.bool)
+        val_mask[::8] = True
+        train, val = images[~val_mask], images[val_mask]
+    else:
+        train, val = images, images
     if cfg.eval_dir:
         names = None
         lab = embedded_labels(cfg.model) if not cfg.weights else None
@@ -236,7 +272,7 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
         held = torch.from_numpy(held_set.normalized)
         eval_labels = held_set.labels.tolist() if held_set.labels is not None else None
     else:
-        held, eval_labels = train[:64], None
+        held, eval_labels = val, None
     student, fresh = swap_attention(teacher, cfg.attention)
     before = _measure(teacher, student, held, eval_labels)
     attn_params = [p for _, blk in _ntbs(student) for p in blk.e_mhsa.parameters()]
@@ -245,6 +281,8 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
     total = cfg.block_steps + cfg.model_steps
     fingerprint = _fingerprint(cfg, state_dict_sha256(teacher), files)
     state_file, step, losses = state_path(out), 0, []
+    val_curve = [(0, _val_error(teacher, student, val))]
+    best = {"step": 0, "error": val_curve[0][1], "weights": {k: v.clone() for k, v in student.state_dict().items()}}
     if state_file.exists():
         try:
             state = torch.load(state_file, weights_only=True)
@@ -257,19 +295,20 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
         opt_block.load_state_dict(state["opt_block"])
         opt_model.load_state_dict(state["opt_model"])
         step, losses = int(state["step"]), list(state["losses"])
+        best, val_curve = dict(state["best"]), [tuple(v) for v in state["val_curve"]]
         log.info("resuming %s at step %d of %d", state_file, step, total)
 
     def save_state():
         with atomic_file(state_file, overwrite=True) as tmp:
             torch.save({"fingerprint": fingerprint, "step": step, "losses": losses,
                         "student": student.state_dict(), "opt_block": opt_block.state_dict(),
-                        "opt_model": opt_model.state_dict()}, tmp)
+                        "opt_model": opt_model.state_dict(), "best": best, "val_curve": val_curve}, tmp)
 
     bar = steps_bar(total, desc=f"adapt {cfg.attention}", initial=step) if progress else None
     try:
         while step < total:
             idx = torch.from_numpy(_batch_indices(cfg.seed, step, len(train), cfg.batch))
-            xb = train[idx]
+            xb = _augment(train[idx], cfg.seed, step)
             if step < cfg.block_steps:
                 with torch.no_grad():
                     ins, targets = attention_io(teacher, xb)
@@ -288,6 +327,11 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(stage="block" if step <= cfg.block_steps else "model", loss=f"{losses[-1]:.4f}")
+            if step % cfg.save_every == 0 or step == total:
+                val_curve.append((step, _val_error(teacher, student, val)))
+                if val_curve[-1][1] < best["error"]:
+                    best = {"step": step, "error": val_curve[-1][1],
+                            "weights": {k: v.clone() for k, v in student.state_dict().items()}}
             if step % cfg.save_every == 0 and step < total:
                 save_state()
     except KeyboardInterrupt:
@@ -298,6 +342,7 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
     finally:
         if bar is not None:
             bar.close()
+    student.load_state_dict(best["weights"])
     student.eval()
     after = _measure(teacher, student, held, eval_labels)
     from edgevit.models.checkpoint import save_weights
@@ -315,7 +360,8 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
               "eval_labeled": eval_labels is not None, "options": asdict(cfg), "fresh_parameters": fresh,
               "blocks": [n for n, _ in _ntbs(student)], "before": before, "after": after,
               "loss": {"block": stage_losses(0, cfg.block_steps), "model": stage_losses(cfg.block_steps, total)},
-              "steps": total, "seconds": seconds, "threads": torch.get_num_threads(),
+              "steps": total, "kept_step": best["step"], "val_images": len(val),
+              "val_curve": [{"step": a, "output_rel_err": e} for a, e in val_curve], "seconds": seconds, "threads": torch.get_num_threads(),
               "checkpoint_sha256": state_dict_sha256(student)}
     report_path = out.with_name(out.name + ".report.json")
     with atomic_file(report_path, overwrite=True) as tmp:
@@ -327,7 +373,8 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
 def format_report(rep: dict) -> str:
     b, a = rep["before"], rep["after"]
     lines = [f"{rep['model']} -> attention {rep['attention']}: {rep['steps']} steps on {rep['images']} images in "
-             f"{rep['seconds']:.0f} s ({rep['threads']} threads)",
+             f"{rep['seconds']:.0f} s ({rep['threads']} threads); weights of step {rep['kept_step']} kept (lowest "
+             f"output error on {rep['val_images']} pictures kept out of training)",
              f"{'block':<22} {'rel. error after swap':>22} {'after adapt':>12}"]
     for name, e0, e1 in zip(rep["blocks"], b["block_rel_err"], a["block_rel_err"]):
         lines.append(f"{name:<22} {e0:>22.4f} {e1:>12.4f}")
