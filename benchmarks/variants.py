@@ -6,8 +6,9 @@ size; the ratio original/variant is the median of the per-round ratios with its 
 contains 1 is a tie). Random weights: the time does not depend on the values.
 
 Also per size: MACs of each model (FlopCounterMode) and the attention's share of ONNX Runtime's time, from its
-per-node profile: the time of the nodes the exporter scoped under an NTB's ``e_mhsa`` (its name_scopes metadata)
-over every node's time, 3 runs. Nodes ONNX Runtime fuses across that boundary count as "other".
+per-node profile: the time of the nodes the exporter scoped under an NTB's ``e_mhsa`` (name_scopes metadata, matched
+through ONNX Runtime's renames by ``benchmarks/backbone.py: attention_share``) over every node's time, 3 runs after a
+warm-up.
 
     .venv/bin/python benchmarks/variants.py                          # 224, 384, 640, 1024 (~25 min)
     .venv/bin/python benchmarks/variants.py --sizes 224 --rounds 15
@@ -25,13 +26,13 @@ import sys
 import tempfile
 import time
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from backbone import attention_share as scoped_attention_share  # noqa: E402 - per-node profile by module scope
 from rewrites import executorch_runner  # noqa: E402 - the sibling script's XNNPACK runner
 
 from edgevit.bench.timing import interleaved, paired_ratio, summarize  # noqa: E402
@@ -45,38 +46,9 @@ from edgevit.targets.onnx import export_onnx, make_session  # noqa: E402
 ATTENTIONS = ("emhsa", "avgpool", "xca", "hilo")
 
 
-def _base(name: str) -> str:
-    """The exporter's node name as ONNX Runtime's profile spells it after its rewrites: ``node_conv2d_15`` runs as
-    ``conv2d_15_nchwc`` (NCHWc layout) and ``node_bmm/MatmulTransposeFusion/`` (fused nodes keep the first name)."""
-    name = name.split("/")[0]
-    name = name[len("node_"):] if name.startswith("node_") else name
-    return name[: -len("_nchwc")] if name.endswith("_nchwc") else name
-
-
 def attention_share(onnx_path: Path, x: np.ndarray, threads: int, runs: int = 3) -> float:
-    """Share of ONNX Runtime's node time spent in nodes of the NTB attentions (scope ``e_mhsa``)."""
-    import onnx
-    import onnxruntime as ort
-
-    from edgevit.targets.onnx import _scopes
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    so.enable_profiling = True
-    so.profile_file_prefix = str(onnx_path.with_suffix(""))
-    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
-    for _ in range(runs):
-        sess.run(None, {"image": x})
-    events = json.loads(Path(sess.end_profiling()).read_text())
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    attention = {_base(n.name) for n in graph.node if any(".e_mhsa" in s for s in _scopes(n))}
-    per = defaultdict(float)
-    for ev in events:
-        if ev.get("cat") == "Node" and ev["name"].endswith("_kernel_time"):
-            node = _base(ev["name"][: -len("_kernel_time")])
-            per["attention" if node in attention else "other"] += ev["dur"]
-    return per["attention"] / max(per["attention"] + per["other"], 1e-9)
+    """Share of ONNX Runtime's node time spent in the NTB attentions (backbone.py's scope-matched profile)."""
+    return scoped_attention_share(onnx_path, x, threads, runs)["e_mhsa_share_of_model"]
 
 
 def main(argv=None) -> int:

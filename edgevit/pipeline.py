@@ -599,7 +599,7 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
         "source": {"model": cfg.model, "weights": portable_source(cfg.weights), "random_init": cfg.random_init,
                    "seed": cfg.seed, "num_classes": cfg.num_classes, "features": cfg.features,
                    "feature_norms": net.cfg.feature_norms if cfg.features else None,
-                   "attention": net.cfg.attention,
+                   "attention": cfg.attention,
                    "module": module_source(cfg.module),
                    "reset_head": cfg.reset_head},
         "provenance": io_spec.provenance,
