@@ -14,7 +14,8 @@ input as a (B, C, H, W) map (``layout = "bchw"``), keeps E-MHSA's parameter name
 checkpoint saves and loads in both key layouts (official ``features.i`` and timm ``stages.s.blocks.b``) through the
 same maps as the original's.
 
-Adding a variant: one module with a class deriving ``BCHWAttention`` and one line in ``_VARIANT_MODULES``.
+Adding a variant: one module with a class deriving ``BCHWAttention`` (``QKVAttention`` when it keeps E-MHSA's q, k,
+v) and one line in ``_VARIANT_MODULES``.
 """
 
 from __future__ import annotations
@@ -112,3 +113,19 @@ class BCHWAttention(nn.Module):
         copy_linear_into(self.proj, src.proj)
         if self.norm is not None and src.norm is not None:
             self.norm.load_state_dict(src.norm.state_dict())
+
+
+class QKVAttention(BCHWAttention):
+    """A variant with E-MHSA's three full-width projections q, k, v (1x1 convolutions), all carried over."""
+
+    def __init__(self, dim: int, *, head_dim: int, sr_ratio: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
+        super().__init__(dim, head_dim=head_dim, sr_ratio=sr_ratio, attn_drop=attn_drop, proj_drop=proj_drop)
+        self.q = conv1x1(dim, dim)
+        self.k = conv1x1(dim, dim)
+        self.v = conv1x1(dim, dim)
+
+    def carry_from(self, src: nn.Module) -> list[str]:
+        for name in ("q", "k", "v"):
+            copy_linear_into(getattr(self, name), getattr(src, name))
+        self._carry_common(src)
+        return [n for n, _ in self.named_parameters(recurse=False)]  # a variant's own parameters start fresh

@@ -12,28 +12,15 @@ the pooling, hence the function, differs.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from edgevit.models.attention import BCHWAttention, conv1x1, copy_linear_into
+from edgevit.models.attention import QKVAttention
 
 
-class AvgPoolAttention(BCHWAttention):
+class AvgPoolAttention(QKVAttention):
     name = "avgpool"
-
-    def __init__(self, dim: int, *, head_dim: int, sr_ratio: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
-        super().__init__(dim, head_dim=head_dim, sr_ratio=sr_ratio, attn_drop=attn_drop, proj_drop=proj_drop)
-        self.q = conv1x1(dim, dim)
-        self.k = conv1x1(dim, dim)
-        self.v = conv1x1(dim, dim)
 
     def input_paths(self) -> dict[str, str]:
         return {"q": "full", "k": "pooled", "v": "pooled"}
-
-    def carry_from(self, src: nn.Module) -> list[str]:
-        for name in ("q", "k", "v"):
-            copy_linear_into(getattr(self, name), getattr(src, name))
-        self._carry_common(src)
-        return []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

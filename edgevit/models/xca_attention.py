@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgevit.models.attention import BCHWAttention, conv1x1, copy_linear_into
+from edgevit.models.attention import QKVAttention
 
 _EPS = 1e-6  # inside the square root; representable in fp16
 
@@ -31,24 +31,15 @@ def _l2_normalise_tokens(t: torch.Tensor) -> torch.Tensor:
     return t * torch.rsqrt((t * t).mean(dim=(2, 3), keepdim=True) * n + _EPS)
 
 
-class XCAttention(BCHWAttention):
+class XCAttention(QKVAttention):
     name = "xca"
 
     def __init__(self, dim: int, *, head_dim: int, sr_ratio: int, attn_drop: float = 0.0, proj_drop: float = 0.0):
         super().__init__(dim, head_dim=head_dim, sr_ratio=sr_ratio, attn_drop=attn_drop, proj_drop=proj_drop)
-        self.q = conv1x1(dim, dim)
-        self.k = conv1x1(dim, dim)
-        self.v = conv1x1(dim, dim)
         self.temperature = nn.Parameter(torch.ones(self.num_heads, 1, 1))
 
     def input_paths(self) -> dict[str, str]:
         return {"q": "pooled", "k": "pooled", "v": "full"}
-
-    def carry_from(self, src: nn.Module) -> list[str]:
-        for name in ("q", "k", "v"):
-            copy_linear_into(getattr(self, name), getattr(src, name))
-        self._carry_common(src)
-        return ["temperature"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
