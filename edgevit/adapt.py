@@ -208,7 +208,8 @@ def _measure(teacher, student, x: torch.Tensor, labels: list[int] | None, chunk:
 
 def _fingerprint(cfg: AdaptConfig, teacher_hash: str, files: list[Path]) -> str:
     h = hashlib.sha256()
-    keep = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite", "save_every", "eval_dir")}
+    # save_every stays in: it decides at which steps the kept-out error is checked, hence which weights are kept
+    keep = {k: v for k, v in asdict(cfg).items() if k not in ("out", "overwrite", "eval_dir")}
     h.update(json.dumps(keep, sort_keys=True).encode())
     h.update(teacher_hash.encode())
     for f in files:

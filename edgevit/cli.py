@@ -714,7 +714,8 @@ def _add_adapt(sub) -> None:
     p.add_argument("--block-lr", type=float, default=1e-3, help="Adam rate, block stage (default 1e-3)")
     p.add_argument("--model-lr", type=float, default=1e-4, help="Adam rate, model stage (default 1e-4)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--save-every", type=int, default=50, help="steps between resumable states (default 50)")
+    p.add_argument("--save-every", type=int, default=50,
+                   help="steps between resumable states and kept-out checks (default 50)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_adapt)

@@ -274,6 +274,7 @@ def test_evaluate_joins_a_running_cluster_with_token_auth(matrix_2x2x2, tmp_path
     its error names the token as a possible cause. (`edgevit matrix` joins through the same `ray_session`.)"""
     import secrets
     import shutil
+    import socket
     import subprocess
     import sys
     import tempfile
@@ -297,11 +298,12 @@ def test_evaluate_joins_a_running_cluster_with_token_auth(matrix_2x2x2, tmp_path
         cmd = [sys.executable, "-m", "edgevit", "evaluate", str(folder), "--images", EVAL, "--labels-from-folders",
                "--shards", "2", "--json", "--address", address]
         deadline = time.monotonic() + 60
-        while True:  # the head needs a few seconds before it accepts clients
-            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-            if p.returncode == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        while time.monotonic() < deadline:  # the head takes seconds to listen; a client started earlier retries ~10 s
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr[-3000:]
         joined = json.loads(p.stdout)[0]
         local = evaluate([folder], EVAL, labels_from_folders=True, shards=2)[0]
