@@ -27,7 +27,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +98,7 @@ def swap_attention(teacher: nn.Module, attention: str) -> tuple[nn.Module, list[
     model and the names of the parameters that had no counterpart (they keep the variant's initialisation)."""
     from edgevit.models.nextvit import EMHSA, NextViT
 
-    student = NextViT(_replace_attention(teacher.cfg, attention)).eval()
+    student = NextViT(replace(teacher.cfg, attention=attention)).eval()
     own = student.state_dict()
     carried = {k: v for k, v in teacher.state_dict().items() if ".e_mhsa." not in k and k in own}
     student.load_state_dict({**own, **carried}, strict=True)
@@ -110,36 +110,23 @@ def swap_attention(teacher: nn.Module, attention: str) -> tuple[nn.Module, list[
     return student, fresh
 
 
-def _replace_attention(cfg, attention: str):
-    from dataclasses import replace
-
-    return replace(cfg, attention=attention)
-
-
-def attention_io(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Every NTB's attention input and output as (B, C, H, W) maps, from one forward pass of ``model``."""
+def attention_io(model: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], object]:
+    """Every NTB's attention input and output as (B, C, H, W) maps, and the model's output, from one forward pass."""
     ins, outs, handles = [], [], []
     for _, blk in _ntbs(model):
-        def hook(mod, args, out, blk=blk):
-            x_in = args[0]
-            if x_in.ndim == 3:  # E-MHSA on tokens: back to the map the NTB flattened
-                b, c, h, w = blk._map_shape
-                x_in = x_in.transpose(1, 2).reshape(b, c, h, w)
-                out = out.transpose(1, 2).reshape(b, c, h, w)
-            ins.append(x_in)
-            outs.append(out)
+        # norm1's output is the attention's input as a map (E-MHSA then reads it flattened to tokens)
+        handles.append(blk.norm1.register_forward_hook(lambda mod, args, out: ins.append(out)))
 
-        def shape_hook(mod, args, out, blk=blk):
-            blk._map_shape = tuple(out.shape)
+        def to_map(mod, args, out):
+            outs.append(out.transpose(1, 2).reshape(ins[-1].shape) if out.ndim == 3 else out)
 
-        handles.append(blk.e_mhsa.register_forward_hook(hook))
-        handles.append(blk.norm1.register_forward_hook(shape_hook))
+        handles.append(blk.e_mhsa.register_forward_hook(to_map))
     try:
-        model(x)
+        result = model(x)
     finally:
         for h in handles:
             h.remove()
-    return ins, outs
+    return ins, outs, result
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -185,12 +172,12 @@ def _measure(teacher, student, x: torch.Tensor, labels: list[int] | None, chunk:
     with torch.no_grad():
         for i in range(0, len(x), chunk):
             xb = x[i:i + chunk]
-            ins, targets = attention_io(teacher, xb)
+            ins, targets, t_logits = attention_io(teacher, xb)
             errs = []
             for (_, blk), xin, y in zip(_ntbs(student), ins, targets):
                 errs.append(((blk.e_mhsa(xin) - y) ** 2).sum().item() / max((y ** 2).sum().item(), 1e-12))
             block_err = errs if block_err is None else [a + b for a, b in zip(block_err, errs)]
-            t_out.append(_flat(teacher(xb)))
+            t_out.append(_flat(t_logits))
             s_out.append(_flat(student(xb)))
     t, s = torch.cat(t_out), torch.cat(s_out)
     n_chunks = -(-len(x) // chunk)
@@ -312,7 +299,7 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
             xb = _augment(train[idx], cfg.seed, step)
             if step < cfg.block_steps:
                 with torch.no_grad():
-                    ins, targets = attention_io(teacher, xb)
+                    ins, targets, _ = attention_io(teacher, xb)
                 loss = sum(_rel_err(blk.e_mhsa(xin), y) for (_, blk), xin, y in zip(_ntbs(student), ins, targets))
                 opt = opt_block
             else:
