@@ -12,11 +12,10 @@
 Unlabeled images from ``data`` go through the checkpoint's preprocessing; every training batch is a random view of
 them (shift, flip, contrast: the original labels each view itself). Every 8th picture is kept out of training, and
 the weights kept at the end are those of the step, checked every ``save_every`` steps and including step 0 (right
-after the swap), whose outputs are closest to the original's on them: the kept weights are never further from the
-original on pictures they did not train on than the swap alone. The models stay in eval mode (BatchNorm statistics frozen, no
+after the swap), whose outputs are closest to the original's on them, so on those kept-out pictures the result is
+never further from the original than the swap alone. The models stay in eval mode (BatchNorm statistics frozen, no
 dropout or stochastic depth), and batch ``s`` and its views are drawn from generators seeded with ``(seed, s)``, so
-a run is deterministic and a resumed run is the same run: the state (step, weights, optimizer)
-is saved every ``save_every`` steps and on Ctrl-C to ``OUT.adapt-state.pt`` (read back with ``weights_only``), and
+a run is deterministic and a resumed run is the same run: the state (step, weights, optimizer) is saved every ``save_every`` steps and on Ctrl-C to ``OUT.adapt-state.pt`` (read back with ``weights_only``), and
 the next run with the same inputs continues from it. The checkpoint is written atomically, with a JSON report
 beside it (per-block error and output agreement before/after, top-1 on ``eval_dir`` when it is labeled).
 """
@@ -349,7 +348,8 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
               "blocks": [n for n, _ in _ntbs(student)], "before": before, "after": after,
               "loss": {"block": stage_losses(0, cfg.block_steps), "model": stage_losses(cfg.block_steps, total)},
               "steps": total, "kept_step": best["step"], "val_images": len(val),
-              "val_curve": [{"step": a, "output_rel_err": e} for a, e in val_curve], "seconds": seconds, "threads": torch.get_num_threads(),
+              "val_curve": [{"step": a, "output_rel_err": e} for a, e in val_curve], "seconds": seconds,
+              "threads": torch.get_num_threads(),
               "checkpoint_sha256": state_dict_sha256(student)}
     report_path = out.with_name(out.name + ".report.json")
     with atomic_file(report_path, overwrite=True) as tmp:
