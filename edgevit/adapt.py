@@ -17,7 +17,8 @@ never further from the original than the swap alone. The models stay in eval mod
 dropout or stochastic depth), and batch ``s`` and its views are drawn from generators seeded with ``(seed, s)``, so
 a run is deterministic and a resumed run is the same run: the state (step, weights, optimizer) is saved every
 ``save_every`` steps and on Ctrl-C to ``OUT.adapt-state.pt`` (read back with ``weights_only``), and the next run
-with the same inputs continues from it. The checkpoint is written atomically, with a JSON report beside it (per-block error and output agreement before/after, top-1 on ``eval_dir`` when it is labeled).
+with the same inputs continues from it. The checkpoint is written atomically, with a JSON report beside it
+(per-block error and output agreement before/after, top-1 on ``eval_dir`` when it is labeled).
 """
 
 from __future__ import annotations
