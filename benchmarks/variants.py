@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Speed by resolution of the attention variants: Next-ViT-S with each NTB attention (emhsa = the original, avgpool,
 xca, hilo), every model deployed for its runtime (``edgevit.rewrites.deploy``, the forms FORMS names), on ONNX
-Runtime (CPU EP, spinning off) and ExecuTorch XNNPACK, 2 threads, all timed in the same interleaved rounds at each
-size; the ratio original/variant is the median of the per-round ratios with its 10-90% range (a range that
+Runtime (CPU EP, spinning off), ExecuTorch XNNPACK and LiteRT (the interpreter with XNNPACK, fp32, when the `litert`
+extra is installed), 2 threads, all timed in the same interleaved rounds at each size; the ratio original/variant is the median of the per-round ratios with its 10-90% range (a range that
 contains 1 is a tie). Random weights: the time does not depend on the values.
 
 Also per size: MACs of each model (FlopCounterMode) and the attention's share of ONNX Runtime's time, from its
@@ -12,6 +12,7 @@ warm-up.
 
     .venv/bin/python benchmarks/variants.py                          # 224, 384, 640, 1024 (~25 min)
     .venv/bin/python benchmarks/variants.py --sizes 224 --rounds 15
+    .venv/bin/python benchmarks/variants.py --runtimes lite --json benchmarks/results/variants_litert.json
 
 Writes benchmarks/results/variants.json and prints a table.
 """
@@ -33,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from backbone import attention_share as scoped_attention_share  # noqa: E402 - per-node profile by module scope
-from rewrites import executorch_runner  # noqa: E402 - the sibling script's XNNPACK runner
+from rewrites import executorch_runner, litert_runners  # noqa: E402 - the sibling script's runners
 
 from edgevit.bench.timing import interleaved, paired_ratio, summarize  # noqa: E402
 from edgevit.models import create_model, randomize_  # noqa: E402
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--rounds-large", type=int, default=7, help="rounds at 640 and above (a 1024 round takes ~1 min)")
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--runtimes", default="ort,et", help="ort and/or et")
+    ap.add_argument("--runtimes", default="ort,et", help="any of ort, et, lite (LiteRT)")
     ap.add_argument("--json", default="benchmarks/results/variants.json")
     ap.add_argument("--share-only", action="store_true",
                     help="recompute only the ONNX Runtime attention shares of an existing --json (no timing)")
@@ -100,6 +101,13 @@ def main(argv=None) -> int:
                     dep = deploy(net, "executorch", img_size=size).model
                     runners[f"et_{a}"], info[a]["et_delegation"] = executorch_runner(dep, x, args.threads,
                                                                                      tmp / f"{a}_{s}.pte")
+                if "lite" in runtimes:
+                    dep = deploy(net, "litert", img_size=size).model
+                    lite, lite_info = litert_runners({a: dep}, x, size, args.threads, tmp, log, int8=False)
+                    if not lite:
+                        raise SystemExit(f"LiteRT could not convert or run {a} at {s}: {lite_info}")
+                    runners.update(lite)
+                    info[a]["litert"] = lite_info[f"lite_{a}"]
                 log(f"  built {a} at {s}x{s} in {time.perf_counter() - t0:.0f}s")
             log(f"timing {len(runners)} runners at {s}x{s} ...")
             rounds = args.rounds if s < 640 else args.rounds_large

@@ -6,10 +6,14 @@ stderr is not a terminal, so logs and CI output stay clean.
 
 from __future__ import annotations
 
-from typing import Iterable, TypeVar
+import logging
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 _enabled = False
+StepCallback = Callable[[str, str, float], None]  # (step, "start" | "done", seconds so far)
 
 
 def enable(on: bool = True) -> None:
@@ -50,3 +54,25 @@ def steps_bar(total: int, *, desc: str, initial: int = 0):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, desc=f"edgevit: {desc}", disable=None, leave=False, unit="step")
+
+
+class Steps:
+    """Named steps of a long command: ``with steps("export"):`` logs the start, keeps the step's time in
+    ``timings`` and tells ``callback`` (the CLI prints "edgevit: export ..." / "done in 12.3s")."""
+
+    def __init__(self, callback: StepCallback | None, logger: logging.Logger | None = None):
+        self.callback = callback
+        self.log = logger or logging.getLogger(__name__)
+        self.t0 = time.perf_counter()
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        if self.callback:
+            self.callback(name, "start", start - self.t0)
+        self.log.info("%s ...", name)
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+        if self.callback:
+            self.callback(name, "done", self.timings[name])

@@ -430,7 +430,7 @@ def _cmd_drift(args) -> int:
     from edgevit.verify.drift import drift_dir
 
     report = drift_dir(args.dir, images=args.images, weights=args.weights, threads=args.threads,
-                       calib_dir=args.calib_dir)
+                       calib_dir=args.calib_dir, on_step=_step_printer(True))
     if args.html:
         with atomic_file(args.html, overwrite=args.overwrite) as tmp:
             tmp.write_text(report.html())

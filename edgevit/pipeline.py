@@ -23,15 +23,14 @@ import logging
 import platform
 import shutil
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from edgevit._io import (atomic_dir, check_writable, clean_stale_staging, is_artifact_folder, path_bytes,
                          sha256_file)
+from edgevit._progress import StepCallback, Steps
 from edgevit.config import ConvertConfig
 from edgevit.errors import ConfigError, ParityError
 from edgevit.models.factory import build_model, embedded_data, embedded_labels, embedded_weights, output_names
@@ -40,7 +39,6 @@ from edgevit.verify.metrics import is_classifier
 
 log = logging.getLogger(__name__)
 
-StepCallback = Callable[[str, str, float], None]  # (step, "start" | "done", seconds so far)
 
 
 @dataclass
@@ -49,24 +47,6 @@ class ConvertResult:
     manifest: dict
     parity_passed: bool
     seconds: float
-
-
-class _Steps:
-    def __init__(self, callback: StepCallback | None):
-        self.callback = callback
-        self.t0 = time.perf_counter()
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        if self.callback:
-            self.callback(name, "start", start - self.t0)
-        log.info("%s ...", name)
-        yield
-        self.timings[name] = round(time.perf_counter() - start, 3)
-        if self.callback:
-            self.callback(name, "done", self.timings[name])
 
 
 @dataclass(frozen=True)
@@ -98,7 +78,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
         result = convert(cfg)
         print(result.manifest["parity"]["sets"]["golden"][0]["max_abs"])
     """
-    steps = _Steps(on_step)
+    steps = Steps(on_step, log)
     p = plan(cfg)
     with steps("load model"):
         net, names, weights_hash = load_source(p.cfg)

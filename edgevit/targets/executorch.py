@@ -40,6 +40,31 @@ def delegation_report(edge_program, method: str = "forward") -> dict:
     }
 
 
+@contextlib.contextmanager
+def shared_provenance():
+    """Node provenance shared instead of deep-copied while a program is quantized, exported and lowered.
+
+    Every fx pass records where each new node came from (``node.meta["from_node"]``, a list of
+    ``torch.fx.traceback.NodeSource``), and each record deep-copies the whole chain of the node it came from, so
+    the copying grows with every pass; ExecuTorch's lowering runs dozens of passes. No pass mutates a NodeSource
+    after it is made (its ``from_node`` is only assigned in its constructor and when read back from a file), so
+    sharing them keeps the same provenance. The ``.pte`` and the provenance are the same with and without it
+    (``tests/targets/test_reproducible.py::test_shared_provenance_lowers_the_same_pte_and_restores_torch``); the
+    time saved is measured by ``benchmarks/executorch_lowering.py``. Restored on exit."""
+    from torch.fx.traceback import NodeSource
+
+    had = "__deepcopy__" in vars(NodeSource)
+    before = vars(NodeSource).get("__deepcopy__")
+    NodeSource.__deepcopy__ = lambda self, memo: self
+    try:
+        yield
+    finally:
+        if had:
+            NodeSource.__deepcopy__ = before
+        else:
+            del NodeSource.__deepcopy__
+
+
 def method_name(size: tuple[int, int]) -> str:
     return f"forward_{size[0]}x{size[1]}"
 
@@ -120,7 +145,7 @@ class ExecuTorchTarget(Target):
         self.check_options(cfg)
         try:
             with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                    contextlib.redirect_stderr(io.StringIO()):  # coremltools draws its own pass bars
+                    contextlib.redirect_stderr(io.StringIO()), shared_provenance():  # coremltools draws pass bars
                 warnings.simplefilter("ignore")
                 if cfg.precision == "int8":
                     from edgevit.quantize.executorch_quant import quantize_xnnpack
@@ -209,7 +234,7 @@ class ExecuTorchTarget(Target):
         if quantization is not None and calibration is None:
             raise ConfigError("drift on an int8 .pte quantizes a debug copy again and needs the inputs the artifact "
                               "was calibrated on")
-        from executorch.exir import to_edge_transform_and_lower
+        from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
         tapped = _tapped(model, units).eval()
         example = torch.from_numpy(np.ascontiguousarray(x[:spec.batch or 1], np.float32))
@@ -218,7 +243,7 @@ class ExecuTorchTarget(Target):
             shapes = [tuple(t.shape[1:]) for t in tapped(example)[len(spec.output_names):]]
             tapped.flat = True
         notes = []
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), shared_provenance():
             warnings.simplefilter("ignore")
             if quantization is not None:
                 from edgevit.quantize.executorch_quant import quantize_xnnpack
@@ -227,7 +252,10 @@ class ExecuTorchTarget(Target):
                 tapped = quantize_xnnpack(tapped, example, calibration, keep,
                                           taps_from=len(spec.output_names)).module
             exported = torch.export.export(tapped, (example,), strict=False)
-            edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners("xnnpack"))
+            # the IR check is the artifact's own conversion's (the same graph plus output taps); this program is
+            # checked against the artifact itself below (its final output), which a wrong lowering cannot pass
+            edge = to_edge_transform_and_lower(exported, partitioner=self._partitioners("xnnpack"),
+                                               compile_config=EdgeCompileConfig(_check_ir_validity=False))
             program = edge.to_executorch()
         runtime = executorch_runtime(threads)
         method = runtime.load_program(program.buffer).load_method("forward")

@@ -11,14 +11,18 @@ max relative error; the first block over it is named.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from edgevit._progress import StepCallback, Steps
 from edgevit.errors import ConfigError
 from edgevit.verify.metrics import compare
 from edgevit.verify.tolerances import Tolerance, tolerance_for
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -178,9 +182,11 @@ def recorded_calibration(manifest: dict, calib_dir: str | Path | None = None) ->
 
 
 def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: str | None = None,
-              threads: int | None = None, calib_dir: str | Path | None = None) -> DriftReport:
+              threads: int | None = None, calib_dir: str | Path | None = None,
+              on_step: StepCallback | None = None) -> DriftReport:
     """Per-block drift of the artifact folder ``folder`` (golden input, plus ``images``). ``calib_dir``: where
-    the calibration images are now, for runtimes whose debug copy is quantized again (int8 ExecuTorch)."""
+    the calibration images are now, for runtimes whose debug copy is quantized again (int8 ExecuTorch).
+    ``on_step(name, "start" | "done", seconds)`` hears of each step (the CLI prints them)."""
     from edgevit.manifest import integrity_problems, read_golden, read_manifest
     from edgevit.preprocess import Preprocess
     from edgevit.targets import get_target
@@ -205,18 +211,21 @@ def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: 
     if images is not None:
         norm, art = images_for(manifest, images)
         x_norm, x_in = np.concatenate([x_norm, norm]), np.concatenate([x_in, art])
-    net, deployed = deployed_reference(manifest, weights)
-    units = units_of(deployed)
-    names = [u for u, _, _ in units]
-    ref = pytorch_block_outputs(deployed, x_norm, names)
-    out_name = manifest["outputs"][0]["name"]
-    from edgevit.models.factory import output_names
+    steps = Steps(on_step, log)
+    with steps("PyTorch reference, block by block"):
+        net, deployed = deployed_reference(manifest, weights)
+        units = units_of(deployed)
+        names = [u for u, _, _ in units]
+        ref = pytorch_block_outputs(deployed, x_norm, names)
+        out_name = manifest["outputs"][0]["name"]
+        from edgevit.models.factory import output_names
 
-    ref[out_name] = reference_for_artifact(net, x_norm, output_names(net), (out_name,))[out_name]
+        ref[out_name] = reference_for_artifact(net, x_norm, output_names(net), (out_name,))[out_name]
     spec = RuntimeSpec.from_manifest(manifest)
-    calibration = recorded_calibration(manifest, calib_dir) if target.drift_needs_calibration(spec) else None
-    got, mechanism, notes = target.block_outputs(folder / manifest["artifact"], spec, names, x_in, threads=threads,
-                                                 model=deployed, calibration=calibration)
+    with steps(f"block outputs in {target.runtime_for(delegate)}"):
+        calibration = recorded_calibration(manifest, calib_dir) if target.drift_needs_calibration(spec) else None
+        got, mechanism, notes = target.block_outputs(folder / manifest["artifact"], spec, names, x_in,
+                                                     threads=threads, model=deployed, calibration=calibration)
     report = DriftReport(target=key, precision=manifest["precision"], runtime=target.runtime_for(delegate),
                          mechanism=mechanism, samples=len(x_in), tolerance=tol, notes=list(notes))
     if len(manifest["outputs"]) > 1:  # features mode, a detector: the blocks are shared, the last row is one output

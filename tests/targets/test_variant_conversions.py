@@ -1,6 +1,7 @@
-"""Every attention variant converts and passes parity on onnx, ort, executorch (every op inside XNNPACK) and coreml
-(the simulator), and `edgevit verify` re-checks the folder from the manifest's `attention`. The tiny config with
-random weights; one of the twelve runs is in the default suite, the rest are marked slow."""
+"""Every attention variant converts and passes parity on onnx, ort, executorch (every op inside XNNPACK), coreml
+(the simulator) and litert (the LiteRT interpreter, every op inside XNNPACK), and `edgevit verify` re-checks the
+folder from the manifest's `attention`. The tiny config with random weights; one of the fifteen runs is in the
+default suite, the rest are marked slow."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from edgevit.verify import verify_dir
 VARIANTS = ("avgpool", "xca", "hilo")
 DEFAULT = {("hilo", "onnx")}  # the rest (~90 s) is slow: the default suite's 20-minute budget
 CASES = [pytest.param(v, t, id=f"{v}-{t}", marks=() if (v, t) in DEFAULT else pytest.mark.slow)
-         for v in VARIANTS for t in ("onnx", "ort", "executorch", "coreml")]
+         for v in VARIANTS for t in ("onnx", "ort", "executorch", "coreml", "litert")]
 
 
 @pytest.mark.parametrize("attention,target", CASES)
@@ -31,4 +32,6 @@ def test_variant_converts_and_verifies(tmp_path, attention, target):
     if target == "executorch":  # drop-in for E-MHSA: nothing of the variant falls outside the delegate
         assert m["executorch"]["delegation"]["portable_nodes"] == 0
         assert m["executorch"]["delegation"]["delegated_subgraphs"] == 1
+    if target == "litert":  # the same in LiteRT: one XNNPACK partition holds every operator
+        assert m["litert"]["not_delegated"] == {} and m["litert"]["xnnpack_partitions"] == 1
     assert verify_dir(result.out_dir).passed  # rebuilds the reference with the manifest's attention
