@@ -59,6 +59,7 @@ def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, 
     try:
         import litert_torch
 
+        from edgevit.models.attention import one_pair_as_two
         from edgevit.targets.litert import _io_modules, _pt2e_int8, _quiet, graph_report, interpreter_class
     except ImportError:
         log("  LiteRT rows skipped: pip install 'edgevit[litert]'")
@@ -85,7 +86,7 @@ def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, 
         path = tmp / f"lite_{name}_{size[0]}.tflite"
         t0 = time.perf_counter()
         try:
-            with _quiet():
+            with _quiet(), one_pair_as_two():  # as the LiteRT target converts
                 litert_torch.convert(net, (x,)).export(str(path))
         except Exception as e:  # noqa: BLE001 - a form the converter rejects is reported, not timed
             info[f"lite_{name}"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
@@ -98,7 +99,7 @@ def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, 
         if int8 and name == chosen:
             calib = np.random.default_rng(1).normal(size=(8, 3, *size)).astype(np.float32)
             q = tmp / f"lite_int8_{size[0]}.tflite"
-            with _quiet():
+            with _quiet(), one_pair_as_two():
                 converted, quantizer, _ = _pt2e_int8(net, x, calib, _io_modules(net, x))
                 litert_torch.convert(converted, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(q))
             runners["lite_int8"] = runner(q)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from edgevit.models.attention import QKVAttention
+from edgevit.models.attention import QKVAttention, bmm
 
 
 class AvgPoolAttention(QKVAttention):
@@ -30,7 +30,7 @@ class AvgPoolAttention(QKVAttention):
         m = p.shape[-2] * p.shape[-1]
         k = self.k(p).reshape(bh, d, m)
         v = self.v(p).reshape(bh, d, m)
-        attn = (torch.bmm(q.transpose(1, 2), k) * self.scale).softmax(dim=-1)  # (bh, n, m)
+        attn = (bmm(q.transpose(1, 2), k) * self.scale).softmax(dim=-1)  # (bh, n, m)
         attn = self.attn_drop(attn)
-        out = torch.bmm(v, attn.transpose(1, 2))  # (bh, d, n)
+        out = bmm(v, attn.transpose(1, 2))  # (bh, d, n)
         return self.proj_drop(self.proj(out.reshape(b, c, h, w)))

@@ -198,7 +198,9 @@ def _cached_transposes(model, example, layout: str) -> int:
     if layout == "nhwc":
         model = litert_torch.to_channel_last_io(model, args=[0]).eval()
         example = example.permute(0, 2, 3, 1).contiguous()
-    with tempfile.TemporaryDirectory(prefix="edgevit-litert-") as tmp, _quiet():
+    from edgevit.models.attention import one_pair_as_two
+
+    with tempfile.TemporaryDirectory(prefix="edgevit-litert-") as tmp, _quiet(), one_pair_as_two():
         path = Path(tmp) / "form.tflite"
         litert_torch.convert(model, (example,)).export(str(path))
         Interpreter = interpreter_class()
@@ -384,8 +386,10 @@ class LiteRTTarget(Target):
 
         import torch
 
+        from edgevit.models.attention import one_pair_as_two
+
         try:
-            with _quiet():
+            with _quiet(), one_pair_as_two():
                 if cfg.precision == "int8":
                     from litert_torch.quantize.quant_config import QuantConfig
 
