@@ -94,4 +94,7 @@ def test_drift_runs_on_the_ort_reference_and_refuses_a_non_artifact(reference, t
     report = json.loads(r.stdout)
     assert report["blocks"][0]["unit"] == "stem" and report["first_over_budget"] is None
     assert len(report["blocks"]) == 8
+    # its long steps are named on stderr as they start and end (the JSON on stdout stays clean)
+    assert "edgevit: PyTorch reference, block by block done in" in r.stderr
+    assert "edgevit: block outputs in onnxruntime" in r.stderr and "done in" in r.stderr
     expect(cli("drift", tmp_path), 2, "not an edgevit artifact folder")
