@@ -56,7 +56,7 @@ class AdaptConfig:
     block_steps: int = 300
     model_steps: int = 300
     block_lr: float = 1e-3
-    model_lr: float = 1e-4
+    model_lr: float = 1e-5
     seed: int = 0
     save_every: int = 50
     overwrite: bool = False

@@ -712,7 +712,7 @@ def _add_adapt(sub) -> None:
     p.add_argument("--block-steps", type=int, default=300, help="attention-by-attention steps (default 300)")
     p.add_argument("--model-steps", type=int, default=300, help="whole-model steps (default 300)")
     p.add_argument("--block-lr", type=float, default=1e-3, help="Adam rate, block stage (default 1e-3)")
-    p.add_argument("--model-lr", type=float, default=1e-4, help="Adam rate, model stage (default 1e-4)")
+    p.add_argument("--model-lr", type=float, default=1e-5, help="Adam rate, model stage (default 1e-5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=50,
                    help="steps between resumable states and kept-out checks (default 50)")
