@@ -131,8 +131,49 @@ def _io_modules(model, example) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _pt2e_int8(model, example, calibration: np.ndarray, keep_float: tuple[str, ...]):
-    """PT2E int8 with litert-torch's quantizer; modules in ``keep_float`` are not annotated (stay float)."""
+def _annotate_adds_and_cats(gm, config, keep) -> int:
+    """Annotate every ``aten.add.Tensor`` and ``aten.cat.default`` that ``keep(node)`` allows and nothing annotated
+    yet, the way litert-torch's own "add" and "cat" annotators do (add: each tensor input and the output get the
+    activation spec; cat: inputs and output share the first input's). Those annotators find their nodes through
+    ``get_source_partitions``, which needs the ``source_fn_stack`` metadata that only a strict (dynamo) export
+    records: on the non-strict export used here (torch 2.13) they matched none of Next-ViT's residual adds and
+    concatenations, which then ran in float between DEQUANTIZE and QUANTIZE ops
+    (``tests/targets/test_litert.py``). Returns how many nodes were annotated."""
+    import torch
+    from litert_torch.quantize import pt2e_quantizer_utils as pu
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+    act = pu.get_input_act_qspec(config)
+    out = pu.get_output_act_qspec(config)
+    done = 0
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or "quantization_annotation" in node.meta or not keep(node):
+            continue
+        if node.target == torch.ops.aten.add.Tensor:
+            ins = [a for a in node.args[:2] if isinstance(a, torch.fx.Node)]
+            if len(ins) != 2 or any(not torch.is_floating_point(a.meta["val"]) for a in ins if "val" in a.meta):
+                continue  # a tensor plus a constant: left to the converter, as litert-torch's annotator would
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={a: act for a in ins}, output_qspec=out, _annotated=True)
+        elif node.target == torch.ops.aten.cat.default:
+            ins = [a for a in node.args[0] if isinstance(a, torch.fx.Node)]
+            if not ins:
+                continue
+            shared = SharedQuantizationSpec((ins[0], node))
+            node.meta["quantization_annotation"] = QuantizationAnnotation(
+                input_qspec_map={ins[0]: act, **{a: shared for a in ins[1:]}}, output_qspec=shared,
+                _annotated=True)
+        else:
+            continue
+        done += 1
+    return done
+
+
+def _pt2e_int8(model, example, calibration: np.ndarray, keep_float: tuple[str, ...], *,
+               quantize_adds: bool = True):
+    """PT2E int8 with litert-torch's quantizer; modules in ``keep_float`` are not annotated (stay float).
+    ``quantize_adds``: also annotate the adds and concatenations its own annotators miss (``_annotate_adds_and_cats``);
+    False reproduces litert-torch's quantizer as it is."""
     import torch
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -146,7 +187,10 @@ def _pt2e_int8(model, example, calibration: np.ndarray, keep_float: tuple[str, .
             def keep(node) -> bool:
                 return (filter_fn is None or filter_fn(node)) and _in_any(module_paths(node), keep_float) is None
 
-            return super()._annotate_all_static_patterns(gm, config, keep)
+            gm = super()._annotate_all_static_patterns(gm, config, keep)
+            if quantize_adds and config is not None:
+                _annotate_adds_and_cats(gm, config, keep)
+            return gm
 
     quantizer = Quantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     graph = torch.export.export(model, (example,), strict=False).module()
@@ -218,11 +262,17 @@ def _cached_transposes(model, example, layout: str) -> int:
 
 
 def graph_report(path: Path) -> dict:
-    """Operator counts of the .tflite graph, its I/O types, and the XNNPACK delegate's partitions."""
+    """Operator counts of the .tflite graph (all, and those whose first input is float32), its I/O types, and the
+    XNNPACK delegate's partitions."""
     Interpreter = interpreter_class()
     plain = Interpreter(model_path=str(path), experimental_preserve_all_tensors=False,
                         **_no_default_delegates())
     ops = Counter(op["op_name"] for op in plain._get_ops_details())
+    dtypes = {t["index"]: np.dtype(t["dtype"]) for t in plain.get_tensor_details()}
+    # the ops that compute in float: of an int8 graph, what its quantizer left unquantized (QUANTIZE/DEQUANTIZE aside)
+    in_float = Counter(op["op_name"] for op in plain._get_ops_details()
+                       if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
+                       and any(dtypes[i] == np.float32 for i in op["inputs"][:1] if i >= 0))
     with _quiet():
         delegated = Interpreter(model_path=str(path), num_threads=1)
         delegated.allocate_tensors()
@@ -232,6 +282,7 @@ def graph_report(path: Path) -> dict:
     return {"op_counts": dict(sorted(ops.items())), "transposes": ops.get("TRANSPOSE", 0),
             "input_dtypes": [np.dtype(d["dtype"]).name for d in plain.get_input_details()],
             "output_dtypes": [np.dtype(d["dtype"]).name for d in plain.get_output_details()],
+            "float_op_counts": dict(sorted(in_float.items())),
             "xnnpack_partitions": len(delegates),
             "delegated_ops": sum(ops.values()) - sum(outside.values()),
             "not_delegated": dict(sorted(outside.items()))}
@@ -401,6 +452,11 @@ class LiteRTTarget(Target):
                     details["quantization"] = {
                         "scheme": "int8 static (PT2E, litert-torch PT2EQuantizer)",
                         "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor",
+                        "adds_and_concatenations": "int8, annotated by edgevit: litert-torch's own add/cat "
+                                                   "annotators match none on a non-strict export, and left float "
+                                                   "they ran in float between DEQUANTIZE/QUANTIZE ops (Next-ViT-S: "
+                                                   "109 such ops, 14 with them quantized; "
+                                                   "benchmarks/results/litert_int8_adds.json)",
                         "calibration_images": int(len(calibration)),
                         "float_io_modules": [k.removeprefix(inner) for k in io_float],
                         "why_float_io": "the converter folds a quantized graph input/output into the model's I/O "

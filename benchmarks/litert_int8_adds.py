@@ -1,0 +1,152 @@
+#!/usr/bin/env python
+"""LiteRT int8 with the residual adds and concatenations in float (litert-torch's PT2E quantizer as it is: its
+"add"/"cat" annotators match nothing on a non-strict export) vs quantized (edgevit's ``_annotate_adds_and_cats``).
+
+Next-ViT-S, deterministic random weights, LiteRT's deployed form, converted to fp32 and to both int8 forms exactly as
+``edgevit convert --target litert`` does (PT2E, the I/O ops kept float, calibrated on 8 synthetic images: timing
+does not depend on what they show), run in the LiteRT interpreter with XNNPACK, 2 threads, interleaved in rotating
+order. Reports each graph's float ops (``graph_report``'s ``float_op_counts``: op types whose first input is float32,
+beside the QUANTIZE and DEQUANTIZE counts), the ops outside XNNPACK, p50 latencies and round-by-round ratios (median, 10-90%; a range that
+includes 1 is a tie), and each int8's cosine to the fp32 .tflite on the 8 images. Then the accuracy of both int8
+forms on the trained reference models: ``edgevit convert --target litert --precision int8`` of each (the real
+pipeline; the float-adds form with ``_pt2e_int8(quantize_adds=False)`` patched in), its manifest's accuracy report
+on the shipped held-out images.
+
+    .venv/bin/python benchmarks/litert_int8_adds.py                 # 224 and 384, 20 rounds, both reference models
+    .venv/bin/python benchmarks/litert_int8_adds.py --sizes 224 --rounds 10 --references
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgevit.bench.timing import interleaved, paired_ratio, summarize
+from edgevit.models import create_model, randomize_
+from edgevit.rewrites import deploy
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def reference_accuracy(name: str) -> dict:
+    """The accuracy report of ``edgevit convert --target litert --precision int8`` on ``name`` (its shipped
+    calibration and held-out images), with the adds quantized (edgevit's default) and left float."""
+    from unittest import mock
+
+    import edgevit.targets.litert as lt
+    from edgevit.config import ConvertConfig
+    from edgevit.manifest import read_manifest
+    from edgevit.pipeline import convert
+
+    real, result = lt._pt2e_int8, {}
+    for key, adds in (("int8_float_adds", False), ("int8_int8_adds", True)):
+        with tempfile.TemporaryDirectory(prefix="edgevit-adds-ref-") as tmp, \
+                mock.patch.object(lt, "_pt2e_int8", lambda *a, adds=adds, **k: real(*a, **k, quantize_adds=adds)):
+            done = convert(ConvertConfig(model=name, target="litert", precision="int8", out=f"{tmp}/o",
+                                         keep_failed=True))
+            acc = read_manifest(done.out_dir)["accuracy"]
+        result[key] = {k: acc[k] for k in ("images", "top1_fp32", "top1_artifact", "accuracy_drop_points",
+                                           "top1_agreement", "cosine_mean", "cosine_min", "sqnr_db") if k in acc}
+        print(f"{name} {key}: top-1 {acc.get('top1_artifact')} (fp32 {acc.get('top1_fp32')}), agreement "
+              f"{acc['top1_agreement']:.2%}, cosine mean {acc['cosine_mean']:.5f} min {acc['cosine_min']:.5f}",
+              flush=True)
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="*", type=int, default=[224, 384], help="none: accuracy only")
+    ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--references", nargs="*", default=["nextvit_digits", "nextvit_photodigits"],
+                    help="reference models whose accuracy is measured (none: skip)")
+    ap.add_argument("--json", default=str(RESULTS / "litert_int8_adds.json"))
+    args = ap.parse_args()
+    import litert_torch
+    from litert_torch.quantize.quant_config import QuantConfig
+
+    from edgevit.targets.litert import _io_modules, _pt2e_int8, _quiet, graph_report, interpreter_class
+
+    net = randomize_(create_model("nextvit_small"), seed=0).eval()
+    Interpreter = interpreter_class()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgevit-adds-") as tmp:
+        tmp = Path(tmp)
+        for size in args.sizes:
+            x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+            calib = np.random.default_rng(1).normal(size=(8, 3, size, size)).astype(np.float32)
+            form = deploy(net, "litert", img_size=(size, size)).model.eval()
+            runners, info, outs = {}, {}, {}
+            for key in ("fp32", "int8_float_adds", "int8_int8_adds"):
+                path = tmp / f"{key}_{size}.tflite"
+                t0 = time.perf_counter()
+                with _quiet():
+                    if key == "fp32":
+                        litert_torch.convert(form, (x,)).export(str(path))
+                    else:
+                        converted, quantizer, _ = _pt2e_int8(form, x, calib, _io_modules(form, x),
+                                                             quantize_adds=key == "int8_int8_adds")
+                        litert_torch.convert(converted, (x,),
+                                             quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
+                    it = Interpreter(model_path=str(path), num_threads=args.threads)
+                    it.allocate_tensors()
+                index, out_index = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]
+                got = []
+                for img in calib:
+                    it.set_tensor(index, img[None])
+                    it.invoke()
+                    got.append(it.get_tensor(out_index).copy())
+                outs[key] = np.concatenate(got)
+                rep = graph_report(path)
+                info[key] = {"not_delegated": rep["not_delegated"], "xnnpack_partitions": rep["xnnpack_partitions"],
+                             "ops": {**rep["float_op_counts"], "QUANTIZE": rep["op_counts"].get("QUANTIZE", 0),
+                                     "DEQUANTIZE": rep["op_counts"].get("DEQUANTIZE", 0)}, "bytes": path.stat().st_size,
+                             "build_s": round(time.perf_counter() - t0, 1)}
+
+                def run(it=it, index=index, xn=x.numpy()):
+                    it.set_tensor(index, xn)
+                    it.invoke()
+
+                runners[key] = run
+                print(f"{size} {key}: {info[key]['ops']}; outside XNNPACK {rep['not_delegated']}, "
+                      f"{rep['xnnpack_partitions']} partitions", flush=True)
+            for key in ("int8_float_adds", "int8_int8_adds"):
+                cos = cosine(outs["fp32"], outs[key])
+                info[key]["cosine_to_fp32"] = {"mean": float(cos.mean()), "min": float(cos.min())}
+            samples = interleaved(runners, warmup=3, rounds=args.rounds)
+            stats = {k: summarize(v) for k, v in samples.items()}
+            ratios = {"int8 speed-up (float adds)": paired_ratio(samples["fp32"], samples["int8_float_adds"]),
+                      "int8 speed-up (int8 adds)": paired_ratio(samples["fp32"], samples["int8_int8_adds"]),
+                      "int8 float adds / int8 adds": paired_ratio(samples["int8_float_adds"],
+                                                                  samples["int8_int8_adds"])}
+            rows.append({"size": size, "stats": stats, "ratios": ratios, "graphs": info})
+            print(f"\nNext-ViT-S {size}x{size}, {args.threads} threads, {args.rounds} interleaved rounds")
+            print(f"  {'variant':<16} {'p50 ms':>8} {'p90 ms':>8} {'MB':>6}  cosine to fp32 (mean/min)")
+            for k, st in stats.items():
+                c = info[k].get("cosine_to_fp32")
+                cs = f"{c['mean']:.5f}/{c['min']:.5f}" if c else "-"
+                print(f"  {k:<16} {st['p50_ms']:>8.2f} {st['p90_ms']:>8.2f} {info[k]['bytes'] / 1e6:>6.1f}  {cs}")
+            for k, r in ratios.items():
+                print(f"  {k:<28} {r['median']:.3f} [{r['p10']:.3f}-{r['p90']:.3f}] {r['verdict']}")
+    accuracy = {name: reference_accuracy(name) for name in args.references}
+    out = {"model": "nextvit_small (random init)", "threads": args.threads, "rounds": args.rounds, "rows": rows,
+           "reference_accuracy": accuracy,
+           "python": platform.python_version(), "torch": torch.__version__, "when": time.strftime("%Y-%m-%d %H:%M")}
+    Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
