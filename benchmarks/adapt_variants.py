@@ -68,7 +68,8 @@ def main(argv=None) -> int:
         for v in args.variants.split(","):
             out = Path(tmp) / f"{v}.safetensors"
             cmd = [sys.executable, "-m", "edgevit", "adapt", "--model", MODEL, "--attention", v,
-                   "--data", str(data), "--max-images", str(max(512, args.unlabeled)), "--eval-dir", embedded_data(MODEL, "eval"),
+                   "--data", str(data), "--max-images", str(max(512, args.unlabeled)),
+                   "--eval-dir", embedded_data(MODEL, "eval"),
                    "--out", str(out), "--block-steps", str(args.block_steps), "--model-steps", str(args.model_steps),
                    "--batch", str(args.batch), "--json"]
             if args.model_lr is not None:
@@ -92,7 +93,8 @@ def main(argv=None) -> int:
             print(f"{v}: swap {r['top1_after_swap']:.2%} -> adapt {r['top1_after_adapt']:.2%} "
                   f"(original {r['top1_original']:.2%}) in {wall:.0f} s", file=sys.stderr, flush=True)
     result = {"model": MODEL, "block_steps": args.block_steps, "model_steps": args.model_steps,
-              "batch": args.batch, "model_lr": args.model_lr or AdaptConfig.model_lr, "data": (f"{args.unlabeled} composited training-distribution pictures "
+              "batch": args.batch, "model_lr": args.model_lr or AdaptConfig.model_lr,
+              "data": (f"{args.unlabeled} composited training-distribution pictures "
                                             f"(seed {UNLABELED_SEED})" if args.unlabeled else "calibration pictures"),
               "variants": rows}
     print(f"\n{MODEL}, {next(iter(rows.values()))['eval_images']} held-out pictures; adapt: {args.block_steps} "

@@ -1,16 +1,19 @@
 #!/usr/bin/env python
-"""LiteRT int8 with the residual adds and concatenations in float (litert-torch's PT2E quantizer as it is: its
-"add"/"cat" annotators match nothing on a non-strict export) vs quantized (edgevit's ``_annotate_adds_and_cats``).
+"""LiteRT int8 in three configurations: litert-torch's PT2E quantizer as it is (``int8_float_adds``: its "add"/"cat"
+annotators match nothing on a non-strict export, so the residual adds and concatenations stay float, and the
+attention scores q @ k^T are an int8 BATCH_MATMUL), with the adds and concatenations quantized
+(``int8_int8_adds``: edgevit's ``_annotate_adds_and_cats``), and edgevit's default, which also keeps the attention
+scores float (``int8_default``: ``_float_attention_scores``).
 
-Next-ViT-S, deterministic random weights, LiteRT's deployed form, converted to fp32 and to both int8 forms exactly as
+Next-ViT-S, deterministic random weights, LiteRT's deployed form, converted to fp32 and to the three int8 forms as
 ``edgevit convert --target litert`` does (PT2E, the I/O ops kept float, calibrated on 8 synthetic images: timing
 does not depend on what they show), run in the LiteRT interpreter with XNNPACK, 2 threads, interleaved in rotating
 order. Reports each graph's float ops (``graph_report``'s ``float_op_counts``: op types whose first input is float32,
-beside the QUANTIZE and DEQUANTIZE counts), the ops outside XNNPACK, p50 latencies and round-by-round ratios (median, 10-90%; a range that
-includes 1 is a tie), and each int8's cosine to the fp32 .tflite on the 8 images. Then the accuracy of both int8
-forms on the trained reference models: ``edgevit convert --target litert --precision int8`` of each (the real
-pipeline; the float-adds form with ``_pt2e_int8(quantize_adds=False)`` patched in), its manifest's accuracy report
-on the shipped held-out images.
+beside the QUANTIZE and DEQUANTIZE counts), the ops outside XNNPACK, p50 latencies and round-by-round ratios
+(median, 10-90%; a range that includes 1 is a tie), and each int8's cosine to the fp32 .tflite on the 8 images.
+Then the accuracy of the three int8 forms on the trained reference models: ``edgevit convert --target litert
+--precision int8`` of each (the real pipeline, with ``_pt2e_int8``'s options patched in), its manifest's accuracy
+report on the shipped held-out images.
 
     .venv/bin/python benchmarks/litert_int8_adds.py                 # 224 and 384, 20 rounds, both reference models
     .venv/bin/python benchmarks/litert_int8_adds.py --sizes 224 --rounds 10 --references
@@ -33,6 +36,9 @@ from edgevit.models import create_model, randomize_
 from edgevit.rewrites import deploy
 
 RESULTS = Path(__file__).resolve().parent / "results"
+CONFIGS = {"int8_float_adds": {"quantize_adds": False, "float_scores": False},
+           "int8_int8_adds": {"quantize_adds": True, "float_scores": False},
+           "int8_default": {"quantize_adds": True, "float_scores": True}}
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -51,9 +57,9 @@ def reference_accuracy(name: str) -> dict:
     from edgevit.pipeline import convert
 
     real, result = lt._pt2e_int8, {}
-    for key, adds in (("int8_float_adds", False), ("int8_int8_adds", True)):
+    for key, options in CONFIGS.items():
         with tempfile.TemporaryDirectory(prefix="edgevit-adds-ref-") as tmp, \
-                mock.patch.object(lt, "_pt2e_int8", lambda *a, adds=adds, **k: real(*a, **k, quantize_adds=adds)):
+                mock.patch.object(lt, "_pt2e_int8", lambda *a, o=options, **k: real(*a, **k, **o)):
             done = convert(ConvertConfig(model=name, target="litert", precision="int8", out=f"{tmp}/o",
                                          keep_failed=True))
             acc = read_manifest(done.out_dir)["accuracy"]
@@ -89,15 +95,14 @@ def main() -> None:
             calib = np.random.default_rng(1).normal(size=(8, 3, size, size)).astype(np.float32)
             form = deploy(net, "litert", img_size=(size, size)).model.eval()
             runners, info, outs = {}, {}, {}
-            for key in ("fp32", "int8_float_adds", "int8_int8_adds"):
+            for key in ("fp32", *CONFIGS):
                 path = tmp / f"{key}_{size}.tflite"
                 t0 = time.perf_counter()
                 with _quiet():
                     if key == "fp32":
                         litert_torch.convert(form, (x,)).export(str(path))
                     else:
-                        converted, quantizer, _ = _pt2e_int8(form, x, calib, _io_modules(form, x),
-                                                             quantize_adds=key == "int8_int8_adds")
+                        converted, quantizer, _ = _pt2e_int8(form, x, calib, _io_modules(form, x), **CONFIGS[key])
                         litert_torch.convert(converted, (x,),
                                              quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
                     it = Interpreter(model_path=str(path), num_threads=args.threads)
@@ -122,15 +127,15 @@ def main() -> None:
                 runners[key] = run
                 print(f"{size} {key}: {info[key]['ops']}; outside XNNPACK {rep['not_delegated']}, "
                       f"{rep['xnnpack_partitions']} partitions", flush=True)
-            for key in ("int8_float_adds", "int8_int8_adds"):
+            for key in CONFIGS:
                 cos = cosine(outs["fp32"], outs[key])
                 info[key]["cosine_to_fp32"] = {"mean": float(cos.mean()), "min": float(cos.min())}
             samples = interleaved(runners, warmup=3, rounds=args.rounds)
             stats = {k: summarize(v) for k, v in samples.items()}
-            ratios = {"int8 speed-up (float adds)": paired_ratio(samples["fp32"], samples["int8_float_adds"]),
-                      "int8 speed-up (int8 adds)": paired_ratio(samples["fp32"], samples["int8_int8_adds"]),
+            ratios = {**{f"int8 speed-up ({k})": paired_ratio(samples["fp32"], samples[k]) for k in CONFIGS},
                       "int8 float adds / int8 adds": paired_ratio(samples["int8_float_adds"],
-                                                                  samples["int8_int8_adds"])}
+                                                                  samples["int8_int8_adds"]),
+                      "int8 int8 adds / default": paired_ratio(samples["int8_int8_adds"], samples["int8_default"])}
             rows.append({"size": size, "stats": stats, "ratios": ratios, "graphs": info})
             print(f"\nNext-ViT-S {size}x{size}, {args.threads} threads, {args.rounds} interleaved rounds")
             print(f"  {'variant':<16} {'p50 ms':>8} {'p90 ms':>8} {'MB':>6}  cosine to fp32 (mean/min)")
@@ -139,7 +144,7 @@ def main() -> None:
                 cs = f"{c['mean']:.5f}/{c['min']:.5f}" if c else "-"
                 print(f"  {k:<16} {st['p50_ms']:>8.2f} {st['p90_ms']:>8.2f} {info[k]['bytes'] / 1e6:>6.1f}  {cs}")
             for k, r in ratios.items():
-                print(f"  {k:<28} {r['median']:.3f} [{r['p10']:.3f}-{r['p90']:.3f}] {r['verdict']}")
+                print(f"  {k:<32} {r['median']:.3f} [{r['p10']:.3f}-{r['p90']:.3f}] {r['verdict']}")
     accuracy = {name: reference_accuracy(name) for name in args.references}
     out = {"model": "nextvit_small (random init)", "threads": args.threads, "rounds": args.rounds, "rows": rows,
            "reference_accuracy": accuracy,

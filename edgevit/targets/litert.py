@@ -169,11 +169,31 @@ def _annotate_adds_and_cats(gm, config, keep) -> int:
     return done
 
 
+def _float_attention_scores(gm) -> int:
+    """Drop the annotation of every ``mul`` that reads a batch matmul's output (the attention's scale on q @ k^T),
+    so the scores are neither rounded to int8 before the softmax nor computed by an int8 BATCH_MATMUL: with the
+    mul annotated, the converter turned q @ k^T into an int8 BATCH_MATMUL that XNNPACK does not take, and the
+    interpreter's own kernel made every NTB slower in int8 than in fp32 at 384 (stage 1's NTB 0.60x,
+    ``benchmarks/results/litert_int8_blocks_384.json``). Returns how many were dropped."""
+    import torch
+
+    matmuls = (torch.ops.aten.bmm.default, torch.ops.aten.matmul.default)
+    done = 0
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.mul.Tensor \
+                and "quantization_annotation" in node.meta \
+                and any(isinstance(a, torch.fx.Node) and a.target in matmuls for a in node.args):
+            del node.meta["quantization_annotation"]
+            done += 1
+    return done
+
+
 def _pt2e_int8(model, example, calibration: np.ndarray, keep_float: tuple[str, ...], *,
-               quantize_adds: bool = True):
+               quantize_adds: bool = True, float_scores: bool = True):
     """PT2E int8 with litert-torch's quantizer; modules in ``keep_float`` are not annotated (stay float).
     ``quantize_adds``: also annotate the adds and concatenations its own annotators miss (``_annotate_adds_and_cats``);
-    False reproduces litert-torch's quantizer as it is."""
+    ``float_scores``: keep the attention scores float (``_float_attention_scores``). Both False reproduce
+    litert-torch's quantizer as it is."""
     import torch
     from litert_torch.quantize import pt2e_quantizer as pq
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -190,6 +210,8 @@ def _pt2e_int8(model, example, calibration: np.ndarray, keep_float: tuple[str, .
             gm = super()._annotate_all_static_patterns(gm, config, keep)
             if quantize_adds and config is not None:
                 _annotate_adds_and_cats(gm, config, keep)
+            if float_scores:
+                _float_attention_scores(gm)
             return gm
 
     quantizer = Quantizer().set_global(pq.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
@@ -455,8 +477,12 @@ class LiteRTTarget(Target):
                         "adds_and_concatenations": "int8, annotated by edgevit: litert-torch's own add/cat "
                                                    "annotators match none on a non-strict export, and left float "
                                                    "they ran in float between DEQUANTIZE/QUANTIZE ops (Next-ViT-S: "
-                                                   "109 such ops, 14 with them quantized; "
-                                                   "benchmarks/results/litert_int8_adds.json)",
+                                                   "109 such ops; benchmarks/results/litert_int8_adds.json)",
+                        "attention_scores": "float: the mul scaling q @ k^T is left unannotated, so the scores and "
+                                            "the softmax stay float and q @ k^T is a float BATCH_MATMUL inside "
+                                            "XNNPACK; as an int8 BATCH_MATMUL it ran outside XNNPACK and made every "
+                                            "NTB slower in int8 than in fp32 at 384 "
+                                            "(benchmarks/results/litert_int8_blocks_384.json)",
                         "calibration_images": int(len(calibration)),
                         "float_io_modules": [k.removeprefix(inner) for k in io_float],
                         "why_float_io": "the converter folds a quantized graph input/output into the model's I/O "

@@ -62,6 +62,9 @@ def test_every_supported_combination_converts_the_reference_model(tmp_path, targ
             # the residual adds and the NTB's concatenation compute on int8 (litert-torch's own annotators miss them)
             floats = m["litert"]["float_op_counts"]
             assert m["litert"]["op_counts"]["ADD"] > 0 and "ADD" not in floats and "CONCATENATION" not in floats, floats
+            # the attention scores stay float: every BATCH_MATMUL computes in float, inside XNNPACK
+            assert floats["BATCH_MATMUL"] == m["litert"]["op_counts"]["BATCH_MATMUL"] > 0, floats
+            assert m["litert"]["not_delegated"] == {} and m["litert"]["xnnpack_partitions"] == 1
 
 
 def test_readme_lists_exactly_the_supported_combinations():
