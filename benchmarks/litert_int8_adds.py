@@ -80,10 +80,7 @@ def main() -> None:
                     help="reference models whose accuracy is measured (none: skip)")
     ap.add_argument("--json", default=str(RESULTS / "litert_int8_adds.json"))
     args = ap.parse_args()
-    import litert_torch
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    from edgevit.targets.litert import _io_modules, _pt2e_int8, _quiet, graph_report, interpreter_class
+    from edgevit.targets.litert import _quiet, graph_report, interpreter_class, write_tflite
 
     net = randomize_(create_model("nextvit_small"), seed=0).eval()
     Interpreter = interpreter_class()
@@ -98,13 +95,8 @@ def main() -> None:
             for key in ("fp32", *CONFIGS):
                 path = tmp / f"{key}_{size}.tflite"
                 t0 = time.perf_counter()
+                write_tflite(form, x, path, calibration=None if key == "fp32" else calib, **CONFIGS.get(key, {}))
                 with _quiet():
-                    if key == "fp32":
-                        litert_torch.convert(form, (x,)).export(str(path))
-                    else:
-                        converted, quantizer, _ = _pt2e_int8(form, x, calib, _io_modules(form, x), **CONFIGS[key])
-                        litert_torch.convert(converted, (x,),
-                                             quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
                     it = Interpreter(model_path=str(path), num_threads=args.threads)
                     it.allocate_tensors()
                 index, out_index = it.get_input_details()[0]["index"], it.get_output_details()[0]["index"]

@@ -39,10 +39,7 @@ def main() -> None:
     ap.add_argument("--units", default="", help="only these units (comma-separated module paths)")
     ap.add_argument("--json", default=None, help="default benchmarks/results/litert_int8_blocks_<size>.json")
     args = ap.parse_args()
-    import litert_torch
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    from edgevit.targets.litert import _pt2e_int8, _quiet, graph_report, interpreter_class
+    from edgevit.targets.litert import _quiet, graph_report, interpreter_class, write_tflite
 
     net = randomize_(create_model("nextvit_small"), seed=0).eval()
     form = deploy(net, "litert", img_size=(args.size, args.size)).model.eval()
@@ -63,13 +60,8 @@ def main() -> None:
             x = x_all[:1]
             for precision in ("fp32", "int8"):
                 path = Path(tmp) / f"{u}_{precision}.tflite"
+                write_tflite(mod, x, path, calibration=None if precision == "fp32" else x_all.numpy(), keep_float=())
                 with _quiet():
-                    if precision == "fp32":
-                        litert_torch.convert(mod, (x,)).export(str(path))
-                    else:
-                        converted, quantizer, _ = _pt2e_int8(mod, x, x_all.numpy(), ())
-                        litert_torch.convert(converted, (x,),
-                                             quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
                     it = Interpreter(model_path=str(path), num_threads=args.threads)
                     it.allocate_tensors()
                 d = it.get_input_details()[0]

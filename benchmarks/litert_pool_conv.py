@@ -38,10 +38,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=str(RESULTS / "litert_pool_conv.json"))
     args = ap.parse_args()
-    import litert_torch
-    from litert_torch.quantize.quant_config import QuantConfig
-
-    from edgevit.targets.litert import _io_modules, _pt2e_int8, _quiet, graph_report, interpreter_class
+    from edgevit.targets.litert import _quiet, graph_report, interpreter_class, write_tflite
 
     passes = tuple(p for p in FORMS["litert"][0] if p != "pools_as_depthwise_conv")
     variants = {"pool": passes, "conv": passes + ("pools_as_depthwise_conv",)}
@@ -59,13 +56,8 @@ def main() -> None:
                 for precision in ("fp32", "int8"):
                     path = tmp / f"{name}_{precision}_{size}.tflite"
                     t0 = time.perf_counter()
+                    write_tflite(form, x, path, calibration=None if precision == "fp32" else calib)
                     with _quiet():
-                        if precision == "fp32":
-                            litert_torch.convert(form, (x,)).export(str(path))
-                        else:
-                            converted, quantizer, _ = _pt2e_int8(form, x, calib, _io_modules(form, x))
-                            litert_torch.convert(converted, (x,),
-                                                 quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(path))
                         it = Interpreter(model_path=str(path), num_threads=args.threads)
                         it.allocate_tensors()
                     index = it.get_input_details()[0]["index"]

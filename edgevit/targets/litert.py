@@ -224,6 +224,25 @@ def _pt2e_int8(model, example, calibration: np.ndarray, keep_float: tuple[str, .
     return convert_pt2e(prepared, fold_quantize=False), quantizer, [k for k in keep_float if k in matched]
 
 
+def write_tflite(model, example, path: Path, *, calibration: np.ndarray | None = None,
+                 keep_float: tuple[str, ...] | None = None, **int8_options) -> None:
+    """``model`` converted to ``path``: fp32, or int8 as the target converts it when ``calibration`` is given
+    (``keep_float`` defaults to the float-I/O modules; ``int8_options`` go to ``_pt2e_int8``). For the benchmarks,
+    which convert many forms outside the pipeline."""
+    import litert_torch
+
+    with _quiet():
+        if calibration is None:
+            litert_torch.convert(model, (example,)).export(str(path))
+            return
+        from litert_torch.quantize.quant_config import QuantConfig
+
+        keep = _io_modules(model, example) if keep_float is None else keep_float
+        converted, quantizer, _ = _pt2e_int8(model, example, calibration, keep, **int8_options)
+        litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(
+            str(path))
+
+
 def _ai_edge_quantize(float_path: Path, out_path: Path, precision: str) -> None:
     from ai_edge_quantizer import algorithm_manager, qtyping, quantizer, recipe, recipe_manager
 
