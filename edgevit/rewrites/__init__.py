@@ -54,8 +54,8 @@ FORMS: dict[str, tuple[tuple[str, ...], str]] = {
                "dequantize_per_tensor\"), and one form serves every precision. Window means are depthwise "
                "convolutions: int8 then left only the 4 attention BATCH_MATMULs outside XNNPACK (5 partitions, "
                "not 11 with 6 AVERAGE_POOL_2D; one since the attention scores stay float, "
-               "benchmarks/results/litert_int8_adds.json); its speed ties the pooled form within the run's spread (int8 "
-               "pool/conv 1.027 at 224, 1.015 at 384; fp32 0.992 and 1.003: benchmarks/results/"
+               "benchmarks/results/litert_int8_adds.json); its speed ties the pooled form within the run's "
+               "spread (int8 pool/conv 1.027 at 224, 1.015 at 384; fp32 0.992 and 1.003: benchmarks/results/"
                "litert_pool_conv.txt)"),
 }
 

@@ -138,7 +138,7 @@ def _annotate_adds_and_cats(gm, config, keep) -> int:
     ``get_source_partitions``, which needs the ``source_fn_stack`` metadata that only a strict (dynamo) export
     records: on the non-strict export used here (torch 2.13) they matched none of Next-ViT's residual adds and
     concatenations, which then ran in float between DEQUANTIZE and QUANTIZE ops
-    (``tests/targets/test_litert.py``). Returns how many nodes were annotated."""
+    (``tests/targets/test_matrix.py`` checks none does). Returns how many nodes were annotated."""
     import torch
     from litert_torch.quantize import pt2e_quantizer_utils as pu
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
@@ -172,9 +172,9 @@ def _annotate_adds_and_cats(gm, config, keep) -> int:
 def _float_attention_scores(gm) -> int:
     """Drop the annotation of every ``mul`` that reads a batch matmul's output (the attention's scale on q @ k^T),
     so the scores are neither rounded to int8 before the softmax nor computed by an int8 BATCH_MATMUL: with the
-    mul annotated, the converter turned q @ k^T into an int8 BATCH_MATMUL that XNNPACK does not take, and the
-    interpreter's own kernel made every NTB slower in int8 than in fp32 at 384 (stage 1's NTB 0.60x,
-    ``benchmarks/results/litert_int8_blocks_384.json``). Returns how many were dropped."""
+    mul annotated, the converter turned q @ k^T into an int8 BATCH_MATMUL that XNNPACK does not take, and with the
+    interpreter's own kernel the four NTBs ran 0.60x-1.55x their fp32 speed at 384 while every NCB ran 3.4-3.8x
+    (``benchmarks/results/litert_int8_blocks_384.json``). Returns how many were dropped."""
     import torch
 
     matmuls = (torch.ops.aten.bmm.default, torch.ops.aten.matmul.default)
@@ -308,17 +308,18 @@ def graph_report(path: Path) -> dict:
     Interpreter = interpreter_class()
     plain = Interpreter(model_path=str(path), experimental_preserve_all_tensors=False,
                         **_no_default_delegates())
-    ops = Counter(op["op_name"] for op in plain._get_ops_details())
+    plain_ops = plain._get_ops_details()
+    ops = Counter(op["op_name"] for op in plain_ops)
     dtypes = {t["index"]: np.dtype(t["dtype"]) for t in plain.get_tensor_details()}
     # the ops that compute in float: of an int8 graph, what its quantizer left unquantized (QUANTIZE/DEQUANTIZE aside)
-    in_float = Counter(op["op_name"] for op in plain._get_ops_details()
+    in_float = Counter(op["op_name"] for op in plain_ops
                        if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
                        and any(dtypes[i] == np.float32 for i in op["inputs"][:1] if i >= 0))
     with _quiet():
         delegated = Interpreter(model_path=str(path), num_threads=1)
         delegated.allocate_tensors()
     details = delegated._get_ops_details()
-    original, delegates = details[:len(plain._get_ops_details())], [op for op in details if op["op_name"] == "DELEGATE"]
+    original, delegates = details[:len(plain_ops)], [op for op in details if op["op_name"] == "DELEGATE"]
     outside = Counter(original[i]["op_name"] for i in _not_delegated(original, delegates))
     return {"op_counts": dict(sorted(ops.items())), "transposes": ops.get("TRANSPOSE", 0),
             "input_dtypes": [np.dtype(d["dtype"]).name for d in plain.get_input_details()],
@@ -499,8 +500,8 @@ class LiteRTTarget(Target):
                                                    "109 such ops; benchmarks/results/litert_int8_adds.json)",
                         "attention_scores": "float: the mul scaling q @ k^T is left unannotated, so the scores and "
                                             "the softmax stay float and q @ k^T is a float BATCH_MATMUL inside "
-                                            "XNNPACK; as an int8 BATCH_MATMUL it ran outside XNNPACK and made every "
-                                            "NTB slower in int8 than in fp32 at 384 "
+                                            "XNNPACK; as an int8 BATCH_MATMUL it ran outside XNNPACK and the NTBs "
+                                            "ran 0.60x-1.55x their fp32 speed at 384, the NCBs 3.4-3.8x "
                                             "(benchmarks/results/litert_int8_blocks_384.json)",
                         "calibration_images": int(len(calibration)),
                         "float_io_modules": [k.removeprefix(inner) for k in io_float],
