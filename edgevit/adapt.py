@@ -40,6 +40,7 @@ from edgevit.errors import CheckpointError, ConfigError
 from edgevit.models.attention import ATTENTIONS, check_attention
 
 log = logging.getLogger(__name__)
+FEW_PICTURES = 256  # below this, adapt warns (measured: 64 pictures too few for xca, 512 enough)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,6 +243,10 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
                      crop_pct=values["crop_pct"], interpolation=values["interpolation"])
     files = select(list_images(cfg.data), cfg.max_images, seed=cfg.seed)
     images = torch.from_numpy(load_set(files, pre, "adaptation").normalized)
+    if len(images) < FEW_PICTURES:
+        log.warning("adapting on %d pictures: on the deep reference model, xca ended 0.67 points of top-1 behind the "
+                    "original on 64 pictures and 0.44 on 512 (benchmarks/results/adapt_variants*.json); give --data "
+                    "a few hundred unlabeled pictures if you have them", len(images))
     # every 8th picture is kept out of training: the weights kept are those of the step (0 = right after the swap)
     # with the lowest output error on them, checked every save_every steps (no labels needed)
     if len(images) >= 16:

@@ -103,3 +103,9 @@ def test_cli_adapt_prints_the_report(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0 and out.is_file() and (tmp_path / "avg.safetensors.report.json").is_file()
     assert "stages.1.blocks.1" in text and "top-1 agreement with the original" in text
+
+
+def test_few_pictures_are_warned_about(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="edgevit.adapt"):
+        adapt(_cfg(tmp_path, max_images=16, block_steps=1, model_steps=0))
+    assert any("adapting on 16 pictures" in r.getMessage() and "--data" in r.getMessage() for r in caplog.records)
