@@ -268,6 +268,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # 30-35 s: starts a second Ray head; the default run keeps under 20 minutes on 2 cores
 def test_evaluate_joins_a_running_cluster_with_token_auth(matrix_2x2x2, tmp_path):
     """The --address path against a real `ray start --head` with token authentication on: the CLI in a fresh process
     joins it with the cluster's token and gives the same numbers as a local run; with another token it exits 2 and
