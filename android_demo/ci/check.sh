@@ -77,7 +77,8 @@ echo "== ktlint"
 "$KTLINT/resources/ktlint" --relative "$ROOT/android_demo/app/src/**/*.kt"
 
 echo "== JVM tests of the pure-Kotlin core against the Python golden pairs"
-"$KOTLINC" -nowarn -jvm-target 17 -d "$BUILD/test-classes" $(find "$APP/java/dev/edgevit/demo/core" -name '*.kt') \
+# the core's classes are the app's own, compiled above; only the test is compiled here
+"$KOTLINC" -nowarn -jvm-target 17 -cp "$BUILD/app-classes" -d "$BUILD/test-classes" \
   "$ROOT/android_demo/app/src/test/java/dev/edgevit/demo/CoreTest.kt"
-java -cp "$BUILD/test-classes:$KOTLIN/lib/kotlin-stdlib.jar" dev.edgevit.demo.CoreTestKt \
+java -cp "$BUILD/test-classes:$BUILD/app-classes:$KOTLIN/lib/kotlin-stdlib.jar" dev.edgevit.demo.CoreTestKt \
   "$ROOT/tests/data/app_fixture" "$ROOT/edgevit/bench/device_results.schema.json"
