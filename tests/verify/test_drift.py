@@ -7,6 +7,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+import torch
 from onnx import numpy_helper
 
 from edgevit._io import sha256_file
@@ -139,6 +140,76 @@ def test_executorch_drift_flags_a_pte_that_is_not_its_source(tmp_path):
     report = drift_dir(out)
     assert report.first_over_budget == "logits"
     assert any("not what its source lowers to" in n for n in report.notes)
+
+
+class _Block(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 1))
+
+    def forward(self, x):
+        return x + self.conv(x)  # the residual add inside the block, as in an NCB
+
+
+class _Residual(torch.nn.Module):
+    """Four residual conv blocks: a graph small enough to lower in seconds, cut the way a Next-ViT is."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.blocks = torch.nn.Sequential(*(_Block() for _ in range(4)))
+        self.head = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+def test_an_int8_debug_program_lowered_in_two_halves_computes_what_the_whole_computes(caplog):
+    """A big int8 debug program (Next-ViT-S depth) is cut at one block's int8 output and its halves are lowered at
+    once, the second in a child process. Forced on a small residual network here: every output of the two .pte
+    programs run one after the other equals the whole program's bit for bit, the child did the lowering (no
+    fallback warning), and a graph this small is not cut by default. (Next-ViT itself: the slow photodigits test
+    below, whose final output equals the artifact's.)"""
+    import logging
+
+    from edgevit.targets.executorch import _tapped, executorch_runtime, lower_halves, lower_to_buffer, split_in_two
+    from edgevit.quantize.executorch_quant import quantize_xnnpack
+
+    torch.manual_seed(0)
+    net = _Residual().eval()
+    units = ["stem", *(f"blocks.{i}" for i in range(4))]
+    x = torch.randn(4, 3, 16, 16)
+    quantized = quantize_xnnpack(_tapped(net, units).eval(), x[:1], x.numpy(), (), taps_from=1).module
+    assert split_in_two(quantized, units) is None
+    halves = split_in_two(quantized, units, min_nodes=0)
+    assert halves is not None and halves.cut in units[1:-1]
+    assert any(halves.in_first) and not all(halves.in_first)  # each half makes some of the outputs
+    whole = lower_to_buffer(torch.export.export(quantized, (x[:1],), strict=False))
+    with caplog.at_level(logging.WARNING, logger="edgevit.targets.executorch"):
+        first, second = lower_halves(halves, x[:1])
+    ours = [r.getMessage() for r in caplog.records if r.name == "edgevit.targets.executorch"]
+    assert not ours, ours
+    runtime = executorch_runtime()
+    whole_m, first_m, second_m = (runtime.load_program(b).load_method("forward") for b in (whole, first, second))
+    for i in range(len(x)):
+        expected = whole_m.execute([x[i:i + 1]])
+        a = first_m.execute([x[i:i + 1]])
+        assert a[-1].dtype == torch.int8  # what crosses is the int8 tensor the whole program computes there
+        got = halves.join(a, second_m.execute([a[-1]]))
+        assert len(got) == len(expected) == len(units) + 1
+        assert all(torch.equal(g, e) for g, e in zip(got, expected))
+
+
+@pytest.mark.slow
+def test_a_next_vit_s_deep_int8_pte_is_lowered_in_two_halves_and_matches_the_artifact(tmp_path):
+    """The deep reference (Next-ViT-S depth): its int8 debug program is big enough to be cut, and the final output
+    of the two halves equals the artifact's."""
+    out = tmp_path / "pd8"
+    convert(ConvertConfig(model="nextvit_photodigits", target="executorch", precision="int8", out=str(out)))
+    report = drift_dir(out)
+    assert "lowered in two halves at once" in report.mechanism
+    assert len(report.blocks) == 22 and report.blocks[-1].unit == "logits"
+    assert any("differs from the artifact's by at most 0\n" in n + "\n" for n in report.notes), report.notes
 
 
 @pytest.mark.slow
