@@ -11,7 +11,10 @@ Evaluate: the deep reference model's (nextvit_photodigits, Next-ViT-S depth) 450
 times with a different small rotation, shift and contrast (3150 images, labelled by folder), through its fp32 and
 int8 ONNX artifacts; sequential with 2 runtime threads (every core, the goal's baseline), Ray with 2 shards of 1
 thread, and, as a third variant, sequential with 1 thread: one Ray worker's share run alone, which separates what
-Ray adds (start-up, scheduling) from what two threads in one process already get out of the second core. Those thread
+Ray adds (start-up, scheduling) from what two threads in one process already get out of the second core. A fourth
+variant is the ceiling of any scheduler on this machine: two plain `edgevit evaluate --inline --threads 1` processes
+started at the same moment, each on half of the images (a folder of links to every other image of each class), timed
+until both have finished - no Ray, no scheduling, both processes' own start-up in parallel. Those thread
 counts change float sums in the last bits, so the script checks that the agreement and accuracy rates are identical
 and cosine within 1e-6 (equal numbers for any shard count at one thread count are tested in tests/scale). Also
 timed: starting and stopping a local Ray alone (a fixed cost in every Ray run).
@@ -68,6 +71,29 @@ def write_images(src: Path, dst: Path, copies: int) -> int:
     return n
 
 
+def halves(images: Path, dst: Path) -> list[Path]:
+    """Two folders of links, each with every other image of every class of ``images``."""
+    out = [dst / "half0", dst / "half1"]
+    for cls in sorted(d for d in images.iterdir() if d.is_dir()):
+        for i, f in enumerate(sorted(cls.iterdir())):
+            (out[i % 2] / cls.name).mkdir(parents=True, exist_ok=True)
+            (out[i % 2] / cls.name / f.name).symlink_to(f)
+    return out
+
+
+def run_together(cmds: list[list[str]]) -> float:
+    """Wall time from starting every command at once until the last one has finished."""
+    t0 = time.perf_counter()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for c in cmds]
+    outs = [p.communicate() for p in procs]
+    wall = time.perf_counter() - t0
+    for c, p, (o, e) in zip(cmds, procs, outs):
+        if p.returncode != 0:
+            raise SystemExit(f"{' '.join(c)} failed ({p.returncode}):\n{o[-2000:]}\n{e[-3000:]}")
+    return wall
+
+
 def main(argv=None) -> int:
     from edgevit.models.factory import embedded_data
 
@@ -112,6 +138,8 @@ def main(argv=None) -> int:
                        "ray-2-workers": ["--shards", "2", "--threads", "1"],
                        "sequential-1-thread": ["--inline", "--threads", "1", "--shards", "1"]}
         ev_times = {k: [] for k in ev_variants}
+        ev_times["ceiling-2-plain-processes"] = []
+        half = halves(images, tmp / "halves")
         metrics = {}
         # untimed: the first pass over 3150 fresh files also fills the page cache (it was 10 s slower)
         run([*EDGEVIT, "evaluate", *arts, "--images", str(images), "--labels-from-folders", "--json",
@@ -123,6 +151,11 @@ def main(argv=None) -> int:
                 ev_times[name].append(wall)
                 metrics[name] = json.loads(stdout)
                 print(f"evaluate round {r + 1} {name}: {wall:.1f} s", file=sys.stderr)
+            wall = run_together([[*EDGEVIT, "evaluate", *arts, "--images", str(h), "--labels-from-folders", "--json",
+                                  *ev_variants["sequential-1-thread"]] for h in half])
+            ev_times["ceiling-2-plain-processes"].append(wall)
+            print(f"evaluate round {r + 1} ceiling (2 plain processes, 1 thread, half the images each): {wall:.1f} s",
+                  file=sys.stderr)
         keys = ("top1_agreement", "top5_agreement", "cosine_mean", "cosine_min", "sqnr_db", "top1_fp32",
                 "top1_artifact")
         rates = ("top1_agreement", "top5_agreement", "top1_fp32", "top1_artifact")
@@ -139,6 +172,7 @@ def main(argv=None) -> int:
         ratios = [s / p for s, p in zip(ev_times["sequential"], ev_times["ray-2-workers"])]
         ratios_1t = [s / p for s, p in zip(ev_times["sequential-1-thread"], ev_times["ray-2-workers"])]
         threads_gain = [a / b for a, b in zip(ev_times["sequential-1-thread"], ev_times["sequential"])]
+        ceiling = [s / c for s, c in zip(ev_times["sequential"], ev_times["ceiling-2-plain-processes"])]
         out["evaluate"] = {"images": n, "artifacts": ["nextvit_photodigits onnx fp32", "nextvit_photodigits onnx int8"],
                            "wall_s": ev_times, "speedup_per_round": ratios,
                            "speedup_median": statistics.median(ratios), "goal": 1.7,
@@ -146,6 +180,8 @@ def main(argv=None) -> int:
                            "speedup_vs_sequential_1_thread_median": statistics.median(ratios_1t),
                            "sequential_2_threads_vs_1_thread_per_round": threads_gain,
                            "sequential_2_threads_vs_1_thread_median": statistics.median(threads_gain),
+                           "ceiling_vs_sequential_per_round": ceiling,
+                           "ceiling_vs_sequential_median": statistics.median(ceiling),
                            "rates_identical_cosine_within_1e-6": same,
                            "time_in_shards_s_last_round": {k: v[0]["timings_s"] for k, v in metrics.items()},
                            "metrics": {k: [{m: r.get(m) for m in keys} for r in v] for k, v in metrics.items()}}
@@ -161,6 +197,11 @@ def main(argv=None) -> int:
               f"Ray 2 workers vs it {ev['speedup_vs_sequential_1_thread_median']:.2f}x; two threads in one process "
               f"vs one {ev['sequential_2_threads_vs_1_thread_median']:.2f}x (what the 2-thread baseline already "
               "gets from the second core)")
+    if "ceiling_vs_sequential_median" in ev:
+        print(f"evaluate, ceiling (two plain 1-thread processes on half the images each, no Ray): "
+              f"{statistics.median(ev['wall_s']['ceiling-2-plain-processes']):.1f} s = "
+              f"{ev['ceiling_vs_sequential_median']:.2f}x the sequential run (per round: "
+              f"{', '.join(f'{x:.2f}' for x in ev['ceiling_vs_sequential_per_round'])}; goal {ev['goal']}x)")
     print(f"evaluate: {out['evaluate']['images']} images; sequential vs sharded: rates identical, cosine within "
           f"1e-6: {out['evaluate']['rates_identical_cosine_within_1e-6']}")
     print(f"starting and stopping a local Ray alone: {', '.join(f'{x:.1f}' for x in out['ray_start_stop_s'])} s")
