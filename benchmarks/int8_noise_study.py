@@ -10,10 +10,14 @@ On the deployed `nextvit_photodigits` (fp32 weights, no runtime), the input of e
 
 each per tensor (what ONNX Runtime and XNNPACK do) and per channel (what neither does for activations; finer steps
 where channel ranges differ, but every channel's range is learnt from 64 calibration images and held-out values
-beyond it are clipped). Weights stay fp32, so the numbers are the cost
-of activation rounding alone. It then lists the held-out images with the worst logit cosine under `all` per tensor,
-with the fp32 logits' norm and top-2 margin (the median norm for comparison): a cosine goal on raw logits is hardest
-where the fp32 model is unsure, because there the logit vector is short and any absolute error turns it.
+beyond it are clipped). Weights stay fp32, so the numbers are the cost of activation rounding alone. Two more kinds
+of rows for `all` bound what any calibration could do: `per-image` gives every Conv input of every held-out image its
+own exact min-max range (an oracle no static artifact can have: no clipping, no range wider than the image needs),
+and `per-tensor, N bits` rounds to 2^N levels over the calibration ranges (10, 12 and 16 bits: how many bits of
+activation the worst-image goals would need). It then lists the held-out images with the worst logit cosine under
+`all` per tensor, with the fp32 logits' norm and top-2 margin (the median norm for comparison): a cosine goal on raw
+logits is hardest where the fp32 model is unsure, because there the logit vector is short and any absolute error
+turns it.
 
     .venv/bin/python benchmarks/int8_noise_study.py     # prints a table, writes benchmarks/results/
 """
@@ -40,16 +44,22 @@ from edgevit.verify.metrics import compare
 MODEL = "nextvit_photodigits"
 
 
-def fake_quant(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, per_channel: bool) -> torch.Tensor:
-    """Round ``x`` to 256 levels over [lo, hi] (widened to hold 0), per tensor or per channel (dim 1)."""
+def fake_quant(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, per_channel: bool, bits: int = 8) -> torch.Tensor:
+    """Round ``x`` to 2^bits levels over [lo, hi] (widened to hold 0), per tensor or per channel (dim 1)."""
     if not per_channel:
         lo, hi = lo.min(), hi.max()
+    levels = 2 ** bits - 1
     lo, hi = lo.clamp(max=0), hi.clamp(min=0)
-    scale = ((hi - lo) / 255).clamp(min=1e-12)
+    scale = ((hi - lo) / levels).clamp(min=1e-12)
     zero = torch.round(-lo / scale)
     if per_channel:
         scale, zero = scale.view(1, -1, 1, 1), zero.view(1, -1, 1, 1)
-    return (torch.clamp(torch.round(x / scale) + zero, 0, 255) - zero) * scale
+    return (torch.clamp(torch.round(x / scale) + zero, 0, levels) - zero) * scale
+
+
+def fake_quant_per_image(x: torch.Tensor) -> torch.Tensor:
+    """Round every image of ``x`` to 256 levels over its own exact range (widened to hold 0)."""
+    return torch.stack([fake_quant(xi, xi.min().reshape(1), xi.max().reshape(1), False) for xi in x])
 
 
 def conv_input_ranges(model, convs: dict, calib: torch.Tensor) -> dict:
@@ -105,6 +115,18 @@ def main(argv=None) -> int:
                          "cosine_mean": m.cosine_mean, "sqnr_db": m.sqnr_db})
             if group == "all" and not per_channel:
                 worst_out = out
+    bounds = [("per-image (oracle)", lambda n: lambda _m, inp: (fake_quant_per_image(inp[0]),))]
+    bounds += [(f"per-tensor, {b} bits", lambda n, b=b: lambda _m, inp: (fake_quant(inp[0], *ranges[n], False, b),))
+               for b in (10, 12, 16)]
+    for label, hook in bounds:
+        handles = [convs[n].register_forward_pre_hook(hook(n)) for n in groups["all"]]
+        with torch.no_grad():
+            out = net(x).numpy()
+        for h in handles:
+            h.remove()
+        m = compare("logits", ref, out, classification=True)
+        rows.append({"convs": "all", "count": len(convs), "activations": label, "top1_agreement": m.top1_agreement,
+                     "cosine_min": m.cosine_min, "cosine_mean": m.cosine_mean, "sqnr_db": m.sqnr_db})
     norms = np.linalg.norm(ref, axis=1)
     cos = (ref * worst_out).sum(1) / np.maximum(norms * np.linalg.norm(worst_out, axis=1), 1e-30)
     top2 = np.sort(ref, axis=1)[:, -2:]
@@ -122,10 +144,10 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{MODEL}: {len(x)} held-out images, Conv inputs rounded to 8 bits (weights fp32)")
-    print(f"  {'convs':<12} {'n':>4} {'activations':<12} {'top1 agree':>10} {'worst cos':>9} {'mean cos':>9} "
+    print(f"  {'convs':<12} {'n':>4} {'activations':<20} {'top1 agree':>10} {'worst cos':>9} {'mean cos':>9} "
           f"{'SQNR dB':>8}")
     for r in rows:
-        print(f"  {r['convs']:<12} {r['count']:>4} {r['activations']:<12} {r['top1_agreement']:>10.2%} "
+        print(f"  {r['convs']:<12} {r['count']:>4} {r['activations']:<20} {r['top1_agreement']:>10.2%} "
               f"{r['cosine_min']:>9.4f} {r['cosine_mean']:>9.5f} {r['sqnr_db']:>8.1f}")
     print(f"  widest channel-range ratio of any Conv input (max / median channel): "
           f"{result['conv_input_channel_range_ratio_max']:.1f}")
