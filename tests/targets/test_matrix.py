@@ -21,9 +21,9 @@ def _id(combo):
 
 
 COMBOS = supported_combinations()
-# pal8 is the same coremltools palettization as pal6 with more bits (37-43 s): slow, so the default run keeps under
-# 20 minutes on 2 cores; `pytest -m slow` converts it
-SLOW = {("coreml", None, "pal8")}
+# pal8 and pal4 are the same coremltools palettization as pal6 with more or fewer bits (37-43 s and 13-15 s): slow,
+# so the default run keeps under 20 minutes on 2 cores; `pytest -m slow` converts them
+SLOW = {("coreml", None, "pal8"), ("coreml", None, "pal4")}
 
 
 @pytest.mark.parametrize("target,delegate,precision",

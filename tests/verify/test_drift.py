@@ -164,6 +164,7 @@ class _Residual(torch.nn.Module):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
 
 
+@pytest.mark.slow  # 15-27 s (a child Python importing torch and ExecuTorch): outside the default run's 20 minutes
 def test_an_int8_debug_program_lowered_in_two_halves_computes_what_the_whole_computes(caplog):
     """A big int8 debug program (Next-ViT-S depth) is cut at one block's int8 output and its halves are lowered at
     once, the second in a child process. Forced on a small residual network here: every output of the two .pte
