@@ -21,9 +21,13 @@ def _id(combo):
 
 
 COMBOS = supported_combinations()
-# pal8 and pal4 are the same coremltools palettization as pal6 with more or fewer bits (37-43 s and 13-15 s): slow,
-# so the default run keeps under 20 minutes on 2 cores; `pytest -m slow` converts them
-SLOW = {("coreml", None, "pal8"), ("coreml", None, "pal4")}
+# In `-m slow` only, so the default run keeps under 20 minutes on 2 cores (CI took 19:41 and 20:36 on a busy day):
+# pal8 and pal4 are the same coremltools palettization as pal6 with more or fewer bits (37-43 s and 13-15 s), and
+# the rest have a default-run conversion test of their own (tests/test_convert.py: onnx/ort/executorch fp32;
+# tests/targets/test_tensorrt.py: the digits model's fp16 folder; tests/targets/test_coreml_target.py: the ExecuTorch
+# CoreML delegate in fp16)
+SLOW = {("coreml", None, "pal8"), ("coreml", None, "pal4"), ("onnx", None, "fp32"), ("ort", None, "fp32"),
+        ("executorch", "xnnpack", "fp32"), ("tensorrt", None, "fp16"), ("executorch", "coreml", "fp16")}
 
 
 @pytest.mark.parametrize("target,delegate,precision",
