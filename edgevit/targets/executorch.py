@@ -381,7 +381,8 @@ def split_in_two(graph, units: list[str], min_nodes: int | None = None) -> Halve
     best = None
     for unit in units:
         out = last.get(unit)
-        quant = [u for u in out.users if "quantize_per_tensor" in str(u.target)] if out is not None else []
+        quant = [u for u in out.users if str(u.target).startswith("quantized_decomposed.quantize_per_tensor")] \
+            if out is not None else []  # (not a dequantize_per_tensor, whose name contains it)
         if len(quant) != 1:
             continue
         cut = quant[0]
