@@ -333,7 +333,7 @@ def _tapped(model, units: list[str]):
 # The XNNPACK lowering of a quantized Next-ViT-S debug program is most of `edgevit drift`'s time on an int8 .pte (17
 # passes, each re-interpreting the whole graph, in one Python process); cut in two at a block's int8 output, the
 # halves lower at once in two processes (benchmarks/drift_time.py: 56 s vs 78 s for the whole drift, median of 3).
-# A second process costs its imports, so graphs under this many nodes (the tiny config's: 764) stay in one piece.
+# A second process costs its imports, so graphs under this many nodes stay in one piece.
 SPLIT_MIN_NODES = 1500
 # the share of the graph left to the second process, which first spends a few seconds importing torch and ExecuTorch;
 # a cut that leaves less than a quarter to either half is not worth a second process
