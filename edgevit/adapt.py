@@ -240,7 +240,7 @@ def adapt(cfg: AdaptConfig, *, progress: bool = False) -> AdaptResult:
     values, _ = resolve_preprocess(model_default_size=get_config(cfg.model).default_img_size, weights=weights,
                                    overrides={"img_size": (cfg.img_size, cfg.img_size) if cfg.img_size else None})
     pre = Preprocess(size=tuple(values["img_size"]), mean=tuple(values["mean"]), std=tuple(values["std"]),
-                     crop_pct=values["crop_pct"], interpolation=values["interpolation"])
+                     crop_pct=values["crop_pct"], interpolation=values["interpolation"], geometry=values["geometry"])
     files = select(list_images(cfg.data), cfg.max_images, seed=cfg.seed)
     images = torch.from_numpy(load_set(files, pre, "adaptation").normalized)
     if len(images) < FEW_PICTURES:

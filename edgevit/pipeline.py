@@ -172,7 +172,7 @@ def plan(cfg: ConvertConfig) -> Plan:
                    (sizes[0] if sizes else None),
                    "mean": cfg.mean, "std": cfg.std, "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation})
     pre = Preprocess(size=parse_img_size(values["img_size"]), mean=tuple(values["mean"]), std=tuple(values["std"]),
-                     crop_pct=values["crop_pct"], interpolation=values["interpolation"])
+                     crop_pct=values["crop_pct"], interpolation=values["interpolation"], geometry=values["geometry"])
     if cfg.labels is None and not cfg.features and cfg.num_classes is None and cfg.weights is None \
             and not cfg.random_init and cfg.module is None and embedded_labels(cfg.model):
         cfg = cfg.replace(labels=embedded_labels(cfg.model))  # the shipped model's class names

@@ -2,6 +2,21 @@
 
 RGB -> resize the shorter side to ``size / crop_pct`` (bicubic) -> center crop ``size`` -> [0, 1] ->
 (x - mean) / std -> (3, H, W) float32. The same numbers go into every manifest so apps reproduce it exactly.
+
+The resize and crop geometry is timm's evaluation transform (``timm.data.transforms_factory.
+transforms_imagenet_eval``, crop mode "center"), which the published checkpoints were evaluated with:
+
+- the resize extent is ``floor(size / crop_pct)`` per side;
+- a square extent ``S`` goes through torchvision's ``Resize(S)`` (``torchvision.transforms.functional.
+  _compute_resized_output_size``): the shorter side becomes ``S`` and the longer ``int(S * long / short)``
+  (truncated); a non-square one through timm's ``ResizeKeepRatio``: ``ratio = min(h / th, w / tw)`` and each side
+  ``round(side / ratio)`` (Python's round: halves to even);
+- torchvision's ``center_crop`` starts at ``int(round((H - h) / 2.0))`` (halves to even) on each axis.
+
+``GEOMETRY`` names that rule in every manifest (``preprocess.geometry``). Artifacts made before it was recorded
+(no key) used edgevit's first rule, kept as ``"edgevit-v1"`` so they stay verifiable as they were made: the
+smallest size covering the extent with both sides rounded, and a crop offset of ``(H - h) // 2``; at 224 with
+crop 0.95 its crop starts one row and one column before timm's.
 """
 
 from __future__ import annotations
@@ -26,6 +41,8 @@ _SIXTEEN_BIT_GRAY = ("I;16", "I;16L", "I;16B", "I;16N")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")  # PIL filters of the same names (antialiased when shrinking)
+GEOMETRY = "timm-eval"  # the resize/crop rule of new artifacts (module docstring)
+GEOMETRIES = ("timm-eval", "edgevit-v1")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +53,7 @@ class Preprocess:
     crop_pct: float = 0.95
     interpolation: str = "bicubic"
     color: str = "RGB"
+    geometry: str = GEOMETRY
 
     @classmethod
     def for_size(cls, size: tuple[int, int]) -> "Preprocess":
@@ -44,12 +62,16 @@ class Preprocess:
 
     @classmethod
     def from_manifest(cls, p: dict) -> "Preprocess":
+        # a manifest without the key was written before the geometry was recorded: edgevit's first rule
         return cls(size=tuple(p["size"]), mean=tuple(p["mean"]), std=tuple(p["std"]), crop_pct=p["crop_pct"],
-                   interpolation=p["interpolation"], color=p["color"])
+                   interpolation=p["interpolation"], color=p["color"], geometry=p.get("geometry", "edgevit-v1"))
 
     def __post_init__(self):
         if self.interpolation not in INTERPOLATIONS:
             raise ConfigError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}, got {self.interpolation!r}")
+        if self.geometry not in GEOMETRIES:
+            raise ConfigError(f"preprocess geometry {self.geometry!r} is not known to this edgevit (known: "
+                              f"{', '.join(GEOMETRIES)}); upgrade edgevit to read this artifact")
 
     def to_manifest(self) -> dict:
         d = asdict(self)
@@ -84,15 +106,25 @@ class Preprocess:
         return img if new == img.size else img.resize(new, filters[self.interpolation])
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) a ``width`` x ``height`` picture is resized to: the smallest that covers the crop's
-        ``resize_shorter_to()`` extent at the picture's aspect ratio (what the apps reproduce)."""
+        """(width, height) a ``width`` x ``height`` picture is resized to before the crop (the module docstring's
+        rule for ``geometry``; what the apps reproduce)."""
         th, tw = self.resize_shorter_to()
-        scale = max(th / height, tw / width)
-        return max(tw, round(width * scale)), max(th, round(height * scale))
+        if self.geometry == "edgevit-v1":
+            scale = max(th / height, tw / width)
+            return max(tw, round(width * scale)), max(th, round(height * scale))
+        if th == tw:  # torchvision Resize(int): the shorter side becomes S, the longer is truncated
+            if width <= height:
+                return th, int(th * height / width)
+            return int(th * width / height), th
+        ratio = min(height / th, width / tw)  # timm ResizeKeepRatio (longest=0): each side rounded, halves to even
+        return round(width / ratio), round(height / ratio)
 
     def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         """(left, top, right, bottom) of the center crop in a ``width`` x ``height`` resized picture."""
-        left, top = (width - self.size[1]) // 2, (height - self.size[0]) // 2
+        if self.geometry == "edgevit-v1":
+            left, top = (width - self.size[1]) // 2, (height - self.size[0]) // 2
+        else:  # torchvision center_crop: int(round(slack / 2.0)), halves to even
+            left, top = int(round((width - self.size[1]) / 2.0)), int(round((height - self.size[0]) / 2.0))
         return left, top, left + self.size[1], top + self.size[0]
 
     def raw(self, image) -> np.ndarray:

@@ -136,7 +136,7 @@ def main(argv=None) -> int:
     images, labels, train_idx, held_idx = digits_split(args.seed)
     ink = torch.from_numpy(images.astype(np.float32) / 255.0)
     train_photos, held_photos = load_photos("train"), load_photos("held")
-    pre = Preprocess(size=(SIZE, SIZE), crop_pct=1.0, interpolation="bicubic")
+    pre = Preprocess(size=(SIZE, SIZE), crop_pct=1.0, interpolation="bicubic", geometry="edgevit-v1")
 
     # the held-out set, composited once: every held-out digit once, on held-out backgrounds
     g_held = torch.Generator().manual_seed(args.seed + 1000)

@@ -17,6 +17,7 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def digits_split(seed: int = 0):
 def pretrained_cfg(pre: Preprocess, note: str) -> dict:
     """The sidecar section edgevit reads a shipped checkpoint's preprocessing from (edgevit.models.pretrained)."""
     return {"input_size": [3, *pre.size], "crop_pct": pre.crop_pct, "interpolation": pre.interpolation,
-            "mean": list(pre.mean), "std": list(pre.std), "note": note}
+            "mean": list(pre.mean), "std": list(pre.std), "preprocess_geometry": pre.geometry, "note": note}
 
 
 def write_info(path: Path, info: dict) -> None:
@@ -89,7 +90,8 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     images, labels, train_idx, held_idx = digits_split(args.seed)
-    pre = Preprocess.for_size((64, 64))
+    # the resize/crop rule the shipped checkpoint was trained with (edgevit.preprocess: GEOMETRIES)
+    pre = replace(Preprocess.for_size((64, 64)), geometry="edgevit-v1")
     xtr = torch.from_numpy(preprocess_all(images, train_idx, pre))
     ytr = torch.from_numpy(labels[train_idx])
     xte = torch.from_numpy(preprocess_all(images, held_idx, pre))

@@ -9,7 +9,9 @@ precedence (later wins):
 3. the checkpoint's own configuration: a hub repository's ``config.json`` (timm writes ``pretrained_cfg`` there),
    or for a local file a sidecar next to it: ``<file stem>.json`` or the folder's ``config.json``. Keys are timm's
    (``input_size`` [3, H, W], ``crop_pct``, ``interpolation``, ``mean``, ``std``), at the top level or under
-   ``pretrained_cfg``;
+   ``pretrained_cfg``, plus edgevit's ``preprocess_geometry`` (``edgevit.preprocess.GEOMETRIES``: the resize/crop
+   rule, timm's eval transform unless a checkpoint was trained with another; the shipped reference models were
+   trained with ``edgevit-v1`` and their sidecars say so);
 4. explicit options (``--img-size``, ``--mean``, ``--std``, ``--crop-pct``, ``--interpolation``).
 
 ``resolve_preprocess`` returns the values and, per key, where it came from; the manifest records both.
@@ -23,11 +25,11 @@ import re
 from pathlib import Path
 
 from edgevit.errors import ConfigError
-from edgevit.preprocess import IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
+from edgevit.preprocess import GEOMETRIES, GEOMETRY, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
 
 log = logging.getLogger(__name__)
 
-KEYS = ("img_size", "crop_pct", "interpolation", "mean", "std")
+KEYS = ("img_size", "crop_pct", "interpolation", "mean", "std", "geometry")
 
 
 def default_crop_pct(size: tuple[int, int]) -> float:
@@ -55,6 +57,11 @@ def _from_pretrained_cfg(data: dict, where: str) -> dict:
     for key in ("mean", "std"):
         if key in cfg:
             out[key] = tuple(float(v) for v in cfg[key])
+    if "preprocess_geometry" in cfg:
+        if cfg["preprocess_geometry"] not in GEOMETRIES:
+            raise ConfigError(f"{where}: preprocess_geometry must be one of {', '.join(GEOMETRIES)}, got "
+                              f"{cfg['preprocess_geometry']!r}")
+        out["geometry"] = cfg["preprocess_geometry"]
     return out
 
 
@@ -126,8 +133,9 @@ def resolve_preprocess(*, model_default_size: int, weights: str | None, override
     ``overrides``: explicit options; None values are ignored.
     """
     values: dict = {"img_size": (model_default_size, model_default_size), "interpolation": "bicubic",
-                    "mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+                    "mean": IMAGENET_MEAN, "std": IMAGENET_STD, "geometry": GEOMETRY}
     sources = {k: "edgevit default (Next-ViT recipe)" for k in KEYS}
+    sources["geometry"] = "edgevit default (timm's eval transform)"
     found, where = checkpoint_preprocess(weights)
     values.update(found)
     sources.update(where)

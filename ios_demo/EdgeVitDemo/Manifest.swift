@@ -23,6 +23,9 @@ struct Manifest: Decodable {
         let cropPct: Double
         let interpolation: String
         let color: String
+        /// The resize/crop rule (edgevit.preprocess.GEOMETRIES); nil in manifests written before it was recorded,
+        /// which used "edgevit-v1".
+        let geometry: String?
 
         enum CodingKeys: String, CodingKey {
             case size = "size"
@@ -32,6 +35,7 @@ struct Manifest: Decodable {
             case cropPct = "crop_pct"
             case interpolation = "interpolation"
             case color = "color"
+            case geometry = "geometry"
         }
     }
 

@@ -11,15 +11,33 @@ struct Preprocessor {
     var height: Int { spec.size[0] }
     var width: Int { spec.size[1] }
 
-    /// Size to scale a picture to before cropping (the same rule as edgevit's Python preprocessing).
+    /// The manifest's resize/crop rule; manifests without one used "edgevit-v1".
+    var geometry: String { spec.geometry ?? "edgevit-v1" }
+
+    /// Size to scale a picture to before cropping (the same rule as edgevit's Python preprocessing). "timm-eval" is
+    /// timm's eval transform: a square `resize` S gives the shorter side S and the longer `S * long / short`
+    /// truncated (torchvision's `Resize(int)`); a non-square one scales by `min(h / th, w / tw)` and rounds each
+    /// side, halves to even (timm's `ResizeKeepRatio`). "edgevit-v1": the smallest size covering `resize`.
     func scaledSize(width w: Int, height h: Int) -> (width: Int, height: Int) {
-        let scale = max(Double(spec.resize[0]) / Double(h), Double(spec.resize[1]) / Double(w))
-        return (max(spec.resize[1], Int((Double(w) * scale).rounded())),
-                max(spec.resize[0], Int((Double(h) * scale).rounded())))
+        let th = spec.resize[0], tw = spec.resize[1]
+        if geometry == "edgevit-v1" {
+            let scale = max(Double(th) / Double(h), Double(tw) / Double(w))
+            return (max(tw, Int((Double(w) * scale).rounded())), max(th, Int((Double(h) * scale).rounded())))
+        }
+        if th == tw {
+            return w <= h ? (th, Int(Double(th) * Double(h) / Double(w))) : (Int(Double(th) * Double(w) / Double(h)), th)
+        }
+        let ratio = min(Double(h) / Double(th), Double(w) / Double(tw))
+        return (Int((Double(w) / ratio).rounded(.toNearestOrEven)), Int((Double(h) / ratio).rounded(.toNearestOrEven)))
     }
 
+    /// Left and top of the center crop (torchvision's `center_crop` for "timm-eval": half the slack, halves to even).
     func cropOrigin(scaledWidth: Int, scaledHeight: Int) -> (x: Int, y: Int) {
-        ((scaledWidth - width) / 2, (scaledHeight - height) / 2)
+        if geometry == "edgevit-v1" {
+            return ((scaledWidth - width) / 2, (scaledHeight - height) / 2)
+        }
+        return (Int((Double(scaledWidth - width) / 2).rounded(.toNearestOrEven)),
+                Int((Double(scaledHeight - height) / 2).rounded(.toNearestOrEven)))
     }
 
     /// `rgba`: a scaled picture's pixels, row-major, 4 bytes each (R, G, B, A). Returns 3 x height x width floats.

@@ -18,7 +18,9 @@ data class PreprocessSpec(
     val resize: List<Int>,
     val cropPct: Double,
     val interpolation: String,
-    val color: String
+    val color: String,
+    /** The resize/crop rule (edgevit.preprocess.GEOMETRIES); manifests without the key used "edgevit-v1". */
+    val geometry: String = "edgevit-v1"
 )
 
 data class Manifest(
@@ -90,7 +92,8 @@ data class Manifest(
                     resize = ints(pre["resize"]),
                     cropPct = (pre["crop_pct"] as Number).toDouble(),
                     interpolation = str(pre, "interpolation"),
-                    color = str(pre, "color")
+                    color = str(pre, "color"),
+                    geometry = pre["geometry"] as? String ?: "edgevit-v1"
                 ),
                 outputs = (m["outputs"] as List<Map<String, Any?>>).map {
                     TensorSpec(str(it, "name"), ints(it["shape"]))

@@ -9,12 +9,29 @@ class Preprocessor(private val spec: PreprocessSpec, private val rawPixels: Bool
     val height = spec.size[0]
     val width = spec.size[1]
 
-    /** Size (width, height) to scale a `srcWidth` x `srcHeight` picture to before cropping (same rule as Python). */
+    /**
+     * Size (width, height) to scale a `srcWidth` x `srcHeight` picture to before cropping: the manifest's
+     * `geometry`, as edgevit's Python preprocessing computes it. "timm-eval" is timm's eval transform: a square
+     * `resize` S gives the shorter side S and the longer side `S * long / short` truncated (torchvision's
+     * `Resize(int)`); a non-square one scales by `min(h / th, w / tw)` and rounds each side, halves to even (timm's
+     * `ResizeKeepRatio`). "edgevit-v1" (older manifests) is the smallest size covering `resize`, both sides rounded.
+     */
     fun scaledSize(srcWidth: Int, srcHeight: Int): Pair<Int, Int> {
         val th = spec.resize[0]
         val tw = spec.resize[1]
-        val scale = maxOf(th.toDouble() / srcHeight, tw.toDouble() / srcWidth)
-        return Pair(maxOf(tw, Math.round(srcWidth * scale).toInt()), maxOf(th, Math.round(srcHeight * scale).toInt()))
+        if (spec.geometry == "edgevit-v1") {
+            val scale = maxOf(th.toDouble() / srcHeight, tw.toDouble() / srcWidth)
+            return Pair(maxOf(tw, Math.round(srcWidth * scale).toInt()), maxOf(th, Math.round(srcHeight * scale).toInt()))
+        }
+        if (th == tw) {
+            return if (srcWidth <= srcHeight) {
+                Pair(th, (th.toDouble() * srcHeight / srcWidth).toInt())
+            } else {
+                Pair((th.toDouble() * srcWidth / srcHeight).toInt(), th)
+            }
+        }
+        val ratio = minOf(srcHeight.toDouble() / th, srcWidth.toDouble() / tw)
+        return Pair(Math.rint(srcWidth / ratio).toInt(), Math.rint(srcHeight / ratio).toInt())
     }
 
     /** Any picture (`argb`, `srcWidth` x `srcHeight`) -> the model input: resize, crop, normalise. */
@@ -23,9 +40,14 @@ class Preprocessor(private val spec: PreprocessSpec, private val rawPixels: Bool
         return toTensor(Resize.resize(argb, srcWidth, srcHeight, w, h, spec.interpolation), w, h)
     }
 
-    /** Left and top of the center crop inside a scaled picture. */
+    /** Left and top of the center crop inside a scaled picture (torchvision's `center_crop` offsets for "timm-eval":
+     *  half the slack, halves to even). */
     fun cropOrigin(scaledWidth: Int, scaledHeight: Int): Pair<Int, Int> =
-        Pair((scaledWidth - width) / 2, (scaledHeight - height) / 2)
+        if (spec.geometry == "edgevit-v1") {
+            Pair((scaledWidth - width) / 2, (scaledHeight - height) / 2)
+        } else {
+            Pair(Math.rint((scaledWidth - width) / 2.0).toInt(), Math.rint((scaledHeight - height) / 2.0).toInt())
+        }
 
     /**
      * `argb`: a scaled picture's pixels, row-major, 0xAARRGGBB (Android's Bitmap.getPixels layout).
