@@ -236,18 +236,51 @@ class Golden:
     resize_input: np.ndarray  # its preprocessed input as the artifact takes it, (1, 3, H, W)
     # the other sizes of a multi-size artifact: {"size", "pictures", "x_in", "ref"} each
     extra: list = field(default_factory=list)
+    top2_margins: list | None = None  # a classifier's reference top-2 margin per picture, relative (choose_golden)
 
 
-def golden_pictures(model: str, pre, n: int) -> list:
-    """``n`` different golden pictures at the resize size: the shipped held-out images of a model that has them,
-    else deterministic synthetic pictures (one seed each)."""
+def golden_pictures(model: str, pre, n: int | list[int]) -> list:
+    """Golden pictures at the resize size (``n``: how many, or which): the shipped held-out images of a model that
+    has them, else deterministic synthetic pictures (one seed each)."""
     from edgevit.preprocess import golden_image, list_images, open_image
 
+    indices = list(range(n)) if isinstance(n, int) else list(n)
     folder = embedded_data(model, "eval")
     if folder is not None:
         files = list_images(folder)
-        return [pre.resized(open_image(files[i % len(files)])) for i in range(n)]
-    return [pre.resized(golden_image(pre.size, seed=i)) for i in range(n)]
+        return [pre.resized(open_image(files[i % len(files)])) for i in indices]
+    return [pre.resized(golden_image(pre.size, seed=i)) for i in indices]
+
+
+# A classifier's golden pictures are chosen, among the first batch + GOLDEN_CANDIDATES, for a clear reference
+# margin between the top two classes: at least 2 * CLEAR_REL of the largest score, what the fp16 row's error bound
+# can close (``Tolerance.tie_rel``), so that a correct fp16 artifact does not flip them. Where too few are clear the
+# widest margins are taken, and the near-tie rule of the tolerance table still tells a near-tie from a real flip.
+GOLDEN_CANDIDATES = 8
+CLEAR_REL = 2e-2
+
+
+def top2_margins(scores: np.ndarray) -> np.ndarray:
+    """(top-1 score - top-2 score) / max |score| per sample."""
+    top = np.sort(scores, axis=1)
+    return (top[:, -1] - top[:, -2]) / np.maximum(np.abs(scores).max(axis=1), 1e-12)
+
+
+def choose_golden(p: Plan, net, names, art_names) -> tuple[list[int], list[float] | None]:
+    """(which golden pictures to use, their reference top-2 margins), per ``CLEAR_REL``."""
+    from edgevit.verify.parity import reference_for_artifact
+
+    n = p.cfg.batch
+    if not is_classifier(art_names):
+        return list(range(n)), None
+    candidates = list(range(n + GOLDEN_CANDIDATES))
+    raw = np.stack([p.pre.raw(img) for img in golden_pictures(p.cfg.model, p.pre, candidates)])
+    scores = next(iter(reference_for_artifact(net, p.pre.normalize(raw), names, names).values()))
+    margins = top2_margins(scores.reshape(len(scores), -1).astype(np.float64))
+    clear = [i for i in candidates if margins[i] >= 2 * CLEAR_REL]
+    rest = sorted((i for i in candidates if i not in clear), key=lambda i: -margins[i])
+    chosen = sorted((clear + rest)[:n]) if len(clear) < n else clear[:n]
+    return chosen, [round(float(margins[i]), 6) for i in chosen]
 
 
 def resize_check_picture(pre):
@@ -261,7 +294,8 @@ def resize_check_picture(pre):
 def golden_data(p: Plan, net, names, art_names) -> Golden:
     from edgevit.verify.parity import reference_for_artifact
 
-    pictures = golden_pictures(p.cfg.model, p.pre, p.cfg.batch)
+    chosen, margins = choose_golden(p, net, names, art_names)
+    pictures = golden_pictures(p.cfg.model, p.pre, chosen)
     raw = np.stack([p.pre.raw(img) for img in pictures])  # the pictures are already at the resize size
     x = p.pre.normalize(raw)
     source = resize_check_picture(p.pre)
@@ -269,14 +303,15 @@ def golden_data(p: Plan, net, names, art_names) -> Golden:
     extra = []
     for size in p.sizes[1:]:  # the same pictures, preprocessed for each other size
         pre = replace(p.pre, size=size)
-        pics = golden_pictures(p.cfg.model, pre, p.cfg.batch)
+        pics = golden_pictures(p.cfg.model, pre, chosen)
         raw_s = np.stack([pre.raw(img) for img in pics])
         x_s = pre.normalize(raw_s)
         extra.append({"size": size, "pictures": pics, "x_in": raw_s if p.raw_input else x_s,
                       "ref": reference_for_artifact(net, x_s, names, art_names)})
     return Golden(pictures=pictures, x=x, x_in=raw if p.raw_input else x,
                   ref=reference_for_artifact(net, x, names, art_names), resize_source=source,
-                  resize_input=resize_raw if p.raw_input else p.pre.normalize(resize_raw), extra=extra)
+                  resize_input=resize_raw if p.raw_input else p.pre.normalize(resize_raw), extra=extra,
+                  top2_margins=margins)
 
 
 def parity_images(p: Plan, net, names, art_names):
@@ -527,7 +562,7 @@ def measure_accuracy(p: Plan, artifact: Path, spec, ref: dict[str, np.ndarray], 
     flat_ref = np.concatenate([r.reshape(len(r), -1) for r in ref.values()], 1) if len(ref) > 1 else \
         next(iter(ref.values()))
     flat_out = np.concatenate([o.reshape(len(o), -1) for o in out], 1) if len(out) > 1 else out[0]
-    return accuracy_report(flat_ref, flat_out, eval_set.labels, source=eval_set.source)
+    return accuracy_report(flat_ref, flat_out, eval_set.labels, source=eval_set.source, tol=p.tolerance)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -553,6 +588,8 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
     layout = cfg.layout.upper()
     gold = write_golden(staging, golden.pictures, golden.x_in, golden.ref,
                         resize_check=(golden.resize_source, golden.resize_input), layout=layout)
+    if golden.top2_margins is not None:
+        gold["top2_margin_rel"] = golden.top2_margins
     if golden.extra:
         gold["sizes"] = [write_golden_size(staging, e["size"], e["pictures"], e["x_in"], e["ref"], layout=layout)
                          for e in golden.extra]

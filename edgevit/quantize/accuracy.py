@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgevit.verify.metrics import agreement_failures, compare
+from edgevit.verify.metrics import OutputMetrics, compare
 
 
-def accuracy_report(ref: np.ndarray, out: np.ndarray, labels: np.ndarray | None, *, source: str) -> dict:
+def accuracy_report(ref: np.ndarray, out: np.ndarray, labels: np.ndarray | None, *, source: str,
+                    tol=None) -> dict:
     """``ref``/``out``: (N, classes) scores of fp32 PyTorch and of the artifact on the same N images. The metrics
-    and their names are ``edgevit.verify.metrics.compare``'s, the ones ``verify --images`` prints."""
-    m = compare("scores", ref, out, classification=np.ndim(ref) == 2)
+    and their names are ``edgevit.verify.metrics.compare``'s, the ones ``verify --images`` prints; ``tol`` (the
+    artifact's tolerance row) says which top-1 flips are near-ties."""
+    m = compare("scores", ref, out, classification=np.ndim(ref) == 2, tie_rel=tol.tie_rel if tol else 0.0)
     rep = {"images": int(len(ref)), "source": source, "sqnr_db": m.sqnr_db, "cosine_mean": m.cosine_mean,
-           "cosine_min": m.cosine_min}
+           "cosine_min": m.cosine_min, "max_abs": m.max_abs, "max_rel": m.max_rel}
     if m.top1_agreement is not None:
         rep["top1_agreement"] = m.top1_agreement
+        rep["near_ties"] = m.near_ties
         rep["top5_agreement"] = m.top5_agreement
         if labels is not None:
             rep["top1_fp32"] = float((np.asarray(ref).argmax(1) == labels).mean())
@@ -24,12 +27,15 @@ def accuracy_report(ref: np.ndarray, out: np.ndarray, labels: np.ndarray | None,
 
 
 def gate(rep: dict, tol) -> list[str]:
-    """The tolerance row's top-1 and direction checks on the evaluation images (a reduced-precision artifact that
-    agrees with fp32 on 71% of them fails here, whatever the single golden picture says). Over a data set the
-    *mean* cosine is gated and the worst reported: one near-tie image whose class probabilities swap (cosine 0.61
-    on the shipped model's pal4, every other image agreeing) says less than the agreement rate does."""
-    return agreement_failures(f"evaluation ({rep['images']} {rep['source']} images, mean)", rep["cosine_mean"],
-                              rep.get("top1_agreement"), rep.get("top5_agreement"), tol)
+    """The tolerance row on the evaluation images, by the same rule as ``verify --images``
+    (``OutputMetrics.failures`` for a set of pictures): a reduced-precision artifact that agrees with fp32 on 71%
+    of them fails here, whatever the single golden picture says."""
+    m = OutputMetrics(name=f"evaluation ({rep['images']} {rep['source']} images)", samples=rep["images"],
+                      max_abs=rep["max_abs"], max_rel=rep["max_rel"], cosine_min=rep["cosine_min"],
+                      cosine_mean=rep["cosine_mean"], sqnr_db=rep["sqnr_db"],
+                      top1_agreement=rep.get("top1_agreement"), top5_agreement=rep.get("top5_agreement"),
+                      near_ties=rep.get("near_ties"))
+    return m.failures(tol, golden=False)
 
 
 def within_budget(rep: dict, *, max_accuracy_drop: float | None, min_agreement: float | None) -> bool:
@@ -41,8 +47,9 @@ def within_budget(rep: dict, *, max_accuracy_drop: float | None, min_agreement: 
 
 
 def format_accuracy(rep: dict) -> str:
+    ties = f" (+{rep['near_ties']} near-ties)" if rep.get("near_ties") else ""
     parts = [f"accuracy on {rep['images']} {rep['source']} images: top-1 agreement "
-             f"{rep.get('top1_agreement', float('nan')):.2%}, cosine mean {rep['cosine_mean']:.5f} "
+             f"{rep.get('top1_agreement', float('nan')):.2%}{ties}, cosine mean {rep['cosine_mean']:.5f} "
              f"(min {rep['cosine_min']:.5f}), SQNR {rep['sqnr_db']:.1f} dB"]
     if "top1_fp32" in rep:
         parts.append(f"  top-1 fp32 {rep['top1_fp32']:.2%} -> artifact {rep['top1_artifact']:.2%} "

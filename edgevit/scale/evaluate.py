@@ -145,6 +145,7 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
     """
     from edgevit.manifest import read_manifest
     from edgevit.quantize.accuracy import accuracy_report
+    from edgevit.verify.tolerances import tolerance_for
 
     if not artifacts:
         raise ConfigError("give at least one artifact folder to evaluate")
@@ -194,7 +195,8 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
             raise ConfigError(f"no image of {images} could be read")
         out, ref = np.concatenate(arts), np.concatenate(refs_)
         lab = labels[keep] if labels is not None else None
-        rep = accuracy_report(ref, out, lab, source="evaluation")
+        rep = accuracy_report(ref, out, lab, source="evaluation", tol=tolerance_for(
+            manifest["parity"]["tolerance"]["target"], manifest["precision"]))
         if lab is not None and out.ndim == 2:
             rep["top5_fp32"] = _topk_accuracy(ref, lab, 5)
             rep["top5_artifact"] = _topk_accuracy(out, lab, 5)
@@ -213,18 +215,18 @@ def _topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float((top == labels[:, None]).any(axis=1).mean())
 
 
-METRICS = ("top1_agreement", "top5_agreement", "cosine_mean", "cosine_min", "sqnr_db", "top1_fp32", "top1_artifact",
-           "accuracy_drop_points", "top5_fp32", "top5_artifact")
+METRICS = ("top1_agreement", "near_ties", "top5_agreement", "cosine_mean", "cosine_min", "sqnr_db", "top1_fp32",
+           "top1_artifact", "accuracy_drop_points", "top5_fp32", "top5_artifact")
 
 
 def format_results(results: list[dict]) -> str:
-    rows = [["artifact", "images", "top-1 agree", "top-5 agree", "cos mean", "cos min", "SQNR dB", "top-1 fp32",
+    rows = [["artifact", "images", "top-1 agree", "near-ties", "top-5 agree", "cos mean", "cos min", "SQNR dB", "top-1 fp32",
              "top-1 art", "drop pts", "top-5 art"]]
     for r in results:
         def f(k, spec):
             return "-" if r.get(k) is None else format(r[k], spec)
 
-        rows.append([Path(r["artifact"]).name, str(r["images"]), f("top1_agreement", ".2%"),
+        rows.append([Path(r["artifact"]).name, str(r["images"]), f("top1_agreement", ".2%"), f("near_ties", "d"),
                      f("top5_agreement", ".2%"), f("cosine_mean", ".5f"), f("cosine_min", ".5f"), f("sqnr_db", ".1f"),
                      f("top1_fp32", ".2%"), f("top1_artifact", ".2%"), f("accuracy_drop_points", ".2f"),
                      f("top5_artifact", ".2%")])

@@ -43,17 +43,22 @@ class ParityReport:
         w = max([8] + [len(d) for d in self.sets])  # "golden 800x1344" on multi-size artifacts
         rows = [f"parity {self.target}/{self.precision} in {self.runtime}: {'PASS' if self.passed else 'FAIL'}",
                 f"  {'data':<{w}} {'output':<10} {'n':>4} {'max_abs':>10} {'max_rel':>10} {'cosine':>11} "
-                f"{'top1':>7} {'top5':>7}",
-                "  (cosine: worst sample; top1/top5: plain agreement with PyTorch's classes)"]
+                f"{'cos mean':>11} {'top1 agree':>10} {'near-ties':>9} {'top5':>7}",
+                "  (cosine: worst sample and mean; top1 agree: plain agreement with PyTorch's top class; near-ties: "
+                "flips between classes closer than the row's error bound; top5: PyTorch's top class in the "
+                "artifact's top 5)"]
         for data, ms in self.sets.items():
             for m in ms:
                 t1 = "-" if m.top1_agreement is None else f"{m.top1_agreement:.1%}"
+                nt = "-" if m.near_ties is None else str(m.near_ties)
                 t5 = "-" if m.top5_agreement is None else f"{m.top5_agreement:.1%}"
                 rows.append(f"  {data:<{w}} {m.name:<10} {m.samples:>4} {m.max_abs:>10.3g} {m.max_rel:>10.3g} "
-                            f"{m.cosine_min:>11.8f} {t1:>7} {t5:>7}")
+                            f"{m.cosine_min:>11.8f} {m.cosine_mean:>11.8f} {t1:>10} {nt:>9} {t5:>7}")
         t = self.tolerance
+        sets = "" if t.every_input else " (golden pair; sets of pictures: cosine mean and agreement)"
         rows.append(f"  limits: max_abs {t.max_abs:g}, max_rel {t.max_rel:g}, cosine >= {t.min_cosine}, "
-                    f"top1 >= {t.min_top1:.0%}" + (f", top5 >= {t.min_top5:.0%}" if t.min_top5 else ""))
+                    f"top1 >= {t.min_top1:.0%} counting near-ties within {t.tie_rel:g} rel"
+                    + (f", top5 >= {t.min_top5:.0%}" if t.min_top5 else "") + sets)
         rows += [f"  FAIL {f}" for f in self.failures]
         return "\n".join(rows)
 
@@ -67,9 +72,10 @@ def measure(report: ParityReport, data: str, runner, x: np.ndarray, reference: d
         return
     ms = []
     for (name, ref), out in zip(reference.items(), outs):
-        m = compare(name, ref, np.asarray(out), classification=classification and name in CLASS_OUTPUTS)
+        m = compare(name, ref, np.asarray(out), classification=classification and name in CLASS_OUTPUTS,
+                    tie_rel=report.tolerance.tie_rel)
         ms.append(m)
-        report.failures += [f"{data} {f}" for f in m.failures(report.tolerance)]
+        report.failures += [f"{data} {f}" for f in m.failures(report.tolerance, golden=data.startswith("golden"))]
     report.sets[data] = ms
 
 
