@@ -94,7 +94,28 @@ def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: entries that are not tensors: {bad[:5]}; expected a plain state dict")
-    return {k.removeprefix("module."): v for k, v in obj.items()}
+    sd = {k.removeprefix("module."): v for k, v in obj.items()}
+    check_finite(sd, str(path))
+    return sd
+
+
+def check_finite(sd: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse a state dict holding NaN or Inf in any floating tensor, or a negative BatchNorm ``running_var`` (whose
+    square root the BN fold takes): such weights make every output non-finite, and the failure would surface far
+    later as a parity error blamed on a rewrite pass or an exporter."""
+    for name, t in sd.items():
+        if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+            continue
+        finite = torch.isfinite(t)
+        if not bool(finite.all()):
+            n_nan, n_inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+            raise CheckpointError(f"{source}: tensor {name} holds {n_nan} NaN and {n_inf} Inf of {t.numel()} "
+                                  "values; the checkpoint is damaged or was saved from a diverged run: use an "
+                                  "earlier or the released checkpoint")
+        if name.endswith("running_var") and bool((t < 0).any()):
+            raise CheckpointError(f"{source}: BatchNorm statistics {name} hold {int((t < 0).sum())} negative "
+                                  "variances (smallest {:.3g}); a variance is never negative: the checkpoint is "
+                                  "damaged".format(float(t.min())))
 
 
 # ---------------------------------------------------------------------------------------------------------------

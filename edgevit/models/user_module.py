@@ -109,6 +109,9 @@ def build_user_model(spec: str, *, model: str, weights: str | None, random_init:
                 f"missing {missing[:6]}, unexpected {unexpected[:6]}, shape mismatches {mismatched[:4]}",
                 layout="whole-model", missing=missing, unexpected=unexpected, mismatched=mismatched)
         net.load_state_dict({**own, **sd})
+    from edgevit.models.checkpoint import check_finite
+
+    check_finite(net.state_dict(), f"the model built by {spec}" + (f" with {weights}" if weights else ""))
     net = net.eval()
     names, exported = output_names_of(net, torch.zeros(1, 3, *img_size))
     exported.edgevit_output_names = names  # what edgevit.models.factory.output_names reports for it

@@ -144,8 +144,12 @@ def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | 
     size = img_size or (inner[0][1].cfg.default_img_size,) * 2
     x = probe_images(size)
     tol = tolerance_for("eager", "fp32")
+    from edgevit.models.checkpoint import check_finite
+
+    check_finite(model.state_dict(), "the model to rewrite")
     with torch.no_grad():
         reference = _flat(model.eval()(x))
+    _check_finite_outputs(reference, "the original model")
     result = DeployResult(model=model, target=target, reason=reason)
     current = model
     for name in chosen:
@@ -153,6 +157,9 @@ def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | 
         if not report.changed:
             raise ConfigError(f"rewrite pass {name} changed nothing in {type(model).__name__}: it is required for "
                               f"target {target}; the model is already rewritten or not a Next-ViT")
+        # finite weights in, non-finite out: a BatchNorm whose scale overflows when folded (a tiny running_var)
+        check_finite(new.state_dict(), f"the weights made by rewrite pass {name} from finite ones (a BatchNorm "
+                                       "with a near-zero running_var overflows when folded)")
         metrics = {}
         if check:
             with torch.no_grad():
@@ -169,6 +176,15 @@ def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | 
         current = new
     result.model = current
     return result
+
+
+def _check_finite_outputs(outs: list[torch.Tensor], what: str) -> None:
+    from edgevit.errors import CheckpointError
+
+    for i, t in enumerate(outs):
+        if not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{what} computes non-finite values in output {i} on ordinary pictures although "
+                                  "its weights are finite: weights this large overflow fp32; check the checkpoint")
 
 
 def _first_drifting_block(ref: nn.Module, new: nn.Module, x: torch.Tensor, tol) -> str | None:
