@@ -15,6 +15,7 @@ from edgevit.models.checkpoint import checkpoint_attention, load_weights, read_s
 from edgevit.models.nextvit import EMHSA, NTB, create_model
 from edgevit.models.random_init import randomize_
 from edgevit.rewrites import deploy
+from tests.numerics import assert_fp32_close
 
 VARIANTS = [a for a in ATTENTIONS if a != "emhsa"]
 
@@ -58,7 +59,7 @@ def test_avgpool_matches_its_definition_and_equals_emhsa_where_1d_and_2d_pooling
         k, v = _heads(_conv(m.k, p), 4), _heads(_conv(m.v, p), 4)
         a = torch.einsum("bhdn,bhdm->bhnm", q, k) / math.sqrt(16)
         out = torch.einsum("bhnm,bhdm->bhdn", a.softmax(-1), v).reshape(2, 64, 6, 10)
-        assert torch.allclose(m(x), _conv(m.proj, out), atol=1e-5)
+        assert_fp32_close(m(x), _conv(m.proj, out))
     # a map sr wide: AvgPool1d over sr*sr raster tokens averages exactly the sr x sr squares, so the carried-over
     # variant computes the original's function (tokens in, tokens out)
     orig = _random_attention(EMHSA, seed=1)
@@ -66,7 +67,7 @@ def test_avgpool_matches_its_definition_and_equals_emhsa_where_1d_and_2d_pooling
     x = torch.randn(2, 64, 8, 2)
     with torch.no_grad():
         tokens = orig(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(2, 64, 8, 2)
-        assert torch.allclose(m(x), tokens, atol=1e-5)
+        assert_fp32_close(m(x), tokens)
         # on a wider map they differ: this is a different function, not a relabelling
         x = torch.randn(2, 64, 8, 8)
         tokens = orig(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(2, 64, 8, 8)
@@ -82,7 +83,7 @@ def test_xca_matches_its_definition():
         k = F.normalize(_heads(_conv(m.k, p), 4), dim=-1)
         a = (torch.einsum("bhcn,bhen->bhce", q, k) * m.temperature).softmax(-1)  # channels x channels
         out = torch.einsum("bhce,bhen->bhcn", a, _heads(_conv(m.v, x), 4)).reshape(2, 64, 6, 10)
-        assert torch.allclose(m(x), _conv(m.proj, out), atol=1e-5)
+        assert_fp32_close(m(x), _conv(m.proj, out))
     assert m.carry_from(_random_attention(EMHSA)) == ["temperature"]
 
 
@@ -114,7 +115,7 @@ def test_hilo_matches_a_window_by_window_computation(hw):
         kl, vl = _heads(_conv(m.lo_k, p), m.lo_heads), _heads(_conv(m.lo_v, p), m.lo_heads)
         a = (torch.einsum("bhdn,bhdm->bhnm", ql, kl) / math.sqrt(d)).softmax(-1)
         lo = torch.einsum("bhnm,bhdm->bhdn", a, vl).reshape(2, 96 - ch, h, w)
-        assert torch.allclose(m(x), _conv(m.proj, torch.cat([hi, lo], 1)), atol=1e-5)
+        assert_fp32_close(m(x), _conv(m.proj, torch.cat([hi, lo], 1)))
 
 
 def test_hilo_carry_over_splits_keys_and_values_by_head():
@@ -142,7 +143,7 @@ def test_variant_model_deploys_exactly_and_merges_its_batchnorms(attention):
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in result.model.modules())
     x = torch.randn(1, 3, 80, 48)  # another size than the probe's: still the same function
     with torch.no_grad():
-        assert torch.allclose(result.model(x), net(x), atol=1e-4, rtol=1e-4)
+        assert_fp32_close(result.model(x), net(x))
     assert "skipped" in result.reason
 
 

@@ -19,6 +19,7 @@ from edgevit.models import create_model
 from edgevit.models.checkpoint import load_weights
 from edgevit.models.factory import build_model
 from edgevit.pipeline import convert
+from tests.numerics import assert_fp32_close
 
 EPS = 1e-5
 # the tiny config's architecture, stated here independently of edgevit's registry
@@ -151,7 +152,7 @@ def test_official_dense_checkpoint_matches_the_official_forward(tmp_path, kind, 
     assert len(got) == 4
     for g, w in zip(got, want):
         assert g.shape == w.shape
-        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+        assert_fp32_close(g, w)
 
 
 def test_the_neck_heads_and_unused_norms_are_reported_not_loaded(tmp_path, caplog):

@@ -11,6 +11,7 @@ from torch import nn
 
 from edgevit.targets.coreml_sim import CoreMLSimulator, UnsupportedOpError
 from edgevit.targets.coreml import can_predict
+from tests.numerics import assert_fp32_close
 
 ct = pytest.importorskip("coremltools")
 
@@ -85,7 +86,7 @@ def test_simulator_matches_pytorch_fp32(case, tmp_path):
     sim, x, ref = convert(module, shape, tmp_path)
     assert op_type in sim.op_counts(), f"{case}: the converted program has no {op_type} ({sim.op_counts()})"
     out = sim.run({"x": x})["y"]
-    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    assert_fp32_close(out, ref)
 
 
 def test_simulator_runs_enumerated_shapes_programs(tmp_path):
@@ -107,7 +108,7 @@ def test_simulator_runs_enumerated_shapes_programs(tmp_path):
     for shape in ((1, 3, 64, 96), (1, 3, 128, 64)):
         xi = torch.randn(*shape)
         with torch.no_grad():
-            np.testing.assert_allclose(sim.run({"x": xi.numpy()})["y"], module(xi).numpy(), rtol=1e-5, atol=1e-6)
+            assert_fp32_close(sim.run({"x": xi.numpy()})["y"], module(xi).numpy())
 
 
 @pytest.mark.parametrize("case", ["conv_grouped_strided", "softmax_axis1", "linear", "avg_pool_ceil_exclude"])
