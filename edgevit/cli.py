@@ -15,18 +15,9 @@ import math
 import os
 import sys
 
-from edgevit.errors import ConfigError, EdgeVitError
+from edgevit.errors import ConfigError, EdgeVitError, exit_codes_help
 
-EXIT_CODES_HELP = """exit codes:
-  0  success
-  1  internal error (a bug: please report it)
-  2  bad option, recipe, model name, target or precision
-  3  parity failure: the artifact's outputs differ from PyTorch beyond tolerance
-  4  checkpoint cannot be read, is unsafe, or does not match the model
-  5  an optional toolchain is not installed
-  6  a toolchain failed to export or lower the model
-  7  output exists and --overwrite was not given
-"""
+EXIT_CODES_HELP = exit_codes_help()
 
 
 def _print_json(obj) -> None:

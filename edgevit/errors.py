@@ -1,23 +1,30 @@
 """One error hierarchy for edgevit.
 
-Every error says what failed, where, and how to fix it. Each class carries the process exit code the CLI
-maps it to, so the code table lives here and nowhere else:
-
-====  ==========================  ===========================================================
-code  class                       meaning
-====  ==========================  ===========================================================
-0     -                           success
-1     (any other exception)       internal error: a bug, please report it
-2     ConfigError                 bad option, recipe, model name, target or precision
-3     ParityError                 an artifact's outputs differ from PyTorch beyond tolerance
-4     CheckpointError             a weights file cannot be read, is unsafe, or does not match
-5     MissingDependencyError      an optional toolchain is not installed
-6     ExportError                 a toolchain failed to export or lower the model
-7     OutputExistsError           the output folder exists and --overwrite was not given
-====  ==========================  ===========================================================
+Every error says what failed, where, and how to fix it. Each class carries the process exit code the CLI maps it
+to, and ``EXIT_CODES`` below is the one table of what each code means: the CLI's ``--help`` epilog is made from it
+and ``tests/test_cli.py`` checks README's table against it, row for row, both ways.
 """
 
 from __future__ import annotations
+
+# (code, meaning): the one exit-code table (module docstring)
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "success"),
+    (1, "internal error (a bug: please report it)"),
+    (2, "bad option, recipe, model name, target or precision"),
+    (3, "parity failure: the artifact's outputs differ from PyTorch beyond tolerance; or the artifact folder was "
+        "changed after conversion (integrity)"),
+    (4, "checkpoint cannot be read, is unsafe, holds non-finite values, or does not match the model"),
+    (5, "an optional toolchain is not installed"),
+    (6, "a toolchain failed to export or lower the model"),
+    (7, "output exists and `--overwrite` was not given, or it is not an edgevit artifact folder"),
+    (130, "interrupted (Ctrl-C or SIGTERM): nothing partial was kept"),
+)
+
+
+def exit_codes_help() -> str:
+    """The table as the CLI's help epilog prints it."""
+    return "exit codes:\n" + "".join(f"  {code:<3}  {meaning.replace('`', '')}\n" for code, meaning in EXIT_CODES)
 
 
 class EdgeVitError(Exception):

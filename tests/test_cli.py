@@ -80,3 +80,26 @@ def test_executorch_native_log_lines_stay_out_of_the_terminal(tmp_path):
     # replayed through the log at INFO, when this machine's runtime prints them at all
     lines = [line for line in verbose.stderr.splitlines() if "cpuinfo_utils" in line]
     assert all("executorch runtime: [cpuinfo_utils" in line for line in lines), lines[:3]
+
+
+def test_one_exit_code_table_in_errors_cli_help_and_readme():
+    """errors.EXIT_CODES is the table: every error class's code is in it, the CLI's help prints it, and README's
+    table has exactly its rows (both ways)."""
+    import inspect
+    import re
+    from pathlib import Path
+
+    from edgevit import errors
+    from edgevit.cli import build_parser
+
+    table = dict(errors.EXIT_CODES)
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, errors.EdgeVitError)]
+    assert {c.exit_code for c in classes} <= set(table)
+    assert {0, 1, 130} <= set(table)
+    epilog = build_parser().epilog
+    for code, meaning in errors.EXIT_CODES:
+        assert f"  {code:<3}  {meaning.replace('`', '')}" in epilog
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
+    rows = dict((int(c), m.strip()) for c, m in re.findall(r"^\| (\d+) \| (.+) \|$", section, re.M))
+    assert rows == table
