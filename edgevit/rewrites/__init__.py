@@ -22,41 +22,25 @@ log = logging.getLogger(__name__)
 
 _BN_FOLDS = ("fold_conv_bn", "merge_pre_bn")
 
-# The form each runtime gets, and why. benchmarks/rewrites.py times every exact form interleaved and compares each
-# alternative with the chosen one round by round (benchmarks/results/rewrites.txt: Next-ViT-S, 2 threads, 15
-# rounds, 224 and 384): where the 10-90% range of the ratio includes 1 the forms tie, and the reason says what
-# decides instead. Every deployed form beats the original on both runtimes in that run.
+# The form each runtime gets, and why in one sentence; the measurements behind each choice are in docs/FORMS.md
+# (figures live in benchmarks/results/, not in every user's manifest).
 FORMS: dict[str, tuple[tuple[str, ...], str]] = {
     "onnx": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
-             "BN folded; BCHW attention with k^T q scores. On ONNX Runtime it ties the qk form at 224 and 384 and "
-             "the token form at 384 (faster than the token form at 224: ratio 0.98, 10-90% 0.91-1.00), all within "
-             "the run's spread; chosen because its graph transposes only the keys, never a full activation map "
-             "(tests/test_convert.py), which no execution provider has to absorb"),
+             "BN folded; BCHW attention with k^T q scores, which never transposes a full activation map "
+             "(docs/FORMS.md#onnx-ort-tensorrt)"),
     "ort": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
-            "as onnx: the .ort file is the same graph optimised for the CPU EP"),
+            "as onnx: the .ort file is the same graph optimised for the CPU EP (docs/FORMS.md#onnx-ort-tensorrt)"),
     "tensorrt": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
-                 "as onnx: the TensorRT-ready ONNX is the onnx target's graph. Which exact form TensorRT runs "
-                 "fastest is not measured here (no GPU with TensorRT): benchmarks/tensorrt.py times the original "
-                 "and this form on a TensorRT machine"),
+                 "as onnx: the TensorRT-ready ONNX is the onnx target's graph (docs/FORMS.md#onnx-ort-tensorrt)"),
     "coreml": (_BN_FOLDS + ("bchw_attention_split", "delegate_friendly_ops"),
-               "BN folded; channels-first attention split per head by channel slices, every activation rank 4, "
-               "no transposes (the key transpose folds into matmul's transpose_x): Apple's Neural Engine guidance. "
-               "Not timed: no Apple device here; the layout and rank-changing ops are counted in the manifest"),
+               "BN folded; channels-first attention split per head, every activation rank 4, no transposes: "
+               "Apple's Neural Engine guidance (docs/FORMS.md#coreml-and-executorch-with-the-coreml-delegate)"),
     "executorch": (_BN_FOLDS + ("delegate_friendly_ops",),
-                   "BN folded; token-layout attention with 3-D bmm. On XNNPACK it ties the BCHW qk form at 224 and "
-                   "384 (within the run's spread) and both run every op in the delegate; chosen because it leaves "
-                   "the attention as the model writes it, so there is no attention rewrite to verify"),
+                   "BN folded; token-layout attention as the model writes it, every op in XNNPACK "
+                   "(docs/FORMS.md#executorch-xnnpack)"),
     "litert": (_BN_FOLDS + ("delegate_friendly_ops", "pools_as_depthwise_conv"),
-               "BN folded; token-layout attention, as for ExecuTorch. In fp32 on LiteRT it ties both BCHW forms at "
-               "224 (benchmarks/results/rewrites_litert.json: tok/kq 1.013, 10-90% 0.998-1.031) though it keeps "
-               "42 TRANSPOSE ops to their 26; chosen because with the BCHW forms litert-torch's NHWC layout pass "
-               "rejects the int8 graph (\"Attempting to convert non-NHWC compatible node to NHWC: "
-               "dequantize_per_tensor\"), and one form serves every precision. Window means are depthwise "
-               "convolutions: int8 then left only the 4 attention BATCH_MATMULs outside XNNPACK (5 partitions, "
-               "not 11 with 6 AVERAGE_POOL_2D; one since the attention scores stay float, "
-               "benchmarks/results/litert_int8_adds.json); its speed ties the pooled form within the run's "
-               "spread (int8 pool/conv 1.027 at 224, 1.015 at 384; fp32 0.992 and 1.003: benchmarks/results/"
-               "litert_pool_conv.txt)"),
+               "BN folded; token-layout attention, one form for every precision, window means as depthwise "
+               "convolutions (docs/FORMS.md#litert)"),
 }
 
 

@@ -494,15 +494,10 @@ class LiteRTTarget(Target):
                     details["quantization"] = {
                         "scheme": "int8 static (PT2E, litert-torch PT2EQuantizer)",
                         "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor",
-                        "adds_and_concatenations": "int8, annotated by edgevit: litert-torch's own add/cat "
-                                                   "annotators match none on a non-strict export, and left float "
-                                                   "they ran in float between DEQUANTIZE/QUANTIZE ops (Next-ViT-S: "
-                                                   "109 such ops; benchmarks/results/litert_int8_adds.json)",
-                        "attention_scores": "float: the mul scaling q @ k^T is left unannotated, so the scores and "
-                                            "the softmax stay float and q @ k^T is a float BATCH_MATMUL inside "
-                                            "XNNPACK; as an int8 BATCH_MATMUL it ran outside XNNPACK and the NTBs "
-                                            "ran 0.60x-1.55x their fp32 speed at 384, the NCBs 3.4-3.8x "
-                                            "(benchmarks/results/litert_int8_blocks_384.json)",
+                        "adds_and_concatenations": "int8, annotated by edgevit (litert-torch's own annotators "
+                                                   "match none on a non-strict export; docs/FORMS.md#litert)",
+                        "attention_scores": "float: q @ k^T stays a float BATCH_MATMUL inside XNNPACK "
+                                            "(docs/FORMS.md#litert)",
                         "calibration_images": int(len(calibration)),
                         "float_io_modules": [k.removeprefix(inner) for k in io_float],
                         "why_float_io": "the converter folds a quantized graph input/output into the model's I/O "

@@ -116,3 +116,18 @@ def test_bchw_swaps_every_ntb():
     new = deploy(_model(), passes=("bchw_attention_kq",)).model
     ntbs = [m for m in new.modules() if isinstance(m, NTB)]
     assert len(ntbs) == 3 and all(isinstance(m.e_mhsa, BCHWAttention) for m in ntbs)
+
+
+def test_form_reasons_are_one_sentence_pointing_to_the_docs():
+    """Manifest reasons carry no benchmark figures (those live in benchmarks/results/ and docs/FORMS.md), and the
+    page each one points to exists."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs/FORMS.md").read_text()
+    anchors = {re.sub(r"[^a-z0-9 -]", "", h.lower()).strip().replace(" ", "-")
+               for h in re.findall(r"^#+ (.+)$", page, re.M)}
+    for target, (_, reason) in FORMS.items():
+        assert len(reason) <= 200 and not re.search(r"\d\.\d|\d+x\b|benchmarks/results", reason), (target, reason)
+        link = re.search(r"docs/FORMS\.md#([a-z0-9-]+)", reason)
+        assert link and link.group(1) in anchors, (target, reason)
