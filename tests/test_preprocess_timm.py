@@ -109,3 +109,38 @@ def test_an_unknown_geometry_is_refused_by_name():
 
     with pytest.raises(ConfigError, match="geometry 'squash'.*upgrade edgevit"):
         Preprocess(size=(224, 224), geometry="squash")
+
+
+# (size, resize extent, picture width x height) -> (scaled width x height, crop left/top): the values the apps'
+# own tests hold (android_demo CoreTest "timm-eval geometry ...", ios_demo PreprocessingTests), from the oracle
+TIMM_CASES = [
+    ((224, 224), (333, 500), (235, 352), (6, 64)),
+    ((224, 224), (500, 333), (352, 235), (64, 6)),
+    ((224, 224), (640, 480), (313, 235), (44, 6)),
+    ((224, 256), (333, 500), (269, 404), (6, 90)),
+    ((224, 256), (301, 299), (269, 267), (6, 22)),
+]
+
+
+@pytest.mark.parametrize("size,picture,scaled,origin", TIMM_CASES)
+def test_the_apps_expected_values_are_the_oracles(size, picture, scaled, origin):
+    from PIL import Image
+
+    img = Image.new("RGB", picture)
+    captured = {}
+    real_resize = Image.Image.resize
+
+    def spy(self, new_size, *a, **k):
+        captured["size"] = tuple(new_size)
+        return real_resize(self, new_size, *a, **k)
+
+    Image.Image.resize = spy
+    try:
+        timm_eval_pixels(img, size, 0.95, "bilinear")
+    finally:
+        Image.Image.resize = real_resize
+    assert captured["size"] == scaled
+    w, h = scaled
+    assert (int(round((w - size[1]) / 2.0)), int(round((h - size[0]) / 2.0))) == origin
+    pre = Preprocess(size=size, crop_pct=0.95)
+    assert pre.resized_size(*picture) == scaled and pre.crop_box(*scaled)[:2] == origin

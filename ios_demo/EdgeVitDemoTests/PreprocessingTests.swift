@@ -51,6 +51,26 @@ final class PreprocessingTests: XCTestCase {
         }
     }
 
+    /// timm's eval geometry: the values tests/test_preprocess_timm.py checks against its transcription of timm's
+    /// transform (TIMM_CASES there).
+    func testTimmEvalGeometryMatchesTimm() {
+        func pre(_ size: [Int], _ resize: [Int]) -> Preprocessor {
+            Preprocessor(spec: Manifest.Preprocess(size: size, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225],
+                                                   resize: resize, cropPct: 0.95, interpolation: "bicubic",
+                                                   color: "RGB", geometry: "timm-eval"), rawPixels: false)
+        }
+        let square = pre([224, 224], [235, 235])
+        XCTAssertTrue(square.scaledSize(width: 333, height: 500) == (235, 352))
+        XCTAssertTrue(square.scaledSize(width: 500, height: 333) == (352, 235))
+        XCTAssertTrue(square.scaledSize(width: 640, height: 480) == (313, 235))
+        XCTAssertTrue(square.cropOrigin(scaledWidth: 235, scaledHeight: 352) == (6, 64))
+        XCTAssertTrue(square.cropOrigin(scaledWidth: 313, scaledHeight: 235) == (44, 6))
+        let wide = pre([224, 256], [235, 269])
+        XCTAssertTrue(wide.scaledSize(width: 333, height: 500) == (269, 404))
+        XCTAssertTrue(wide.scaledSize(width: 301, height: 299) == (269, 267))
+        XCTAssertTrue(wide.cropOrigin(scaledWidth: 269, scaledHeight: 404) == (6, 90))
+    }
+
     func testArtifactNeedingNewerRuntimeIsRefused() throws {
         let folder = try fixture("digits_xnnpack")
         let manifest = try Manifest.load(folder: folder)

@@ -7,6 +7,7 @@ import dev.edgevit.demo.core.Json
 import dev.edgevit.demo.core.LatencyStats
 import dev.edgevit.demo.core.Layout
 import dev.edgevit.demo.core.Manifest
+import dev.edgevit.demo.core.PreprocessSpec
 import dev.edgevit.demo.core.Preprocessor
 import dev.edgevit.demo.core.RuntimeVersions
 import dev.edgevit.demo.core.SignatureOrder
@@ -124,9 +125,32 @@ fun main(args: Array<String>) {
 
     test("scaled size and crop follow the Python rule") {
         val m = Manifest.parse(File(folders[0], "manifest.json").readText())
+        check(m.preprocess.geometry == "edgevit-v1") { "the digits model was trained with edgevit-v1" }
         val pre = Preprocessor(m.preprocess, false)
         check(pre.scaledSize(640, 480) == Pair(89, 67)) { "got ${pre.scaledSize(640, 480)}" }
         check(pre.cropOrigin(89, 67) == Pair(12, 1)) { "got ${pre.cropOrigin(89, 67)}" }
+    }
+
+    test("timm-eval geometry matches timm's eval transform") {
+        // expected values: timm's transform as tests/test_preprocess_timm.py transcribes it (TIMM_CASES there)
+        val mean = listOf(0.485f, 0.456f, 0.406f)
+        val std = listOf(0.229f, 0.224f, 0.225f)
+        val square = Preprocessor(
+            PreprocessSpec(listOf(224, 224), mean, std, listOf(235, 235), 0.95, "bicubic", "RGB", "timm-eval"),
+            false
+        )
+        check(square.scaledSize(333, 500) == Pair(235, 352)) { "got ${square.scaledSize(333, 500)}" }
+        check(square.scaledSize(500, 333) == Pair(352, 235)) { "got ${square.scaledSize(500, 333)}" }
+        check(square.scaledSize(640, 480) == Pair(313, 235)) { "got ${square.scaledSize(640, 480)}" }
+        check(square.cropOrigin(235, 352) == Pair(6, 64)) { "got ${square.cropOrigin(235, 352)}" }
+        check(square.cropOrigin(313, 235) == Pair(44, 6)) { "got ${square.cropOrigin(313, 235)}" }
+        val wide = Preprocessor(
+            PreprocessSpec(listOf(224, 256), mean, std, listOf(235, 269), 0.95, "bicubic", "RGB", "timm-eval"),
+            false
+        )
+        check(wide.scaledSize(333, 500) == Pair(269, 404)) { "got ${wide.scaledSize(333, 500)}" }
+        check(wide.scaledSize(301, 299) == Pair(269, 267)) { "got ${wide.scaledSize(301, 299)}" }
+        check(wide.cropOrigin(269, 404) == Pair(6, 90)) { "got ${wide.cropOrigin(269, 404)}" }
     }
 
     test("an artifact asking for a newer runtime than the app links is refused by name") {
