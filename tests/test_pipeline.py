@@ -14,7 +14,7 @@ from PIL import Image
 
 from edgevit.cli import main
 from edgevit.config import ConvertConfig
-from edgevit.errors import ParityError
+from edgevit.errors import ConfigError, ParityError
 from edgevit.manifest import read_golden, read_manifest
 from edgevit.models import save_weights
 from edgevit.models.factory import build_model
@@ -86,12 +86,26 @@ def test_plan_reads_the_checkpoint_sidecar_and_options_override_it(tmp_path):
     p = plan(ConvertConfig(model=TINY, weights=str(weights), target="onnx", out=str(tmp_path / "o")))
     assert p.pre.size == (96, 80) and p.pre.crop_pct == 1.0 and p.pre.interpolation == "bilinear"
     assert p.pre.mean == (0.5, 0.4, 0.3) and p.pre.std == (0.2, 0.25, 0.3)
-    assert set(p.pre_sources.values()) == {"checkpoint sidecar finetuned.json"}
+    assert {k: v for k, v in p.pre_sources.items() if k != "geometry"} == dict.fromkeys(
+        ("img_size", "crop_pct", "interpolation", "mean", "std"), "checkpoint sidecar finetuned.json")
+    # a sidecar without preprocess_geometry gets timm's eval transform; one that states it is obeyed
+    assert p.pre.geometry == "timm-eval" and p.pre_sources["geometry"] == "edgevit default (timm's eval transform)"
     p2 = plan(ConvertConfig(model=TINY, weights=str(weights), target="onnx", out=str(tmp_path / "o"),
                             mean=(0.1, 0.2, 0.3), img_size=64))
     assert p2.pre.mean == (0.1, 0.2, 0.3) and p2.pre.size == (64, 64) and p2.pre.std == (0.2, 0.25, 0.3)
     assert p2.pre_sources["mean"] == "option --mean" and p2.pre_sources["img_size"] == "option --img-size"
     assert p2.pre_sources["std"] == "checkpoint sidecar finetuned.json"
+
+
+def test_a_sidecar_states_the_resize_geometry_it_was_trained_with(tmp_path):
+    weights = _checkpoint_with_sidecar(tmp_path, {**STATS, "preprocess_geometry": "edgevit-v1"})
+    p = plan(ConvertConfig(model=TINY, weights=str(weights), target="onnx", out=str(tmp_path / "o")))
+    assert p.pre.geometry == "edgevit-v1" and p.pre_sources["geometry"] == "checkpoint sidecar finetuned.json"
+    assert p.pre.to_manifest()["geometry"] == "edgevit-v1"
+    (tmp_path / "b").mkdir()
+    bad = _checkpoint_with_sidecar(tmp_path / "b", {**STATS, "preprocess_geometry": "squash"})
+    with pytest.raises(ConfigError, match="preprocess_geometry must be one of timm-eval, edgevit-v1"):
+        plan(ConvertConfig(model=TINY, weights=str(bad), target="onnx", out=str(tmp_path / "o2")))
 
 
 def test_hub_tag_sets_384_and_crop_1_when_offline(monkeypatch):

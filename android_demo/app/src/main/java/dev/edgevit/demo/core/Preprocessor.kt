@@ -21,7 +21,8 @@ class Preprocessor(private val spec: PreprocessSpec, private val rawPixels: Bool
         val tw = spec.resize[1]
         if (spec.geometry == "edgevit-v1") {
             val scale = maxOf(th.toDouble() / srcHeight, tw.toDouble() / srcWidth)
-            return Pair(maxOf(tw, Math.round(srcWidth * scale).toInt()), maxOf(th, Math.round(srcHeight * scale).toInt()))
+            val w = maxOf(tw, Math.round(srcWidth * scale).toInt())
+            return Pair(w, maxOf(th, Math.round(srcHeight * scale).toInt()))
         }
         if (th == tw) {
             return if (srcWidth <= srcHeight) {
@@ -42,12 +43,12 @@ class Preprocessor(private val spec: PreprocessSpec, private val rawPixels: Bool
 
     /** Left and top of the center crop inside a scaled picture (torchvision's `center_crop` offsets for "timm-eval":
      *  half the slack, halves to even). */
-    fun cropOrigin(scaledWidth: Int, scaledHeight: Int): Pair<Int, Int> =
+    fun cropOrigin(scaledWidth: Int, scaledHeight: Int): Pair<Int, Int> {
         if (spec.geometry == "edgevit-v1") {
-            Pair((scaledWidth - width) / 2, (scaledHeight - height) / 2)
-        } else {
-            Pair(Math.rint((scaledWidth - width) / 2.0).toInt(), Math.rint((scaledHeight - height) / 2.0).toInt())
+            return Pair((scaledWidth - width) / 2, (scaledHeight - height) / 2)
         }
+        return Pair(Math.rint((scaledWidth - width) / 2.0).toInt(), Math.rint((scaledHeight - height) / 2.0).toInt())
+    }
 
     /**
      * `argb`: a scaled picture's pixels, row-major, 0xAARRGGBB (Android's Bitmap.getPixels layout).
