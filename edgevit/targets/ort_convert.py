@@ -50,18 +50,46 @@ def convert_to_ort(onnx_path: Path, out_dir: Path) -> dict:
     child = ["-m", "edgevit.targets.ort_convert", "model.onnx", "."]
     cmd = [sys.executable, "-c", _TRAMPOLINE, *child] if sys.platform.startswith("linux") else [sys.executable,
                                                                                                  *child]
-    with tempfile.TemporaryDirectory(prefix="edgevit-ortc-") as work:
-        shutil.copyfile(onnx_path, Path(work) / "model.onnx")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            raise ExportError(f".ort conversion failed (exit {proc.returncode}):\n"
-                              f"{(proc.stdout + proc.stderr)[-2000:]}")
-        for name in ("model.ort", "model.required_operators.config"):
-            if not (Path(work) / name).is_file():
-                raise ExportError(f".ort conversion wrote no {name}")
-            shutil.move(Path(work) / name, out_dir / f"{onnx_path.stem}{name.removeprefix('model')}")
+    pyc = _bytecode_cache()
+    warm = (pyc / "warm").is_file()
+    for attempt in ((False, True) if not warm else (True,)):
+        with tempfile.TemporaryDirectory(prefix="edgevit-ortc-") as work:
+            shutil.copyfile(onnx_path, Path(work) / "model.onnx")
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work,
+                                  env={**env, "PYTHONPYCACHEPREFIX": str(pyc)})
+            lines = proc.stdout.strip().splitlines()
+            if proc.returncode != 0 or not lines:
+                raise ExportError(f".ort conversion failed (exit {proc.returncode}):\n"
+                                  f"{(proc.stdout + proc.stderr)[-2000:]}")
+            if not attempt:  # the warm-up run: it compiled the child's modules into the cache
+                (pyc / "warm").touch()
+                continue
+            for name in ("model.ort", "model.required_operators.config"):
+                if not (Path(work) / name).is_file():
+                    raise ExportError(f".ort conversion wrote no {name}")
+                shutil.move(Path(work) / name, out_dir / f"{onnx_path.stem}{name.removeprefix('model')}")
     return json.loads(lines[-1])
+
+
+def _bytecode_cache() -> Path:
+    """The converter child's own Python bytecode cache (``PYTHONPYCACHEPREFIX``), one per Python, onnxruntime and
+    edgevit version in ``EDGEVIT_CACHE``. A child that compiles modules allocates differently from one that reads
+    them compiled, and writes another table order: the first conversion on a fresh install differed from the next
+    (1 in 12 conversions, issue 32). So the first conversion that finds the cache cold runs the child once to fill
+    it, and every kept ``.ort`` comes from a child that read all its modules from a cache no other process writes."""
+    import platform
+    from importlib.metadata import version
+
+    import edgevit
+
+    base = Path(os.environ.get("EDGEVIT_CACHE") or Path.home() / ".cache" / "edgevit")
+    pyc = base / f"ort-pyc-{platform.python_version()}-{version('onnxruntime')}-{edgevit.__version__}"
+    try:
+        pyc.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"cannot create the .ort converter's cache {pyc} ({e}); set EDGEVIT_CACHE to a writable "
+                          "folder") from None
+    return pyc
 
 
 def _rewrite_config_header(config: Path, model_name: str) -> None:
@@ -72,8 +100,20 @@ def _rewrite_config_header(config: Path, model_name: str) -> None:
 
 
 def _main(onnx_path: Path, out_dir: Path) -> dict:
+    from onnxruntime.tools import convert_onnx_models_to_ort as converter
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
+    make_options = converter._create_session_options
+
+    def one_thread(*args, **kwargs):
+        # worker threads allocate concurrently, so the heap addresses that seed the table's hash map (above) vary
+        # from run to run even with randomization off; one thread leaves one allocation order
+        so = make_options(*args, **kwargs)
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        return so
+
+    converter._create_session_options = one_thread
     captured = io.StringIO()
     try:
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
