@@ -31,9 +31,10 @@ CASES = [  # (model, target, precision, extra options)
     ("nextvit_photodigits", "onnx", "int8", {}),
     ("nextvit_photodigits", "executorch", "int8", {}),
 ]
-SMALL = [  # the headline command, and its fp16 siblings, with the seven photographs as --images
+SMALL = [  # the headline command and an fp16 sibling, with the seven photographs as --images; int8 calibrated on them
     ("nextvit_small", "coreml", "fp16", {"random_init": True}),
     ("nextvit_small", "onnx", "fp16", {"random_init": True}),
+    ("nextvit_small", "executorch", "int8", {"random_init": True}),
 ]
 
 
@@ -51,6 +52,8 @@ def run_case(model, target, precision, extra, out: Path, photos: str | None) -> 
     opts = dict(extra)
     if photos and model == "nextvit_small":
         opts.update(images=photos)
+        if precision == "int8":
+            opts.update(calib_dir=photos, eval_dir=photos)
     t0 = time.perf_counter()
     res = convert(ConvertConfig(model=model, target=target, precision=precision, out=str(out), keep_failed=True,
                                 **opts))

@@ -18,6 +18,8 @@ import sys
 from edgevit.errors import ConfigError, EdgeVitError, exit_codes_help
 
 EXIT_CODES_HELP = exit_codes_help()
+MODULE_HELP = ("the user module the artifact was converted from (FILE.py:FACTORY, as convert's --module): needed to "
+               "rebuild its PyTorch reference; edgevit never imports a module an artifact folder names")
 
 
 def _print_json(obj) -> None:
@@ -345,6 +347,7 @@ def _artifact_arguments(p, *, images: str) -> None:
     p.add_argument("dir", help="artifact folder written by edgevit convert")
     p.add_argument("--images", help=images)
     p.add_argument("--weights", help="the checkpoint the artifact came from, if not at the manifest's path")
+    p.add_argument("--module", help=MODULE_HELP)
     p.add_argument("--threads", type=_count(1), help="runtime threads")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
@@ -353,7 +356,7 @@ def _cmd_verify(args) -> int:
     from edgevit.verify import verify_dir
 
     report = verify_dir(args.dir, images=args.images, weights=args.weights, threads=args.threads,
-                        raise_on_failure=False)
+                        raise_on_failure=False, module=args.module)
     if args.json:
         _print_json(report.to_dict())
     else:
@@ -421,7 +424,7 @@ def _cmd_drift(args) -> int:
     from edgevit.verify.drift import drift_dir
 
     report = drift_dir(args.dir, images=args.images, weights=args.weights, threads=args.threads,
-                       calib_dir=args.calib_dir, on_step=_step_printer(True))
+                       calib_dir=args.calib_dir, on_step=_step_printer(True), module=args.module)
     if args.html:
         with atomic_file(args.html, overwrite=args.overwrite) as tmp:
             tmp.write_text(report.html())
@@ -660,6 +663,7 @@ def _add_evaluate(sub):
     p.add_argument("--threads", type=int, default=1, help="runtime threads per shard task (default 1)")
     p.add_argument("--weights", help="the checkpoint the artifacts were converted from, where their manifests' "
                                      "path no longer holds it")
+    p.add_argument("--module", help=MODULE_HELP)
     _scale_arguments(p)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -678,7 +682,7 @@ def _cmd_evaluate(args) -> int:
 
     results = evaluate(args.artifacts, args.images, labels_from_folders=args.labels_from_folders,
                        shards=args.shards, address=args.address, threads=args.threads, inline=args.inline,
-                       weights=args.weights, on_shard=on_shard)
+                       weights=args.weights, on_shard=on_shard, module=args.module)
     _print_json(results) if args.json else print(format_results(results))
     return 0
 

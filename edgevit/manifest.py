@@ -88,13 +88,17 @@ def write_golden_size(folder: Path, size: tuple[int, int], pictures: list, x: np
 
 
 # the manifest content apps and verify rely on; its hash is recorded, so an edit shows
-SEALED_KEYS = ("model", "target", "precision", "artifact", "artifact_sha256", "input", "preprocess", "outputs",
-               "labels", "golden", "runtime_requirements", "weights_sha256")
+# what the first sealed manifests covered; every seal covers at least these
+SEALED_KEYS_V1 = ("model", "target", "precision", "artifact", "artifact_sha256", "input", "preprocess", "outputs",
+                  "labels", "golden", "runtime_requirements", "weights_sha256")
+# new seals also cover the source (the user module's path and sha256, which verify --module checks)
+SEALED_KEYS = SEALED_KEYS_V1 + ("source",)
 
 
-def content_sha256(manifest: dict) -> str:
-    """Hash of the sealed part of a manifest (canonical JSON of ``SEALED_KEYS``)."""
-    sealed = {k: manifest.get(k) for k in SEALED_KEYS}
+def content_sha256(manifest: dict, keys: tuple[str, ...] | None = None) -> str:
+    """Hash of the sealed part of a manifest (canonical JSON of ``keys``: by default ``SEALED_KEYS``; to check a
+    seal, the keys it recorded, never fewer than ``SEALED_KEYS_V1``)."""
+    sealed = {k: manifest.get(k) for k in (keys or SEALED_KEYS)}
     return hashlib.sha256(json.dumps(sealed, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
@@ -123,7 +127,9 @@ def integrity_problems(folder: Path, manifest: dict) -> list[str]:
     seal_info = manifest.get("integrity")
     if seal_info is None:
         return ["the manifest carries no integrity record (made by an older edgevit): re-convert to seal it"]
-    if content_sha256(manifest) != seal_info.get("content_sha256"):
+    recorded = seal_info.get("sealed_keys") if isinstance(seal_info, dict) else None
+    keys = tuple(dict.fromkeys([*SEALED_KEYS_V1, *(k for k in (recorded or []) if isinstance(k, str))]))
+    if not isinstance(seal_info, dict) or content_sha256(manifest, keys) != seal_info.get("content_sha256"):
         problems.append("manifest.json was edited after conversion (its sealed content no longer hashes to "
                         "integrity.content_sha256)")
     for name, digest in manifest["golden"].get("sha256", {}).items():

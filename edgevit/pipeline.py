@@ -618,6 +618,8 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
                    "feature_norms": net.cfg.feature_norms if cfg.features else None,
                    "attention": cfg.attention,
                    "module": module_source(cfg.module),
+                   # what verify --module checks the module it is given against (the folder never names code to run)
+                   "module_sha256": sha256_file(Path(cfg.module.rpartition(":")[0])) if cfg.module else None,
                    "reset_head": cfg.reset_head},
         "provenance": io_spec.provenance,
         "weights_sha256": weights_hash,

@@ -60,7 +60,8 @@ def shard_bounds(n: int, shards: int, chunk: int = CHUNK) -> list[tuple[int, int
     return bounds
 
 
-def evaluate_shard(folders: list[str], files: list[str], threads: int, weights: str | None = None) -> dict:
+def evaluate_shard(folders: list[str], files: list[str], threads: int, weights: str | None = None,
+                   module: str | None = None) -> dict:
     """Run every artifact folder and its fp32 PyTorch reference over ``files`` (one shard), in chunks of
     ``CHUNK``. Returns, per folder, the artifact's and the reference's first output (N, ...), the images that
     could not be read (skipped by every artifact alike, so the merged rows still line up), and where the time
@@ -86,7 +87,7 @@ def evaluate_shard(folders: list[str], files: list[str], threads: int, weights: 
                                                      RuntimeSpec.from_manifest(manifest), threads=threads)
         key = manifest["weights_sha256"]
         if key not in models:
-            models[key] = rebuild_reference(manifest, weights)
+            models[key] = rebuild_reference(manifest, weights, module)
         spent["load"] += time.perf_counter() - tick
         pre = Preprocess.from_manifest(manifest["preprocess"])
         pre_key = json.dumps(manifest["preprocess"], sort_keys=True)
@@ -136,7 +137,8 @@ def evaluate_shard(folders: list[str], files: list[str], threads: int, weights: 
 
 def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, labels_from_folders: bool = False,
              shards: int | None = None, address: str | None = None, threads: int = 1, inline: bool = False,
-             weights: str | None = None, on_shard: Callable[[dict], None] | None = None) -> list[dict]:
+             weights: str | None = None, on_shard: Callable[[dict], None] | None = None,
+             module: str | None = None) -> list[dict]:
     """Metrics of each artifact folder over the images of ``images`` (see the module docstring).
 
     ``shards``: how many pieces the folder is cut into (default: one per local CPU, or per cluster CPU);
@@ -167,7 +169,7 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
         bounds = shard_bounds(len(names), shards or 1)
         parts = []
         for a, b in bounds:
-            parts.append(evaluate_shard(folders, names[a:b], threads, weights))
+            parts.append(evaluate_shard(folders, names[a:b], threads, weights, module))
             if on_shard:
                 on_shard(parts[-1])
     else:
@@ -175,7 +177,7 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
             cpus = int(ray.cluster_resources().get("CPU", 1))
             bounds = shard_bounds(len(names), shards or max(1, cpus // threads))
             task = ray.remote(evaluate_shard).options(num_cpus=threads, max_retries=1, retry_exceptions=False)
-            refs = [task.remote(folders, names[a:b], threads, weights) for a, b in bounds]
+            refs = [task.remote(folders, names[a:b], threads, weights, module) for a, b in bounds]
             parts = [None] * len(refs)
             pending = dict(zip(refs, range(len(refs))))
             while pending:

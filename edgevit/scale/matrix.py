@@ -102,7 +102,7 @@ def run_cell(cell: Cell, out_dir: str, records_dir: str, threads: int, key: str)
         record["convert_s"] = result.seconds
         t0 = time.perf_counter()
         report = verify_dir(out_dir, images=cfg.images, weights=cfg.weights, threads=threads,
-                            raise_on_failure=False)
+                            raise_on_failure=False, module=cfg.module)
         record["verify_s"] = round(time.perf_counter() - t0, 2)
         manifest = result.manifest
         record.update(status="ok" if report.passed else "failed", exit_code=0 if report.passed else 3,

@@ -125,13 +125,13 @@ def pytorch_block_outputs(model, x: np.ndarray, units: list[str]) -> dict[str, n
     return {u: np.concatenate(v) for u, v in captured.items()}
 
 
-def deployed_reference(manifest: dict, weights: str | None):
+def deployed_reference(manifest: dict, weights: str | None, module: str | None = None):
     """The PyTorch model the artifact was exported from: rebuilt from the manifest's source and put through the
     rewrite passes the manifest lists, so its module names and numbers are the exported graph's."""
     from edgevit.rewrites import deploy
     from edgevit.verify.parity import rebuild_reference
 
-    net = rebuild_reference(manifest, weights)
+    net = rebuild_reference(manifest, weights, module)
     passes = tuple(p["name"] for p in manifest["rewrite"]["passes"])
     if not passes:
         return net, net
@@ -183,7 +183,7 @@ def recorded_calibration(manifest: dict, calib_dir: str | Path | None = None) ->
 
 def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: str | None = None,
               threads: int | None = None, calib_dir: str | Path | None = None,
-              on_step: StepCallback | None = None) -> DriftReport:
+              on_step: StepCallback | None = None, module: str | None = None) -> DriftReport:
     """Per-block drift of the artifact folder ``folder`` (golden input, plus ``images``). ``calib_dir``: where
     the calibration images are now, for runtimes whose debug copy is quantized again (int8 ExecuTorch).
     ``on_step(name, "start" | "done", seconds)`` hears of each step (the CLI prints them)."""
@@ -213,7 +213,7 @@ def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: 
         x_norm, x_in = np.concatenate([x_norm, norm]), np.concatenate([x_in, art])
     steps = Steps(on_step, log)
     with steps("PyTorch reference, block by block"):
-        net, deployed = deployed_reference(manifest, weights)
+        net, deployed = deployed_reference(manifest, weights, module)
         units = units_of(deployed)
         names = [u for u, _, _ in units]
         ref = pytorch_block_outputs(deployed, x_norm, names)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevit._io import sha256_file
-from edgevit.errors import CheckpointError, IntegrityError, ParityError
+from edgevit.errors import CheckpointError, ConfigError, IntegrityError, ParityError
 from edgevit.manifest import read_golden, read_manifest
 from edgevit.verify.metrics import CLASS_OUTPUTS, OutputMetrics, compare, is_classifier
 from edgevit.verify.tolerances import Tolerance, tolerance_for
@@ -81,12 +81,13 @@ def measure(report: ParityReport, data: str, runner, x: np.ndarray, reference: d
 
 def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights: str | None = None,
                threads: int | None = None, raise_on_failure: bool = True, runner=None,
-               runtime: str | None = None) -> ParityReport:
+               runtime: str | None = None, module: str | None = None) -> ParityReport:
     """Re-run the parity check of an existing artifact folder.
 
     The golden pair is always replayed. With ``images``, the PyTorch reference is rebuilt from the manifest's
     ``source`` (its weights file, ``weights`` to point at another copy, or its deterministic random init) and must
-    hash to the manifest's ``weights_sha256``. ``runner`` (with the name of its ``runtime``) checks another
+    hash to the manifest's ``weights_sha256``; a whole model built by a user module needs that module as ``module``
+    (``rebuild_reference``: nothing named by the folder is imported). ``runner`` (with the name of its ``runtime``) checks another
     executable built from the artifact against the same references and tolerance row, e.g. a TensorRT engine
     (``edgevit build-engine``); by default the artifact runs in its target's desktop runtime.
     """
@@ -125,7 +126,7 @@ def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights:
     if images is not None:
         from edgevit.models.factory import output_names
 
-        reference = rebuild_reference(manifest, weights)
+        reference = rebuild_reference(manifest, weights, module)
         xs_norm, xs_in = images_for(manifest, images)
         ref = reference_for_artifact(reference, xs_norm, output_names(reference), art_names)
         measure(report, "images", runner, xs_in, ref, classification=classification)
@@ -167,8 +168,12 @@ def reference_outputs(model, x: np.ndarray, manifest: dict, chunk: int = 8) -> d
     return {n: np.concatenate(parts) for n, parts in zip(names, zip(*outs))}
 
 
-def rebuild_reference(manifest: dict, weights: str | None = None):
-    """The PyTorch model the artifact was converted from, checked against the manifest's weights hash."""
+def rebuild_reference(manifest: dict, weights: str | None = None, module: str | None = None):
+    """The PyTorch model the artifact was converted from, checked against the manifest's weights hash.
+
+    An artifact folder is data: the user module a whole model was built from (``--module FILE.py:FACTORY`` at
+    convert) is imported only when the caller passes it as ``module`` (the CLI's ``--module``), never from the
+    path the manifest names; it must hash to the sha256 the manifest recorded for it (exit 3 otherwise)."""
     from edgevit.models.factory import build_model
     from edgevit.manifest import state_dict_sha256
 
@@ -177,11 +182,23 @@ def rebuild_reference(manifest: dict, weights: str | None = None):
         src["weights"] = weights
     from edgevit.models.factory import embedded_weights
 
+    if src.get("module") and module is None:
+        raise ConfigError(f"this artifact was converted from the user module {src['module']}; edgevit never imports "
+                          "code that an artifact folder names. To rebuild its PyTorch reference, pass --module "
+                          "FILE.py:FACTORY (the option convert took) with the module you trust")
+    if module is not None and not src.get("module"):
+        raise ConfigError(f"--module {module} was given, but this artifact was not converted from a user module "
+                          f"(it is {src['model']}); leave --module out")
     if src.get("module"):  # a whole model from its factory (--module): the factory's own weights are allowed
         from edgevit.manifest import input_hw
         from edgevit.models.user_module import build_user_model
 
-        model, _ = build_user_model(src["module"], model=src["model"], weights=src.get("weights"),
+        file = Path(module.rpartition(":")[0])
+        recorded = src.get("module_sha256")
+        if recorded is not None and file.is_file() and sha256_file(file) != recorded:
+            raise IntegrityError(f"--module {file} does not hash to the module_sha256 the manifest recorded for "
+                                 f"{src['module']}: pass the module the artifact was converted from")
+        model, _ = build_user_model(module, model=src["model"], weights=src.get("weights"),
                                     random_init=src.get("random_init", False), seed=src.get("seed", 0),
                                     img_size=input_hw(manifest))
     elif not src.get("random_init") and not src.get("weights") and embedded_weights(src["model"]) is None:

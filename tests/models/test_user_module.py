@@ -61,11 +61,11 @@ def test_the_example_detector_converts_and_verifies(tmp_path, target):
     assert [o["shape"][-2:] for o in m["outputs"][::2]] == [[12, 20], [6, 10], [3, 5]]  # strides 8, 16, 32
     assert m["source"]["module"] == f"{EXAMPLE}:build_tiny" and m["num_classes"] is None
     assert all(p["modules"][0].startswith("backbone.") for p in m["rewrite"]["passes"])
-    report = verify_dir(r.out_dir, images=IMAGES if target == "onnx" else None)
+    report = verify_dir(r.out_dir, images=IMAGES if target == "onnx" else None, module=TINY)
     assert report.passed and ("images" in report.to_dict()["sets"]) == (target == "onnx")
     from edgevit.verify.drift import drift_dir  # it follows the backbone's blocks inside the detector
 
-    drift = drift_dir(r.out_dir)
+    drift = drift_dir(r.out_dir, module=TINY)
     units = [b.unit for b in drift.blocks]
     assert units[0] == "backbone.stem" and units[-1] == "p3_cls" and len(units) == 8, drift.notes
     assert all(b.cosine_min > 0.99999 for b in drift.blocks) and drift.first_over_budget is None
@@ -90,7 +90,7 @@ def test_whole_model_weights_load_strictly_and_are_checked_on_verify(tmp_path):
     torch.save(det.state_dict(), weights)
     r = convert(ConvertConfig(model="nextvit_test_tiny", module=TINY, weights=str(weights), img_size=SIZE,
                               out=str(tmp_path / "o")))
-    assert r.parity_passed and verify_dir(r.out_dir, images=IMAGES).passed
+    assert r.parity_passed and verify_dir(r.out_dir, images=IMAGES, module=TINY).passed
     bad = dict(det.state_dict())
     bad.pop("cls.weight")
     torch.save(bad, tmp_path / "bad.pth")
