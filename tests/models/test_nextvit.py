@@ -107,7 +107,7 @@ def test_num_classes_zero_returns_pooled_features(tiny_model, tiny_input):
         pooled = m(tiny_input)
         expected = tiny_model.forward_features(tiny_input).mean(dim=(2, 3))
     assert pooled.shape == (2, get_config(TINY).num_features)
-    torch.testing.assert_close(pooled, expected, rtol=0, atol=0)
+    assert_fp32_close(pooled, expected)  # the head pools with its own kernel: its summation order may differ
 
 
 @pytest.mark.parametrize("sr,n", [(1, 12), (2, 16), (2, 18), (4, 40), (3, 20)])
