@@ -90,6 +90,7 @@ class MatrixSpec:
             bad = [v for v in getattr(self, key) if not isinstance(v, str)]
             if bad:
                 raise ConfigError(f"matrix spec: {key} must be names, got {bad[0]!r}")
+        self._check_names()
         for s in self.sizes:
             parse_img_size(s)
         if not isinstance(self.options, dict):
@@ -103,6 +104,35 @@ class MatrixSpec:
         if dup:
             raise ConfigError(f"matrix spec: two models entries are both called {dup[0]!r}; give each a distinct "
                               "'name'")
+
+    def _check_names(self) -> None:
+        """A target, delegate or precision that no target knows is a typo, not an "unsupported" cell (issue 32:
+        ``targets: [onxx]`` made a matrix of unsupported cells that exited 0)."""
+        import difflib
+
+        from edgevit.targets.base import list_targets, supported_combinations
+
+        combos = supported_combinations()
+        known_targets = list_targets()
+        known_delegates = sorted({f"{t}:{d}" for t, d, _ in combos if d is not None})
+        known_precisions = sorted({p for _, _, p in combos})
+
+        def hint(value, known):
+            close = difflib.get_close_matches(value, known, n=1)
+            return f" (did you mean {close[0]!r}?)" if close else ""
+
+        for spec in self.targets:
+            target, _, delegate = spec.partition(":")
+            if target not in known_targets:
+                raise ConfigError(f"matrix spec: unknown target {target!r}{hint(target, known_targets)}; targets: "
+                                  f"{', '.join(known_targets)}")
+            if delegate and spec not in known_delegates:
+                raise ConfigError(f"matrix spec: unknown delegate {spec!r}{hint(spec, known_delegates)}; "
+                                  f"delegates: {', '.join(known_delegates)}")
+        for precision in self.precisions:
+            if precision not in known_precisions:
+                raise ConfigError(f"matrix spec: unknown precision {precision!r}"
+                                  f"{hint(precision, known_precisions)}; precisions: {', '.join(known_precisions)}")
 
     @staticmethod
     def model_id(entry: dict) -> str:

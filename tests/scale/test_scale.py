@@ -217,6 +217,13 @@ def test_spec_errors_name_the_problem(tmp_path):
     cells = MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["coreml", "executorch:coreml"],
                        precisions=["pal8"]).cells()
     assert cells[0].unsupported is None and "does not support precision 'pal8'" in cells[1].unsupported
+    # typos are errors, not "unsupported" cells (issue 32: targets [onxx] ran and exited 0)
+    with pytest.raises(ConfigError, match="unknown target 'onxx' \\(did you mean 'onnx'\\?\\)"):
+        MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["onxx"], precisions=["fp32"])
+    with pytest.raises(ConfigError, match="unknown precision 'fp23' \\(did you mean 'fp32'\\?\\)"):
+        MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["onnx"], precisions=["fp23"])
+    with pytest.raises(ConfigError, match="unknown delegate 'executorch:xnpack'"):
+        MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["executorch:xnpack"], precisions=["fp32"])
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     spec = MatrixSpec(models=[{"model": "nextvit_digits"}], targets=["onnx"], precisions=["fp32"])
