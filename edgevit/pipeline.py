@@ -148,6 +148,7 @@ def plan(cfg: ConvertConfig) -> Plan:
     target.check(cfg.precision, cfg.delegate)
     if target.always_dynamic_batch and not cfg.dynamic_batch:
         cfg = cfg.replace(dynamic_batch=True)  # e.g. TensorRT: the engine's optimization profile spans batches
+    target.check_toolchain()  # exit 5 now, as the real run would, not after the model is built
     if hasattr(target, "check_options"):
         target.check_options(cfg)
     if cfg.build:  # no GPU or no TensorRT: say so now, not after the conversion

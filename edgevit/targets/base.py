@@ -137,6 +137,7 @@ class Target:
     delegates: tuple[str | None, ...] = (None,)
     extra: str = ""  # pip extra that installs the toolchain ("" = core dependency)
     runtime: str = ""  # the desktop runtime that runs its artifacts
+    toolchain: tuple[str, ...] = ()  # modules export needs; checked by plan (and --dry-run) before any work
     always_dynamic_batch: bool = False  # the artifact takes any batch whatever --dynamic-batch says
     # how one artifact serves several input sizes (--img-sizes), or None: one size per artifact on this target
     multi_size: str | None = None
@@ -214,6 +215,20 @@ class Target:
         """Import the desktop runtime ahead of timing, so load times measure the artifact, not the import."""
         if self.runtime:
             self.require(self.runtime)
+
+    def check_toolchain(self) -> None:
+        """MissingDependencyError (exit 5) naming the extra when a module export needs is not installed; looked up
+        without importing it, so --dry-run stays fast and says what the real run would."""
+        from importlib.util import find_spec
+
+        for module in self.toolchain:
+            try:
+                found = find_spec(module) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                how = f"pip install 'edgevit[{self.extra}]'" if self.extra else "pip install edgevit (reinstall)"
+                raise MissingDependencyError(f"target {self.name} needs {module}, which is not installed: {how}")
 
     def require(self, module: str):
         try:

@@ -82,6 +82,7 @@ class CoreMLTarget(Target):
     precisions = ("fp16", "fp32", "int8", "int8w", "pal8", "pal6", "pal4")
     default_precision = "fp16"
     needs_calibration = ("int8",)
+    toolchain = ("coremltools",)
     # torch.export proves the deployed graph's ceil-mode pool guards only for heights/widths that are multiples of 32
     multi_size = "enumerated shapes (ct.EnumeratedShapes): one ML program for every listed size, multiples of 32"
 

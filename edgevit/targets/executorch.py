@@ -78,6 +78,7 @@ class ExecuTorchTarget(Target):
     precisions = ("fp32", "fp16", "int8")
     needs_calibration = ("int8",)
     runtime = "executorch"
+    toolchain = ("executorch",)
     # a graph with symbolic height/width does not export here: PatchEmbed's ceil-mode pools add guards torch.export
     # cannot prove over a size range ("Constraints violated (H, W)"), so each size is its own static method
     multi_size = "one method per size in one .pte (forward is the primary size, forward_<H>x<W> the others)"

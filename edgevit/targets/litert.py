@@ -436,6 +436,7 @@ class LiteRTTarget(Target):
     needs_calibration = ("int8",)
     extra = "litert"
     runtime = "ai_edge_litert"
+    toolchain = ("litert_torch",)
     form_report_step = "count the original and deployed forms' TRANSPOSE ops (cached per architecture)"
     multi_size = "one signature per size in one .tflite (serving_default is the primary size, serving_<H>x<W> the " \
                  "others; the weights are stored once)"

@@ -249,6 +249,7 @@ class OnnxTarget(Target):
     suffix = ".onnx"
     multi_size = "dynamic height and width (one graph; parity checked at every listed size)"
     runtime = "onnxruntime"
+    toolchain = ("onnxscript", "onnxruntime")
     precisions = ("fp32", "fp16", "int8")
     needs_calibration = ("int8",)
 

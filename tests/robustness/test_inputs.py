@@ -196,3 +196,19 @@ def test_overwrite_refuses_a_folder_that_is_not_an_artifact(tmp_path):
     before = tree_digest(out)
     expect(cli(*DIGITS, "--overwrite", "--out", out), 7, "not an edgevit artifact folder", "nothing was changed")
     assert tree_digest(out) == before
+
+
+@pytest.mark.parametrize("target,module", [("coreml", "coremltools"), ("executorch", "executorch"),
+                                           ("onnx", "onnxscript")])
+def test_dry_run_says_a_missing_toolchain_as_the_real_run_would(tmp_path, monkeypatch, capsys, target, module):
+    """Issue 32: --dry-run exited 0 where the real run exited 5. The toolchain is looked up, not imported."""
+    import importlib.util
+
+    from edgevit.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    rc = main(["convert", "--model", "nextvit_digits", "--target", target, "--dry-run", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 5 and f"needs {module}" in err and "pip install" in err, err
+    assert not (tmp_path / "o").exists()
