@@ -8,6 +8,7 @@ Next-ViT part and parity is checked on the whole model's outputs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import sys
@@ -26,16 +27,37 @@ def load_factory(spec: str):
     loader_spec = importlib.util.spec_from_file_location(module_name, file)
     module = importlib.util.module_from_spec(loader_spec)
     sys.modules[module_name] = module
-    try:
+    with user_code(f"importing --module file {file}"):
         loader_spec.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 - the user's file failed: say where, keep the cause
-        raise ConfigError(f"importing --module file {file} failed: {type(e).__name__}: {e}") from e
     factory = getattr(module, name, None)
     if not callable(factory):
         found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_")
                        and getattr(v, "__module__", None) == module_name)
         raise ConfigError(f"{file} has no function {name!r}; functions defined there: {', '.join(found) or 'none'}")
     return factory
+
+
+@contextlib.contextmanager
+def user_code(what: str):
+    """Run the user's own code: its exceptions, and a ``sys.exit`` inside it, become a ConfigError (exit 2) that
+    names what was being done and ends with the frames of the user's own files, shown once; an interrupt stays an
+    interrupt and edgevit's own errors pass through."""
+    import traceback
+
+    try:
+        yield
+    except (KeyboardInterrupt, ConfigError):
+        raise
+    except SystemExit as e:
+        raise ConfigError(f"{what}: the user's code called sys.exit({e.code!r}); a --module factory must return a "
+                          "model, not exit") from None
+    except Exception as e:  # noqa: BLE001 - anything the user's code raises is theirs to fix: name it
+        own = str(Path(__file__).resolve().parents[1])
+        frames = [f for f in traceback.extract_tb(e.__traceback__)
+                  if not f.filename.startswith(own) and "site-packages" not in f.filename
+                  and not f.filename.startswith("<")]
+        where = "".join(traceback.format_list(frames[-5:])).rstrip()
+        raise ConfigError(f"{what} failed: {type(e).__name__}: {e}" + (f"\n{where}" if where else "")) from None
 
 
 class TupleOutputs(nn.Module):
@@ -53,7 +75,7 @@ class TupleOutputs(nn.Module):
 def output_names_of(net: nn.Module, example: torch.Tensor) -> tuple[tuple[str, ...], nn.Module]:
     """The model's output names (its ``output_names`` attribute, a dict's keys, else ``output``/``out{i}``) and the
     module to export (dict outputs become a tuple)."""
-    with torch.no_grad():
+    with torch.no_grad(), user_code(f"running the model's forward on a {tuple(example.shape)} input"):
         out = net(example)
     if isinstance(out, dict):
         if not all(isinstance(v, torch.Tensor) for v in out.values()):
@@ -81,7 +103,7 @@ def build_user_model(spec: str, *, model: str, weights: str | None, random_init:
     from edgevit.models.random_init import randomize_
 
     factory = load_factory(spec)
-    with torch.random.fork_rng():  # the factory's initialization is deterministic without touching the caller's RNG
+    with torch.random.fork_rng(), user_code(f"calling {spec}()"):  # deterministic, the caller's RNG untouched
         torch.manual_seed(seed)
         net = factory()
     if not isinstance(net, nn.Module):

@@ -111,10 +111,30 @@ def test_bad_modules_are_named_errors(tmp_path):
             return torch.nn.Conv2d(3, 8, 3)
         def small():
             return torch.nn.Sequential(edgevit.create_model("nextvit_test_tiny", features_only=True))
+        def raises():
+            return {}["no such key"]
+        def needs(arg):
+            return arg
+        def exits():
+            import sys
+            sys.exit(0)
+        class Broken(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.backbone = edgevit.create_model("nextvit_small", features_only=True)
+            def forward(self, x):
+                raise RuntimeError("forward is broken")
+        def broken():
+            return Broken()
     """))
-    cases = [(f"{user}:missing", "functions defined there: plain, small"),
+    cases = [(f"{user}:missing", "functions defined there: Broken, broken, exits, needs, plain, raises, small"),
              (f"{user}:plain", "contains no edgevit Next-ViT"),
-             (f"{user}:small", "pass --model nextvit_test_tiny")]
+             (f"{user}:small", "pass --model nextvit_test_tiny"),
+             # the user's code failing is a named error (exit 2) ending with their own file's frames, not exit 1
+             (f"{user}:raises", "calling .*raises\\(\\) failed: KeyError: 'no such key'\\n.*user.py"),
+             (f"{user}:needs", "calling .*needs\\(\\) failed: TypeError"),
+             (f"{user}:exits", "called sys.exit\\(0\\)"),
+             (f"{user}:broken", "running the model's forward .* failed: RuntimeError: forward is broken")]
     for spec, needle in cases:
         with pytest.raises(ConfigError, match=needle):
             convert(ConvertConfig(model="nextvit_small", module=spec, random_init=True, out=str(tmp_path / "o")))
