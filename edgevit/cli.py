@@ -771,12 +771,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeVitError as e:
+        if _INTERRUPTED[0]:  # the error is the interrupt's doing
+            print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
+            return 130
         print(f"edgevit {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
         print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
         _release_interrupted_frames(e)
         return 130
+    except Exception:
+        if _INTERRUPTED[0]:  # e.g. an ImportError from a module the interrupt left half-imported
+            print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
+            return 130
+        raise
 
 
 def _release_interrupted_frames(interrupt: BaseException) -> None:
@@ -804,18 +812,27 @@ def _release_interrupted_frames(interrupt: BaseException) -> None:
         sys.unraisablehook = previous
 
 
+_INTERRUPTED = [False]  # set by the SIGINT/SIGTERM handlers: an interrupt wins over any error it caused
+
+
 def _terminate_like_interrupt() -> None:
     """SIGTERM (``kill``, a CI timeout, a container stop) unwinds like Ctrl-C, so staging folders are removed and
-    an existing output is left as it was."""
+    an existing output is left as it was. Both handlers remember that an interrupt came: one that lands inside an
+    import or a file read can surface as another error (a half-imported runtime reads as "not installed", a
+    half-read file as "damaged"), and ``main`` then still exits 130."""
     import signal
 
+    _INTERRUPTED[0] = False
+
     def handler(signum, frame):
+        _INTERRUPTED[0] = True
         raise KeyboardInterrupt
 
-    try:
-        signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread (main() called from a worker): leave the default
-        pass
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(sig, handler)
+        except ValueError:  # not the main thread (main() called from a worker): leave the default
+            pass
 
 
 if __name__ == "__main__":  # pragma: no cover

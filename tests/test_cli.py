@@ -103,3 +103,32 @@ def test_one_exit_code_table_in_errors_cli_help_and_readme():
     section = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
     rows = dict((int(c), m.strip()) for c, m in re.findall(r"^\| (\d+) \| (.+) \|$", section, re.M))
     assert rows == table
+
+
+@pytest.mark.parametrize("caused", ["MissingDependencyError", "CheckpointError", "ImportError"])
+def test_an_interrupt_wins_over_the_error_it_caused(monkeypatch, capsys, tmp_path, caused):
+    """Issue 32: Ctrl-C landing inside a runtime import exited 5 "onnxruntime ... not installed", inside a file read
+    exit 4 "download it again", once exit 1 with an ImportError: an interrupt is always exit 130."""
+    import os
+    import signal
+    import time
+
+    from edgevit import cli, errors
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def command(args):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:  # what a half-done import or read turns the interrupt into
+            raise (getattr(errors, caused, None) or ImportError)("partially initialized module") from None
+
+    monkeypatch.setattr(cli, "_cmd_verify", command)
+    try:
+        assert cli.main(["verify", str(tmp_path)]) == 130
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "not installed" not in err and "partially" not in err
