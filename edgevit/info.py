@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edgevit.config import parse_img_size
+from edgevit.config import MAX_IMG_SIDE, parse_img_size
+from edgevit.errors import ConfigError
 
 
 def model_info(name: str, img_size: int | str | tuple[int, int] | None = None, *,
@@ -21,6 +22,8 @@ def model_info(name: str, img_size: int | str | tuple[int, int] | None = None, *
 
     cfg = get_config(name)
     h, w = parse_img_size(img_size if img_size is not None else cfg.default_img_size)
+    if max(h, w) > MAX_IMG_SIDE:  # the shapes are measured with a forward pass: a typo would exhaust memory
+        raise ConfigError(f"--img-size {h}x{w} exceeds {MAX_IMG_SIDE} a side, the largest size edgevit converts")
     model = create_model(name, num_classes=num_classes)
     backbone = create_model(name, features_only=True)
     with torch.no_grad():

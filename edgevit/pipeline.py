@@ -668,7 +668,13 @@ def verify_artifact(p: Plan, artifact: Path, spec, golden: Golden, real):
 def read_labels(path: str | None) -> list[str] | None:
     if path is None:
         return None
-    labels = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    try:
+        labels = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"labels file {path} is not UTF-8 text ({e.reason} at byte {e.start}); expected one "
+                          "class name a line") from None
+    except OSError as e:
+        raise ConfigError(f"labels file {path} cannot be read: {e.strerror}") from None
     if not labels:
         raise ConfigError(f"labels file {path} is empty; expected one class name a line")
     return labels

@@ -276,8 +276,10 @@ def _cached_transposes(model, example, layout: str) -> int:
         known = json.loads(cache.read_text())
     except (OSError, ValueError):
         known = {}
-    if key in known:
-        return int(known[key])
+    if not isinstance(known, dict):  # a cache damaged into another JSON value only costs a recount
+        known = {}
+    if isinstance(known.get(key), int):
+        return known[key]
     log.info("counting the TRANSPOSE ops of one form in LiteRT (one fp32 conversion; cached in %s)", cache)
     litert_torch = LiteRTTarget().require("litert_torch")
     if layout == "nhwc":

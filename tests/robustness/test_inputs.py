@@ -212,3 +212,25 @@ def test_dry_run_says_a_missing_toolchain_as_the_real_run_would(tmp_path, monkey
     err = capsys.readouterr().err
     assert rc == 5 and f"needs {module}" in err and "pip install" in err, err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_binary_labels_file_and_a_huge_info_size_are_named_errors(tmp_path):
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(bytes(range(256)) * 4)
+    expect(cli(*DIGITS, "--labels", labels, "--dry-run", "--out", tmp_path / "o"), 2, "not UTF-8")
+    expect(cli("info", "--model", "nextvit_small", "--img-size", "10000"), 2, "exceeds 4096")
+
+
+def test_a_litert_cache_holding_another_json_value_is_recounted(tmp_path, monkeypatch):
+    """Issue 32: a cache file holding [] made every LiteRT conversion a traceback."""
+    import json
+
+    import torch
+
+    from edgevit.models import create_model
+    from edgevit.targets.litert import _cached_transposes as transpose_count
+
+    monkeypatch.setenv("EDGEVIT_CACHE", str(tmp_path))
+    (tmp_path / "litert_transposes.json").write_text("[]")
+    count = transpose_count(create_model("nextvit_test_tiny").eval(), torch.zeros(1, 3, 64, 64), "nchw")
+    assert count >= 0 and isinstance(json.loads((tmp_path / "litert_transposes.json").read_text()), dict)
