@@ -64,6 +64,7 @@ def convert_to_ort(onnx_path: Path, out_dir: Path) -> dict:
             if not attempt:  # the warm-up run: it compiled the child's modules into the cache
                 (pyc / "warm").touch()
                 continue
+            os.utime(pyc)  # in use: kept by other edgevit sources' cleanup
             for name in ("model.ort", "model.required_operators.config"):
                 if not (Path(work) / name).is_file():
                     raise ExportError(f".ort conversion wrote no {name}")
@@ -73,17 +74,32 @@ def convert_to_ort(onnx_path: Path, out_dir: Path) -> dict:
 
 def _bytecode_cache() -> Path:
     """The converter child's own Python bytecode cache (``PYTHONPYCACHEPREFIX``), one per Python, onnxruntime and
-    edgevit version in ``EDGEVIT_CACHE``. A child that compiles modules allocates differently from one that reads
+    state of edgevit's sources in ``EDGEVIT_CACHE``. A child that compiles modules allocates differently from one that reads
     them compiled, and writes another table order: the first conversion on a fresh install differed from the next
     (1 in 12 conversions, issue 32). So the first conversion that finds the cache cold runs the child once to fill
     it, and every kept ``.ort`` comes from a child that read all its modules from a cache no other process writes."""
+    import hashlib
     import platform
     from importlib.metadata import version
 
-    import edgevit
-
+    # any change to edgevit's own sources (an upgrade, a developer's edit) makes a new cache: a stale entry would be
+    # recompiled by the next child, which then writes another order
+    sources = hashlib.sha256()
+    package = Path(__file__).resolve().parents[1]
+    for f in sorted(package.rglob("*.py")):
+        st = f.stat()
+        sources.update(f"{f.relative_to(package)}:{st.st_size}:{st.st_mtime_ns};".encode())
     base = Path(os.environ.get("EDGEVIT_CACHE") or Path.home() / ".cache" / "edgevit")
-    pyc = base / f"ort-pyc-{platform.python_version()}-{version('onnxruntime')}-{edgevit.__version__}"
+    pyc = base / f"ort-pyc-{platform.python_version()}-{version('onnxruntime')}-{sources.hexdigest()[:12]}"
+    if not pyc.is_dir():  # the caches of other sources (~70 MB each) go, unless one was used in the last hour
+        import time
+
+        for old in base.glob("ort-pyc-*"):
+            try:
+                if time.time() - old.stat().st_mtime > 3600:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                pass
     try:
         pyc.mkdir(parents=True, exist_ok=True)
     except OSError as e:
