@@ -768,23 +768,22 @@ def main(argv: list[str] | None = None) -> int:
 
     _progress.enable(not getattr(args, "json", False))
     _terminate_like_interrupt()
+    def interrupted() -> int:
+        print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
+        return 130
+
     try:
         return int(args.func(args) or 0)
-    except EdgeVitError as e:
-        if _INTERRUPTED[0]:  # the error is the interrupt's doing
-            print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
-            return 130
+    except KeyboardInterrupt as e:
+        _release_interrupted_frames(e)
+        return interrupted()
+    except Exception as e:
+        if _INTERRUPTED[0]:  # the error is the interrupt's doing (a half-imported runtime, a half-read file)
+            return interrupted()
+        if not isinstance(e, EdgeVitError):
+            raise
         print(f"edgevit {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt as e:
-        print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
-        _release_interrupted_frames(e)
-        return 130
-    except Exception:
-        if _INTERRUPTED[0]:  # e.g. an ImportError from a module the interrupt left half-imported
-            print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
-            return 130
-        raise
 
 
 def _release_interrupted_frames(interrupt: BaseException) -> None:

@@ -267,21 +267,22 @@ def top2_margins(scores: np.ndarray) -> np.ndarray:
     return (top[:, -1] - top[:, -2]) / np.maximum(np.abs(scores).max(axis=1), 1e-12)
 
 
-def choose_golden(p: Plan, net, names, art_names) -> tuple[list[int], list[float] | None]:
-    """(which golden pictures to use, their reference top-2 margins), per ``CLEAR_REL``."""
+def choose_golden(p: Plan, net, names, art_names) -> tuple[list[int], list, list[float] | None]:
+    """(which golden pictures to use, those pictures, their reference top-2 margins), per ``CLEAR_REL``."""
     from edgevit.verify.parity import reference_for_artifact
 
     n = p.cfg.batch
     if not is_classifier(art_names):
-        return list(range(n)), None
+        return list(range(n)), golden_pictures(p.cfg.model, p.pre, n), None
     candidates = list(range(n + GOLDEN_CANDIDATES))
-    raw = np.stack([p.pre.raw(img) for img in golden_pictures(p.cfg.model, p.pre, candidates)])
+    pictures = golden_pictures(p.cfg.model, p.pre, candidates)
+    raw = np.stack([p.pre.raw(img) for img in pictures])
     scores = next(iter(reference_for_artifact(net, p.pre.normalize(raw), names, names).values()))
     margins = top2_margins(scores.reshape(len(scores), -1).astype(np.float64))
     clear = [i for i in candidates if margins[i] >= 2 * CLEAR_REL]
     rest = sorted((i for i in candidates if i not in clear), key=lambda i: -margins[i])
     chosen = sorted((clear + rest)[:n]) if len(clear) < n else clear[:n]
-    return chosen, [round(float(margins[i]), 6) for i in chosen]
+    return chosen, [pictures[i] for i in chosen], [round(float(margins[i]), 6) for i in chosen]
 
 
 def resize_check_picture(pre):
@@ -295,8 +296,7 @@ def resize_check_picture(pre):
 def golden_data(p: Plan, net, names, art_names) -> Golden:
     from edgevit.verify.parity import reference_for_artifact
 
-    chosen, margins = choose_golden(p, net, names, art_names)
-    pictures = golden_pictures(p.cfg.model, p.pre, chosen)
+    chosen, pictures, margins = choose_golden(p, net, names, art_names)
     raw = np.stack([p.pre.raw(img) for img in pictures])  # the pictures are already at the resize size
     x = p.pre.normalize(raw)
     source = resize_check_picture(p.pre)

@@ -51,25 +51,32 @@ def convert_to_ort(onnx_path: Path, out_dir: Path) -> dict:
     cmd = [sys.executable, "-c", _TRAMPOLINE, *child] if sys.platform.startswith("linux") else [sys.executable,
                                                                                                  *child]
     pyc = _bytecode_cache()
-    warm = (pyc / "warm").is_file()
-    for attempt in ((False, True) if not warm else (True,)):
-        with tempfile.TemporaryDirectory(prefix="edgevit-ortc-") as work:
-            shutil.copyfile(onnx_path, Path(work) / "model.onnx")
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work,
-                                  env={**env, "PYTHONPYCACHEPREFIX": str(pyc)})
-            lines = proc.stdout.strip().splitlines()
-            if proc.returncode != 0 or not lines:
-                raise ExportError(f".ort conversion failed (exit {proc.returncode}):\n"
-                                  f"{(proc.stdout + proc.stderr)[-2000:]}")
-            if not attempt:  # the warm-up run: it compiled the child's modules into the cache
-                (pyc / "warm").touch()
-                continue
-            os.utime(pyc)  # in use: kept by other edgevit sources' cleanup
-            for name in ("model.ort", "model.required_operators.config"):
-                if not (Path(work) / name).is_file():
-                    raise ExportError(f".ort conversion wrote no {name}")
-                shutil.move(Path(work) / name, out_dir / f"{onnx_path.stem}{name.removeprefix('model')}")
+    env = {**env, "PYTHONPYCACHEPREFIX": str(pyc)}
+    if not (pyc / "warm").is_file():  # the warm-up run compiles the child's modules into the cache; its output goes
+        _run_child(cmd, env, onnx_path)
+        (pyc / "warm").touch()
+    with tempfile.TemporaryDirectory(prefix="edgevit-ortc-") as work:
+        lines = _run_child(cmd, env, onnx_path, work)
+        os.utime(pyc)  # in use: kept by other edgevit sources' cleanup
+        for name in ("model.ort", "model.required_operators.config"):
+            if not (Path(work) / name).is_file():
+                raise ExportError(f".ort conversion wrote no {name}")
+            shutil.move(Path(work) / name, out_dir / f"{onnx_path.stem}{name.removeprefix('model')}")
     return json.loads(lines[-1])
+
+
+def _run_child(cmd: list[str], env: dict, onnx_path: Path, work: str | None = None) -> list[str]:
+    """Run the converter child on a copy called ``model.onnx`` in ``work`` (a throwaway folder when None); its
+    stdout lines."""
+    with contextlib.ExitStack() as stack:
+        if work is None:
+            work = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgevit-ortc-"))
+        shutil.copyfile(onnx_path, Path(work) / "model.onnx")
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise ExportError(f".ort conversion failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-2000:]}")
+    return lines
 
 
 def _bytecode_cache() -> Path:

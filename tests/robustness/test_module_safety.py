@@ -13,6 +13,8 @@ from tests.robustness.conftest import REPO, cli, expect
 
 EXAMPLE = REPO / "examples" / "detector" / "detector.py"
 IMAGES = REPO / "edgevit" / "assets" / "digits" / "eval" / "3"
+# the commands that rebuild a whole model's PyTorch reference from its user module
+REBUILDING_COMMANDS = [["verify", "--images", IMAGES], ["drift"], ["evaluate", "--inline", "--images", IMAGES]]
 EVIL = """from pathlib import Path
 Path(__file__).with_name("RAN").write_text("code from the artifact folder ran")
 def build_tiny():
@@ -44,8 +46,7 @@ def test_the_module_is_sealed_with_its_hash(detector_artifact):
     assert "source" in m["integrity"]["sealed_keys"]
 
 
-@pytest.mark.parametrize("command", [["verify", "--images", IMAGES], ["drift"], ["evaluate", "--inline", "--images",
-                                                                               IMAGES]])
+@pytest.mark.parametrize("command", REBUILDING_COMMANDS)
 def test_commands_that_rebuild_the_reference_need_module_on_the_command_line(detector_artifact, tmp_path, command):
     art = _copy(detector_artifact, tmp_path)
     args = [command[0], art, *command[1:]]
@@ -54,8 +55,7 @@ def test_commands_that_rebuild_the_reference_need_module_on_the_command_line(det
         expect(cli(*args, "--module", f"{EXAMPLE}:build_tiny"), 0)  # same path: tests/models/test_user_module.py)
 
 
-@pytest.mark.parametrize("command", [["verify", "--images", IMAGES], ["drift"], ["evaluate", "--inline", "--images",
-                                                                               IMAGES]])
+@pytest.mark.parametrize("command", REBUILDING_COMMANDS)
 def test_a_manifest_pointing_at_code_in_the_folder_never_runs_it(detector_artifact, tmp_path, command):
     art = _copy(detector_artifact, tmp_path)
     (art / "evil.py").write_text(EVIL)
