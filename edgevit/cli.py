@@ -326,7 +326,8 @@ def _parity_table(m: dict) -> str:
     for data, ms in p["sets"].items():
         for x in ms:
             top = "" if x.get("top1_agreement") is None else \
-                f" top1 agree {x['top1_agreement']:.0%} near-ties {x.get('near_ties', 0)} top5 {x['top5_agreement']:.0%}"
+                (f" top1 agree {x['top1_agreement']:.0%} near-ties {x.get('near_ties', 0)} "
+                 f"top5 {x['top5_agreement']:.0%}")
             rows.append(f"  {data:<{width}} {x['name']:<10} n={x['samples']:<3} max_abs {x['max_abs']:.3g} "
                         f"max_rel {x['max_rel']:.3g} cosine {x['cosine_min']:.7f} (mean {x['cosine_mean']:.7f}){top}")
     rows += [f"  FAIL {f}" for f in p["failures"]]

@@ -222,8 +222,8 @@ METRICS = ("top1_agreement", "near_ties", "top5_agreement", "cosine_mean", "cosi
 
 
 def format_results(results: list[dict]) -> str:
-    rows = [["artifact", "images", "top-1 agree", "near-ties", "top-5 agree", "cos mean", "cos min", "SQNR dB", "top-1 fp32",
-             "top-1 art", "drop pts", "top-5 art"]]
+    rows = [["artifact", "images", "top-1 agree", "near-ties", "top-5 agree", "cos mean", "cos min", "SQNR dB",
+             "top-1 fp32", "top-1 art", "drop pts", "top-5 art"]]
     for r in results:
         def f(k, spec):
             return "-" if r.get(k) is None else format(r[k], spec)

@@ -81,10 +81,11 @@ def _run_child(cmd: list[str], env: dict, onnx_path: Path, work: str | None = No
 
 def _bytecode_cache() -> Path:
     """The converter child's own Python bytecode cache (``PYTHONPYCACHEPREFIX``), one per Python, onnxruntime and
-    state of edgevit's sources in ``EDGEVIT_CACHE``. A child that compiles modules allocates differently from one that reads
-    them compiled, and writes another table order: the first conversion on a fresh install differed from the next
-    (1 in 12 conversions, issue 32). So the first conversion that finds the cache cold runs the child once to fill
-    it, and every kept ``.ort`` comes from a child that read all its modules from a cache no other process writes."""
+    state of edgevit's sources in ``EDGEVIT_CACHE``. A child that compiles modules allocates differently from one
+    that reads them compiled, and writes another table order: the first conversion on a fresh install differed from
+    the next (issue 32). So the first conversion that finds the cache cold runs the child once to fill it, and every
+    kept ``.ort`` comes from a child that read all its modules from a cache no other process writes
+    (``tests/targets/test_reproducible.py`` converts five times from a cold cache)."""
     import hashlib
     import platform
     from importlib.metadata import version
