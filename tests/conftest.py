@@ -1,11 +1,37 @@
-"""Shared fixtures. Nothing is built at import or collection time; models are made inside fixtures."""
+"""Shared fixtures. Nothing is built at import or collection time; models are made inside fixtures.
+
+`make test` runs the suite on every core with pytest-xdist (tools/run_tests.sh). Each worker's runtimes then use one
+thread, so two workers do not fight over the same cores: set here, before torch is imported, for this process and
+every child it starts (the CLI tests' subprocesses)."""
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "EDGEVIT_THREADS"):
+        os.environ.setdefault(_name, "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from tests.artifacts import Artifacts  # noqa: E402
+
+pytest_plugins = ["tests.durations"]
 
 TINY = "nextvit_test_tiny"
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory, worker_id) -> Artifacts:
+    """Conversions made once per test run and shared by every xdist worker (see tests/artifacts.py)."""
+    base = tmp_path_factory.getbasetemp()
+    return Artifacts((base.parent if worker_id != "master" else base) / "shared-artifacts")
 
 
 @pytest.fixture(scope="session")

@@ -60,7 +60,6 @@ def test_models_lists_registry(capsys):
     assert {"nextvit_small", "nextvit_base", "nextvit_large", "nextvit_test_tiny"} <= set(names)
 
 
-@pytest.mark.slow  # default-run budget (34 s on CI)
 def test_executorch_native_log_lines_stay_out_of_the_terminal(tmp_path):
     """ExecuTorch's runtime prints [cpuinfo_utils.cpp ...] lines to fd 2 when its thread pool starts: they go to the
     log (shown with -v), never straight to the user's terminal."""

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -47,10 +48,15 @@ def run_in_runtime(target: str, folder: Path, x: np.ndarray) -> list[np.ndarray]
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
-    """One tiny conversion per target, shared by the structural tests below."""
-    root = tmp_path_factory.mktemp("converted")
-    return {t: convert(tiny_cfg(root, t)) for t in ("onnx", "ort", "executorch")}
+def converted(artifacts):
+    """One tiny conversion per target, shared by the structural tests below (and the run's other tests that read
+    the same conversion: tests/artifacts.py); a test that changes one works on a copy."""
+    out = {}
+    for t in ("onnx", "ort", "executorch"):
+        folder = artifacts.get(model=TINY, random_init=True, target=t)
+        m = read_manifest(folder)
+        out[t] = SimpleNamespace(out_dir=folder, manifest=m, parity_passed=m["parity"]["passed"])
+    return out
 
 
 @pytest.mark.parametrize("target", ["onnx", "ort", "executorch"])
@@ -339,7 +345,7 @@ def test_cli_json_is_clean_stdout(tmp_path):
     assert "export onnx" in r.stderr  # progress goes to stderr
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # full-size: Next-ViT-S
 @pytest.mark.parametrize("target", ["onnx", "ort", "executorch"])
 def test_nextvit_small_converts_and_verifies(tmp_path, target):
     result = convert(ConvertConfig(model="nextvit_small", random_init=True, target=target,

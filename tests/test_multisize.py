@@ -62,7 +62,6 @@ def test_the_per_size_check_catches_a_graph_specialized_to_one_size(tmp_path, mo
     assert m["parity"]["sets"]["golden"][0]["max_rel"] < 2e-4
 
 
-@pytest.mark.slow  # default-run budget (27 s); benchmarks/multisize_files.py covers it too
 def test_one_pte_holds_a_method_per_size(tmp_path):
     """torch.export refuses symbolic height/width on the deployed graph (ceil-mode pool guards), so each size is a
     static method of the same .pte; the runner picks the method by the input's size."""
@@ -77,7 +76,6 @@ def test_one_pte_holds_a_method_per_size(tmp_path):
     assert verify_dir(r.out_dir).passed
 
 
-@pytest.mark.slow  # default-run budget (29 s); tests/targets/test_coreml_sim.py runs an enumerated-shapes program
 def test_coreml_enumerated_shapes_serve_every_listed_size(tmp_path):
     """One ML program with enumerated input shapes (multiples of 32), run at each size by the simulator (its
     shape arithmetic: shape -> gather -> concat of scalars)."""
@@ -97,7 +95,6 @@ def test_coreml_enumerated_shapes_serve_every_listed_size(tmp_path):
     assert len(drift.blocks) == 8 and not drift.notes and drift.first_over_budget is None, drift.notes  # 7 units + logits
 
 
-@pytest.mark.slow  # default-run budget (26 s); benchmarks/multisize_files.py covers it too
 def test_one_tflite_holds_a_signature_per_size(tmp_path):
     """One .tflite, a signature per size (weights stored once), in the channels-last layout an Android app feeds."""
     r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="litert", layout="nhwc",
@@ -112,7 +109,6 @@ def test_one_tflite_holds_a_signature_per_size(tmp_path):
     assert verify_dir(r.out_dir).passed
 
 
-@pytest.mark.slow  # default-run budget (15 s)
 def test_tensorrt_profile_spans_the_listed_sizes(tmp_path):
     """The TensorRT-ready ONNX takes any height/width; the engine's optimization profile is the box around the listed
     sizes (opt: the primary one), and Polygraphy's lint runs the graph at the primary shape."""

@@ -489,8 +489,9 @@ def lower_halves(halves: Halves, example) -> list[bytes]:
 def executorch_runtime(threads: int | None = None):
     """ExecuTorch's Python runtime with its thread pool started (sized to ``threads`` when given); the native
     ``[cpuinfo_utils.cpp ...]`` lines this prints go to the log (``-v``), not the terminal."""
-    from edgevit._native import native_stderr_to_log
+    from edgevit._native import default_threads, native_stderr_to_log
 
+    threads = default_threads(threads)
     with native_stderr_to_log(log, "executorch runtime"):
         ExecuTorchTarget().require("executorch.runtime")
         from executorch.extension.pybindings import portable_lib

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevit._native import default_threads
 from edgevit.errors import ConfigError, ExportError, MissingDependencyError
 from edgevit.targets.base import ExportResult, Runner, Target, minor_release, register_target, run_batched
 
@@ -537,7 +538,7 @@ class LiteRTTarget(Target):
         Interpreter = interpreter_class()
         check_fallback_runtime(spec)
         with _quiet():
-            interpreter = Interpreter(model_path=str(artifact_path), num_threads=threads or 2)
+            interpreter = Interpreter(model_path=str(artifact_path), num_threads=default_threads(threads) or 2)
             interpreter.allocate_tensors()
         by_size = spec.details.get("signatures") or {}
         runners = {}

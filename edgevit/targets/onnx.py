@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevit._native import default_threads
 from edgevit.errors import ConfigError, ExportError
 from edgevit.targets.base import (ExportResult, IOSpec, Runner, RuntimeSpec, Target, minor_release, register_target,
                                   run_batched)
@@ -210,6 +211,7 @@ def make_session(path: Path, *, threads: int | None = None, optimize: bool = Tru
     if not optimize:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     so.log_severity_level = 3
+    threads = default_threads(threads)
     if threads:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1

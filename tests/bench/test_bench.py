@@ -60,12 +60,10 @@ def test_min_time_extends_rounds():
 
 
 @pytest.fixture(scope="module")
-def folders(tmp_path_factory):
+def folders(tmp_path_factory, artifacts):
     root = tmp_path_factory.mktemp("bench")
-    et = convert(ConvertConfig(model=TINY, random_init=True, target="executorch", etrecord=True,
-                               out=str(root / "et"))).out_dir
-    onnx = convert(ConvertConfig(model=TINY, random_init=True, target="onnx", dynamic_batch=True,
-                                 out=str(root / "onnx"))).out_dir
+    et = artifacts.get(model=TINY, random_init=True, target="executorch", etrecord=True)
+    onnx = artifacts.get(model=TINY, random_init=True, target="onnx", dynamic_batch=True)
     return root, et, onnx
 
 
@@ -90,7 +88,6 @@ def test_bench_batch_rules(folders):
         bench([et], threads=1, warmup=1, runs=2, batch=3, memory=False, gemm=False)
 
 
-@pytest.mark.slow  # 21 s; moved out of the default run to make room for the LiteRT checks (issue 11)
 def test_bench_cli_json_and_sweep(folders, capsys):
     root, _, _ = folders
     sweep = root / "sweep"

@@ -57,7 +57,7 @@ def test_timm_layout_entry_count_small():
 
 @pytest.mark.parametrize("name,gmacs", [
     ("nextvit_small", 5.8),
-    pytest.param("nextvit_base", 8.3, marks=pytest.mark.slow),
+    pytest.param("nextvit_base", 8.3, marks=pytest.mark.slow),  # full-size: Next-ViT-B and -L
     pytest.param("nextvit_large", 10.8, marks=pytest.mark.slow)])
 def test_macs_match_paper(name, gmacs):
     macs = count_macs(create_model(name), (224, 224)) / 1e9

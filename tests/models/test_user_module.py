@@ -48,10 +48,7 @@ def test_deploy_rewrites_the_backbone_of_a_whole_model_and_checks_its_outputs():
             assert float((a - b).abs().max() / a.abs().max()) < 5e-5  # the eager tolerance row
 
 
-@pytest.mark.parametrize("target", ["onnx", pytest.param("executorch", marks=pytest.mark.slow),  # default-run budget
-                                    pytest.param("ort", marks=pytest.mark.slow),
-                                    pytest.param("coreml", marks=pytest.mark.slow),
-                                    pytest.param("litert", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("target", ["onnx", "executorch", "ort", "coreml", "litert"])
 def test_the_example_detector_converts_and_verifies(tmp_path, target):
     r = convert(ConvertConfig(model="nextvit_test_tiny", module=TINY, random_init=True, img_size=SIZE,
                               target=target, precision="fp32", out=str(tmp_path / "o")))
@@ -71,7 +68,7 @@ def test_the_example_detector_converts_and_verifies(tmp_path, target):
     assert all(b.cosine_min > 0.99999 for b in drift.blocks) and drift.first_over_budget is None
 
 
-@pytest.mark.slow  # Next-ViT-S at detection sizes: minutes per case (benchmarks/detector_sizes.py records the table)
+@pytest.mark.slow  # full-size: Next-ViT-S at detection sizes: minutes per case (benchmarks/detector_sizes.py records the table)
 @pytest.mark.parametrize("target", ["onnx", "ort", "executorch", "coreml"])
 @pytest.mark.parametrize("size", ["640", "800x1344"])
 def test_the_full_size_detector_converts_and_verifies_at_detection_sizes(tmp_path, target, size):

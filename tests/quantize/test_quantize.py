@@ -50,12 +50,11 @@ def test_scheme_converts_verifies_and_measures_accuracy(tmp_path, target, precis
         assert details["delegation"]["portable_nodes"] == 0  # every quantized op runs in XNNPACK
 
 
-@pytest.mark.slow  # default-run budget: the matrix test converts the same int8 ONNX; sizes are in the benchmark
-def test_int8_is_smaller(tmp_path):
-    fp32 = convert(ConvertConfig(model=DIGITS, target="onnx", out=str(tmp_path / "fp32")))
-    int8 = convert(ConvertConfig(model=DIGITS, target="onnx", precision="int8", out=str(tmp_path / "int8")))
+def test_int8_is_smaller(artifacts):
+    fp32 = read_manifest(artifacts.reference("onnx"))
+    int8 = read_manifest(artifacts.reference("onnx", precision="int8"))
     # the tiny model's graph overhead is a larger share than in Next-ViT-S (benchmark: <= 0.3x)
-    assert int8.manifest["artifact_bytes"] < 0.4 * fp32.manifest["artifact_bytes"]
+    assert int8["artifact_bytes"] < 0.4 * fp32["artifact_bytes"]
 
 
 @pytest.mark.parametrize("args,text", [
@@ -123,7 +122,6 @@ def test_labeled_evaluation_folder():
     assert all(int(f.parent.name) == lab for f, lab in zip(s.files, s.labels))
 
 
-@pytest.mark.slow  # default-run budget: the budget tests rank through the runtime first; this one is PyTorch's
 def test_sensitivity_ranking_covers_every_layer():
     net = deploy(build_model(model=DIGITS, weights=None, random_init=False), "onnx").model
     calib = calibration_set(embedded_data(DIGITS, "calib"), PRE, count=16).normalized
@@ -134,9 +132,7 @@ def test_sensitivity_ranking_covers_every_layer():
     assert sens == sorted(sens, reverse=True) and sens[0] > sens[-1] >= -1e-9
 
 
-BUDGET_TARGETS = [("onnx", None), pytest.param("executorch", "xnnpack", marks=pytest.mark.slow),
-                  pytest.param("coreml", None, marks=pytest.mark.slow),
-                  pytest.param("litert", None, marks=pytest.mark.slow)]
+BUDGET_TARGETS = [("onnx", None), ("executorch", "xnnpack"), ("coreml", None), ("litert", None)]
 
 
 @pytest.mark.parametrize("target,delegate", BUDGET_TARGETS, ids=["onnx", "executorch", "coreml", "litert"])
@@ -185,7 +181,6 @@ def test_budget_needs_labels_for_accuracy_drop(tmp_path):
         ConvertConfig(model=DIGITS, target="onnx", precision="int8", max_accuracy_drop=1.0)
 
 
-@pytest.mark.slow  # default-run budget (44 s); the matrix test's parity on pal6/pal4/int8w covers decoding coarsely
 def test_lut_and_affine_decoding_match_coremltools(tmp_path):
     """The simulator's own decoding of compressed weights against coremltools' materialisation."""
     from edgevit.targets.coreml_sim import OPS, CoreMLSimulator
@@ -251,7 +246,7 @@ def test_xnnpack_keep_float_leaves_no_int8_op_inside_a_kept_block():
     assert ops and not inside
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # full-size: Next-ViT-S
 def test_drift_taps_are_left_out_of_the_quantization():
     """ExecuTorch int8 drift quantizes a tapped copy of the model again (block outputs flattened into extra program
     outputs). Annotated, a tap shares its tensor's observer, which then sees every batch twice and settles on a
@@ -355,7 +350,6 @@ def test_keep_float_keeps_exactly_the_named_modules():
         quantize_xnnpack(net, torch.from_numpy(calib[:1]), calib, ("model.stages.0",))
 
 
-@pytest.mark.slow  # default-run budget (37 s on CI)
 def test_coreml_int8_tensor_input_without_labels_keeps_what_the_manifest_says(tmp_path):
     """CoreML int8, --input-type tensor, no labels: the model is not wrapped, so no 'model.' prefix; the manifest
     used to list layers that were quietly quantized anyway."""

@@ -41,13 +41,11 @@ def staging_leftovers(parent: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory) -> Path:
+def reference(artifacts) -> Path:
     """One real CLI conversion of the shipped model (ORT Mobile at opset 20: a non-default opset, and the format
-    whose bytes used to differ between runs). Tests copy it; none changes it."""
-    out = tmp_path_factory.mktemp("reference") / "digits_ort"
-    r = cli("convert", "--model", "nextvit_digits", "--target", "ort", "--opset", "20", "--out", out)
-    expect(r, 0)
-    return out
+    whose bytes used to differ between runs), made once per test run (tests/artifacts.py). Tests copy it; none
+    changes it."""
+    return artifacts.cli("--model", "nextvit_digits", "--target", "ort", "--opset", "20")
 
 
 @pytest.fixture

@@ -23,13 +23,9 @@ def build_tiny():
 
 
 @pytest.fixture(scope="module")
-def detector_artifact(tmp_path_factory):
-    root = tmp_path_factory.mktemp("module_safety")
-    out = root / "det"
-    r = cli("convert", "--model", "nextvit_test_tiny", "--module", f"{EXAMPLE}:build_tiny", "--random-init",
-            "--img-size", "96x160", "--target", "onnx", "--out", out)
-    expect(r, 0)
-    return out
+def detector_artifact(artifacts):
+    return artifacts.cli("--model", "nextvit_test_tiny", "--module", f"{EXAMPLE}:build_tiny", "--random-init",
+                         "--img-size", "96x160", "--target", "onnx")
 
 
 def _copy(src, tmp_path):

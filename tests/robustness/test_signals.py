@@ -11,10 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.robustness.conftest import REPO, cli, expect, staging_leftovers, tree_digest
+
+pytestmark = pytest.mark.xdist_group("signals")  # signals land at timed moments in a child's run
 
 SEED = int(os.environ.get("EDGEVIT_SIGNAL_SEED", random.SystemRandom().randrange(10**6)))
 
@@ -25,17 +28,25 @@ def _lines(stream, out: queue.Queue):
     out.put(None)
 
 
-def _converters() -> list[int]:
-    """Live .ort converter children (edgevit.targets.ort_convert), by pid."""
+def _converters(tmp: Path) -> list[int]:
+    """Live .ort converter children (edgevit.targets.ort_convert) working under ``tmp``, by pid (other tests' on
+    other xdist workers work elsewhere)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"edgevit.targets.ort_convert" in f.read():
+                if b"edgevit.targets.ort_convert" in f.read() and os.readlink(f"/proc/{pid}/cwd").startswith(str(tmp)):
                     found.append(int(pid))
         except OSError:
             continue
     return found
+
+
+def _tmp(folder: Path) -> Path:
+    """The TMPDIR of the conversion over ``folder`` (where its .ort converter child works)."""
+    tmp = folder.parent / "tmp"
+    tmp.mkdir(exist_ok=True)
+    return tmp
 
 
 def _interrupt_during_export(folder, sig, delay):
@@ -43,7 +54,7 @@ def _interrupt_during_export(folder, sig, delay):
     cmd = [sys.executable, "-m", "edgevit", "convert", "--model", "nextvit_digits", "--target", "ort", "--opset",
            "20", "--overwrite", "--out", str(folder)]
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(_tmp(folder))})
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
     seen = []
@@ -84,7 +95,7 @@ def test_interrupted_export_keeps_the_old_folder(artifact, sig):
         assert code == -signal.SIGKILL, where
         assert staging_leftovers(artifact.parent), f"a killed run leaves its staging folder {where}"
         time.sleep(1)
-        assert _converters() == [], f"the .ort converter outlived its killed parent {where}"
+        assert _converters(_tmp(artifact)) == [], f"the .ort converter outlived its killed parent {where}"
         r = cli("convert", "--model", "nextvit_digits", "--target", "ort", "--dry-run", "--out", artifact)
         expect(r, 7, "already exists")  # refused (no --overwrite), and still the stale staging folder is gone
     else:

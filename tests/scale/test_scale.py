@@ -21,6 +21,8 @@ from edgevit.scale.matrix import RECORDS, exit_code, longest_first, run_matrix
 from edgevit.scale.spec import MatrixSpec, load_spec
 from edgevit.verify import verify_dir
 
+pytestmark = pytest.mark.xdist_group("ray")  # one local Ray cluster at a time: each reserves every CPU
+
 ray = pytest.importorskip("ray", reason="the scale extra (pip install 'edgevit[scale]') is not installed")
 
 EVAL = embedded_data("nextvit_digits", "eval")  # 450 labelled digit scans, one subfolder per class
@@ -275,7 +277,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow  # 30-35 s: starts a second Ray head; the default run keeps under 20 minutes on 2 cores
 def test_evaluate_joins_a_running_cluster_with_token_auth(matrix_2x2x2, tmp_path):
     """The --address path against a real `ray start --head` with token authentication on: the CLI in a fresh process
     joins it with the cluster's token and gives the same numbers as a local run; with another token it exits 2 and

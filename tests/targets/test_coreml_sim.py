@@ -127,6 +127,7 @@ def test_unknown_op_is_named(tmp_path):
         convert(Lambda(lambda x: torch.atan(x)), (2, 3), tmp_path)
 
 
+@pytest.mark.macos
 @pytest.mark.skipif(not can_predict(), reason="CoreML predict needs macOS with coremltools' native runtime; "
                                              "on Linux the per-op tests above are the strongest check")
 def test_simulator_matches_predict_on_macos(tmp_path):  # pragma: no cover - macOS only

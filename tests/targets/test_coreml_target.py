@@ -1,8 +1,10 @@
 """CoreML target on the tiny config: conversion variants, simulator parity, the mean/std folding."""
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
+
 import pytest
 import torch
 
@@ -25,8 +27,9 @@ def cfg(tmp_path, name, **kw):
 
 
 @pytest.fixture(scope="module")
-def image_fp16(tmp_path_factory):
-    return convert(cfg(tmp_path_factory.mktemp("cml"), "img16"))
+def image_fp16(artifacts):
+    folder = artifacts.get(model=TINY, random_init=True, target="coreml")
+    return SimpleNamespace(out_dir=folder, manifest=read_manifest(folder))
 
 
 def test_default_is_fp16_image_input_with_metadata(image_fp16):
@@ -138,7 +141,7 @@ def test_executorch_fp16_needs_coreml(tmp_path):
                               out=str(tmp_path / "x")))
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # full-size: Next-ViT-S
 @pytest.mark.parametrize("precision", ["fp16", "fp32"])
 def test_nextvit_small_coreml(tmp_path, precision):
     result = convert(ConvertConfig(model="nextvit_small", random_init=True, target="coreml", precision=precision,

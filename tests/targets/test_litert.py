@@ -22,10 +22,8 @@ from tests.robustness.conftest import REPO, cli, expect
 
 
 @pytest.fixture(scope="module")
-def tiny_litert(tmp_path_factory):
-    out = tmp_path_factory.mktemp("litert") / "tiny"
-    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="tflite", out=str(out)))
-    return out
+def tiny_litert(artifacts):
+    return artifacts.get(model="nextvit_test_tiny", random_init=True, target="tflite")
 
 
 def test_fp32_runs_in_the_interpreter_like_pytorch(tiny_litert):
@@ -53,7 +51,6 @@ def test_fp32_runs_in_the_interpreter_like_pytorch(tiny_litert):
     assert verify_dir(tiny_litert).passed
 
 
-@pytest.mark.slow  # 33 s with the form TRANSPOSE counts of a new structure; default-run budget
 def test_features_mode_names_four_outputs(tmp_path):
     r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="litert", features=True,
                               out=str(tmp_path / "f")))
@@ -199,7 +196,6 @@ _RUN_IN_TFLITE_RUNTIME = textwrap.dedent("""
 """)
 
 
-@pytest.mark.slow
 def test_tflite_runtime_fallback_runs_what_it_computes_right_and_refuses_int8w(tmp_path):
     """The real tflite-runtime 2.14 (its last release; needs numpy < 2, so it gets its own site folder from PyPI,
     laid over this environment's with ai_edge_litert blocked). fp32 NHWC: `edgevit verify` runs it there and

@@ -5,15 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from edgevit.config import ConvertConfig
 from edgevit.manifest import read_manifest
-from edgevit.pipeline import convert
 from edgevit.targets.base import supported_combinations
 from edgevit.verify import verify_dir
 
 DIGITS = "nextvit_digits"
 README = Path(__file__).resolve().parents[2] / "README.md"
-MIN_IOS = {"int8": 17, "pal4": 18}  # what the schemes need (coreml_quant.check)
 
 
 def _id(combo):
@@ -21,26 +18,15 @@ def _id(combo):
 
 
 COMBOS = supported_combinations()
-# In `-m slow` only, so the default run keeps under 20 minutes on 2 cores (CI took 19:41 and 20:36 on a busy day):
-# pal8 and pal4 are the same coremltools palettization as pal6 with more or fewer bits (37-43 s and 13-15 s), and
-# the rest have a default-run conversion test of their own (tests/test_convert.py: onnx/ort/executorch fp32;
-# tests/targets/test_tensorrt.py: the digits model's fp16 folder; tests/targets/test_coreml_target.py: the ExecuTorch
-# CoreML delegate in fp16)
-SLOW = {("coreml", None, "pal8"), ("coreml", None, "pal4"), ("onnx", None, "fp32"), ("ort", None, "fp32"),
-        ("executorch", "xnnpack", "fp32"), ("tensorrt", None, "fp16"), ("executorch", "coreml", "fp16")}
 
 
-@pytest.mark.parametrize("target,delegate,precision",
-                         [pytest.param(*c, marks=pytest.mark.slow) if c in SLOW else c for c in COMBOS],
-                         ids=[_id(c) for c in COMBOS])
-def test_every_supported_combination_converts_the_reference_model(tmp_path, target, delegate, precision):
-    kw = {"min_ios": MIN_IOS.get(precision, 16)} if target == "coreml" or delegate == "coreml" else {}
-    cfg = ConvertConfig(model=DIGITS, target=target, delegate=delegate, precision=precision, eval_count=150,
-                        out=str(tmp_path / "o"), **kw)
-    result = convert(cfg)
-    m = read_manifest(result.out_dir)
-    assert result.parity_passed and m["parity"]["passed"] and m["precision"] == precision
-    assert verify_dir(result.out_dir).passed
+@pytest.mark.parametrize("target,delegate,precision", COMBOS, ids=[_id(c) for c in COMBOS])
+def test_every_supported_combination_converts_the_reference_model(artifacts, target, delegate, precision):
+    # the conversion other tests of the same combination read too (tests/artifacts.py: Artifacts.reference)
+    folder = artifacts.reference(target, delegate, precision)
+    m = read_manifest(folder)
+    assert m["parity"]["passed"] and m["precision"] == precision
+    assert verify_dir(folder).passed
     assert m["runtime_requirements"]["min_version"]
     if delegate is not None:
         assert m[target]["delegate"] == delegate

@@ -1,8 +1,9 @@
 """The same inputs give byte-identical artifacts: two conversions into differently named folders write the same
 bytes in every file, and manifests that differ only in their step timings. The .ort and CoreML cases are the ones
 that differed before (onnxruntime's hash-ordered kernel table; coremltools' random package UUIDs, map order,
-conversion date and process-wide constant counter; ExecuTorch's random CoreML payload identifier, in the slow run
-with the rest); every other (target, delegate, precision) is compared in the slow run."""
+conversion date and process-wide constant counter; ExecuTorch's random CoreML payload identifier); every other
+(target, delegate, precision) is compared too. The first of the two is the run's shared reference conversion
+(tests/artifacts.py), the one tests/targets/test_matrix.py checks."""
 
 import hashlib
 import json
@@ -27,12 +28,13 @@ def _manifest_without_timings(root: Path) -> dict:
     return m
 
 
-def _convert_twice(tmp_path, **kw) -> tuple[Path, Path]:
-    outs = []
-    for name in ("first", "second_with_a_longer_name"):
-        cfg = ConvertConfig(model="nextvit_digits", out=str(tmp_path / name), eval_count=20, calib_count=8, **kw)
-        outs.append(convert(cfg).out_dir)
-    return outs[0], outs[1]
+def _convert_twice(artifacts, tmp_path, target, delegate=None, precision="fp32") -> tuple[Path, Path]:
+    """The run's shared reference conversion of this combination, and the same conversion again into a folder
+    with a longer name."""
+    first = artifacts.reference(target, delegate, precision)
+    options = artifacts.reference_options(target, delegate, precision)
+    second = convert(ConvertConfig(**options, out=str(tmp_path / "second_with_a_longer_name"))).out_dir
+    return first, second
 
 
 def _assert_identical(a: Path, b: Path) -> None:
@@ -44,25 +46,24 @@ def _assert_identical(a: Path, b: Path) -> None:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason=".ort bytes are reproducible where the converter "
                     "can turn address randomization off for itself (Linux); elsewhere the manifest says they are not")
-def test_ort_is_byte_identical_and_names_no_private_path(tmp_path):
-    a, b = _convert_twice(tmp_path, target="ort", precision="int8")
+def test_ort_is_byte_identical_and_names_no_private_path(artifacts, tmp_path):
+    a, b = _convert_twice(artifacts, tmp_path, "ort", precision="int8")
     _assert_identical(a, b)
     manifest = json.loads((a / "manifest.json").read_text())
     assert manifest["ort"]["conversion"]["byte_reproducible"] is True
     text = (a / "model.required_operators.config").read_text() + json.dumps(manifest)
-    assert ".partial" not in text and "/tmp" not in text and str(tmp_path) not in text
+    assert ".partial" not in text and "/tmp" not in text and str(a.parent) not in text
 
 
-def test_coreml_package_is_byte_identical(tmp_path):
-    a, b = _convert_twice(tmp_path, target="coreml")
+def test_coreml_package_is_byte_identical(artifacts, tmp_path):
+    a, b = _convert_twice(artifacts, tmp_path, "coreml", precision="fp16")
     _assert_identical(a, b)
     spec = (a / "model.mlpackage" / "Data" / "com.apple.CoreML" / "model.mlmodel").read_bytes()
     assert b"conversion_date" not in spec
 
 
-@pytest.mark.slow  # 26 s; the default run stays under its 20-minute budget (it measured 18 min on a fresh clone)
-def test_executorch_coreml_payload_is_byte_identical(tmp_path):
-    a, b = _convert_twice(tmp_path, target="executorch", delegate="coreml", precision="fp16")
+def test_executorch_coreml_payload_is_byte_identical(artifacts, tmp_path):
+    a, b = _convert_twice(artifacts, tmp_path, "executorch", "coreml", "fp16")
     _assert_identical(a, b)
 
 
@@ -70,11 +71,9 @@ DEFAULT = {("ort", None, "int8"), ("coreml", None, "fp16"), ("executorch", "core
 OTHERS = [c for c in supported_combinations() if c not in DEFAULT]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("target,delegate,precision", OTHERS, ids=["-".join(filter(None, c)) for c in OTHERS])
-def test_every_other_combination_is_byte_identical(tmp_path, target, delegate, precision):
-    kw = {"min_ios": {"int8": 17, "pal4": 18}.get(precision, 16)} if "coreml" in (target, delegate) else {}
-    a, b = _convert_twice(tmp_path, target=target, delegate=delegate, precision=precision, **kw)
+def test_every_other_combination_is_byte_identical(artifacts, tmp_path, target, delegate, precision):
+    a, b = _convert_twice(artifacts, tmp_path, target, delegate, precision)
     _assert_identical(a, b)
 
 
@@ -108,8 +107,6 @@ def _lower_tiny_int8(shared: bool) -> tuple[bytes, list]:
     return program.buffer, provenance
 
 
-@pytest.mark.slow  # 55 s (two int8 lowerings); every ExecuTorch conversion in the default run lowers with it and
-# passes parity against PyTorch
 def test_shared_provenance_lowers_the_same_pte_and_restores_torch():
     """`shared_provenance` (node provenance shared instead of deep-copied, ~15% off ExecuTorch lowering) changes
     nothing in the program nor in the provenance ETRecord would carry, and leaves torch as it found it."""
@@ -124,13 +121,13 @@ def test_shared_provenance_lowers_the_same_pte_and_restores_torch():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason=".ort bytes are reproducible where the converter "
                     "can turn address randomization off for itself (Linux); elsewhere the manifest says they are not")
-def test_ort_conversion_is_byte_identical_five_times_from_a_cold_cache(tmp_path, monkeypatch):
+def test_ort_conversion_is_byte_identical_five_times_from_a_cold_cache(artifacts, tmp_path, monkeypatch):
     """Issue 32: 2 of 9 conversions wrote other .ort bytes; the first conversion on a fresh install (its child
     compiling its modules) differed from the next. Five conversions of one ONNX, the first with a cold cache."""
     from edgevit.targets.ort_convert import convert_to_ort
 
     monkeypatch.setenv("EDGEVIT_CACHE", str(tmp_path / "cache"))
-    a = convert(ConvertConfig(model="nextvit_digits", out=str(tmp_path / "onnx"), target="onnx")).out_dir
+    a = artifacts.reference("onnx")
     digests = []
     for i in range(5):
         out = tmp_path / f"ort{i}"

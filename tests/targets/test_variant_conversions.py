@@ -1,7 +1,6 @@
 """Every attention variant converts and passes parity on onnx, ort, executorch (every op inside XNNPACK), coreml
 (the simulator) and litert (the LiteRT interpreter, every op inside XNNPACK), and `edgevit verify` re-checks the
-folder from the manifest's `attention`. The tiny config with random weights; one of the fifteen runs is in the
-default suite, the rest are marked slow."""
+folder from the manifest's `attention`. The tiny config with random weights."""
 
 from __future__ import annotations
 
@@ -13,9 +12,7 @@ from edgevit.pipeline import convert
 from edgevit.verify import verify_dir
 
 VARIANTS = ("avgpool", "xca", "hilo")
-DEFAULT = {("hilo", "onnx")}  # the rest (~90 s) is slow: the default suite's 20-minute budget
-CASES = [pytest.param(v, t, id=f"{v}-{t}", marks=() if (v, t) in DEFAULT else pytest.mark.slow)
-         for v in VARIANTS for t in ("onnx", "ort", "executorch", "coreml", "litert")]
+CASES = [pytest.param(v, t, id=f"{v}-{t}") for v in VARIANTS for t in ("onnx", "ort", "executorch", "coreml", "litert")]
 
 
 @pytest.mark.parametrize("attention,target", CASES)

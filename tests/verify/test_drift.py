@@ -23,10 +23,8 @@ TINY_UNITS = ["stem", "stages.0.blocks.0", "stages.1.blocks.0", "stages.1.blocks
 
 
 @pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
-    out = tmp_path_factory.mktemp("drift") / "tiny"
-    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="onnx", out=str(out)))
-    return out
+def tiny_onnx(artifacts):
+    return artifacts.get(model="nextvit_test_tiny", random_init=True, target="onnx")
 
 
 def test_every_unit_is_compared_and_fp32_is_within_budget(tiny_onnx):
@@ -65,16 +63,14 @@ def test_a_perturbed_block_is_named_first(tiny_onnx, tmp_path):
     assert before and not any(b.over_budget for b in before)
 
 
-@pytest.mark.slow
-def test_ort_drift_names_a_block_perturbed_inside_the_ort_file(tiny_onnx, tmp_path):
+def test_ort_drift_names_a_block_perturbed_inside_the_ort_file(artifacts, tiny_onnx, tmp_path):
     """The .ort side: the perturbed ONNX is turned into the folder's model.ort by the same converter the target
     uses, so the block must be found through the .ort's own graph (it keeps no module names)."""
     import shutil
 
     from edgevit.targets.ort_convert import convert_to_ort
 
-    ort_dir = tmp_path / "ort"
-    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="ort", out=str(ort_dir)))
+    ort_dir = artifacts.copy(tmp_path / "ort", artifacts.get(model="nextvit_test_tiny", random_init=True, target="ort"))
     clean = drift_dir(ort_dir)
     assert [b.unit for b in clean.blocks] == TINY_UNITS
     assert clean.first_over_budget is None and all(b.cosine_min > 0.99999 for b in clean.blocks)
@@ -95,20 +91,17 @@ def test_ort_drift_names_a_block_perturbed_inside_the_ort_file(tiny_onnx, tmp_pa
     assert not any(b.over_budget for b in report.blocks[:3])
 
 
-@pytest.mark.slow
-def test_ort_int8_blocks_are_read_through_their_scales_and_layout(tmp_path):
+def test_ort_int8_blocks_are_read_through_their_scales_and_layout(artifacts):
     """int8 .ort graphs hold quantized tensors, channels-last: each block is dequantized with its own scale and
     transposed back. A wrong tensor or layout gives cosines near 0; the right ones agree closely with PyTorch."""
-    out = tmp_path / "ort8"
-    convert(ConvertConfig(model="nextvit_digits", target="ort", precision="int8", out=str(out)))
+    out = artifacts.reference("ort", precision="int8")
     report = drift_dir(out)
     assert [b.unit for b in report.blocks] == TINY_UNITS  # the shipped digits model has the tiny config's depths
     assert all(b.cosine_min > 0.99 for b in report.blocks), report.table()
     assert any("channels-last" in n for n in report.notes)
 
 
-@pytest.mark.slow
-def test_executorch_drift_flags_a_pte_that_is_not_its_source(tmp_path):
+def test_executorch_drift_flags_a_pte_that_is_not_its_source(artifacts, tmp_path):
     """ExecuTorch drift re-lowers the artifact's source with block outputs added (an XNNPACK blob keeps no per-op
     outputs), so it localizes what lowering and the runtime do, not a change made inside a .pte. A .pte replaced by
     one lowered from a model with one block's weights scaled must not pass: the final row is the artifact's own
@@ -119,8 +112,7 @@ def test_executorch_drift_flags_a_pte_that_is_not_its_source(tmp_path):
 
     from edgevit.verify.drift import deployed_reference
 
-    out = tmp_path / "et"
-    convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="executorch", out=str(out)))
+    out = artifacts.copy(tmp_path / "et", artifacts.get(model="nextvit_test_tiny", random_init=True, target="executorch"))
     clean = drift_dir(out)
     assert [b.unit for b in clean.blocks] == TINY_UNITS
     assert clean.first_over_budget is None and all(b.cosine_min > 0.99999 for b in clean.blocks)
@@ -164,7 +156,6 @@ class _Residual(torch.nn.Module):
         return self.head(self.blocks(self.stem(x)).mean((2, 3)))
 
 
-@pytest.mark.slow  # 15-27 s (a child Python importing torch and ExecuTorch): outside the default run's 20 minutes
 def test_an_int8_debug_program_lowered_in_two_halves_computes_what_the_whole_computes(caplog):
     """A big int8 debug program (Next-ViT-S depth) is cut at one block's int8 output and its halves are lowered at
     once, the second in a child process. Forced on a small residual network here: every output of the two .pte
@@ -201,7 +192,7 @@ def test_an_int8_debug_program_lowered_in_two_halves_computes_what_the_whole_com
         assert all(torch.equal(g, e) for g, e in zip(got, expected))
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # full-size: Next-ViT-S depth
 def test_a_next_vit_s_deep_int8_pte_is_lowered_in_two_halves_and_matches_the_artifact(tmp_path):
     """The deep reference (Next-ViT-S depth): its int8 debug program is big enough to be cut, and the final output
     of the two halves equals the artifact's."""
@@ -213,13 +204,11 @@ def test_a_next_vit_s_deep_int8_pte_is_lowered_in_two_halves_and_matches_the_art
     assert any("differs from the artifact's by at most 0\n" in n + "\n" for n in report.notes), report.notes
 
 
-@pytest.mark.slow
-def test_executorch_int8_drift_quantizes_the_debug_program_like_the_artifact(tmp_path):
+def test_executorch_int8_drift_quantizes_the_debug_program_like_the_artifact(artifacts):
     """int8 .pte: the debug program is quantized again on the calibration inputs the manifest records. If that
     did not reproduce the artifact's quantization, its final output would differ from the artifact's and the note
     would say so; on the shipped digits model they are equal, and every block stays close to PyTorch."""
-    out = tmp_path / "et8"
-    convert(ConvertConfig(model="nextvit_digits", target="executorch", precision="int8", out=str(out)))
+    out = artifacts.reference("executorch", "xnnpack", "int8")
     report = drift_dir(out)
     assert [b.unit for b in report.blocks] == TINY_UNITS  # the shipped digits model has the tiny config's depths
     assert all(0.99 < b.cosine_min < 0.99999 for b in report.blocks[:-1]), report.table()  # int8, not fp32
