@@ -91,8 +91,11 @@ def write_golden_size(folder: Path, size: tuple[int, int], pictures: list, x: np
 # what the first sealed manifests covered; every seal covers at least these
 SEALED_KEYS_V1 = ("model", "target", "precision", "artifact", "artifact_sha256", "input", "preprocess", "outputs",
                   "labels", "golden", "runtime_requirements", "weights_sha256")
-# new seals also cover the source (the user module's path and sha256, which verify --module checks)
-SEALED_KEYS = SEALED_KEYS_V1 + ("source",)
+# new seals also cover the source (the user module's path and sha256, which verify --module checks) and the row of
+# the tolerance table the artifact is held to (the unsealed parity section only reports it)
+SEALED_KEYS = SEALED_KEYS_V1 + ("source", "tolerance_row")
+# the rows an artifact of each target may be held to, for seals made before tolerance_row was sealed
+_ROWS = {"executorch": ("executorch", "executorch-coreml")}
 
 
 def content_sha256(manifest: dict, keys: tuple[str, ...] | None = None) -> str:
@@ -122,22 +125,111 @@ def seal(folder: Path, manifest: dict) -> None:
 
 
 def integrity_problems(folder: Path, manifest: dict) -> list[str]:
-    """What no longer matches: missing or changed files, an edited manifest. Empty when intact."""
-    problems = []
+    """What no longer matches: an edited manifest, a missing or changed artifact or golden file, a path that leaves
+    the folder (a symlink to elsewhere, ``..``), an edited tolerance row. Empty when intact.
+
+    The seal is a checksum anyone can recompute: it shows accidents and edits, not forgery."""
     seal_info = manifest.get("integrity")
     if seal_info is None:
         return ["the manifest carries no integrity record (made by an older edgevit): re-convert to seal it"]
     recorded = seal_info.get("sealed_keys") if isinstance(seal_info, dict) else None
     keys = tuple(dict.fromkeys([*SEALED_KEYS_V1, *(k for k in (recorded or []) if isinstance(k, str))]))
     if not isinstance(seal_info, dict) or content_sha256(manifest, keys) != seal_info.get("content_sha256"):
-        problems.append("manifest.json was edited after conversion (its sealed content no longer hashes to "
-                        "integrity.content_sha256)")
+        # nothing else in it can be trusted, not even its shape
+        return ["manifest.json was edited after conversion (its sealed content no longer hashes to "
+                "integrity.content_sha256)"]
+    problems = _escaping_links(folder)
+    try:
+        problems += _file_problems(folder, manifest)
+        row = manifest["parity"]["tolerance"]["target"]
+        if "tolerance_row" in keys:
+            if row != manifest.get("tolerance_row"):
+                problems.append(f"parity.tolerance.target was edited to {row!r}; the sealed tolerance_row is "
+                                f"{manifest.get('tolerance_row')!r}")
+        elif row not in _ROWS.get(manifest["target"], (manifest["target"],)):
+            problems.append(f"parity.tolerance.target {row!r} is not a row a {manifest['target']} artifact is held to "
+                            "(the manifest was edited)")
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
+        problems.append(f"manifest.json is damaged ({type(e).__name__}: {e}) although its seal matches: it was "
+                        "edited and sealed again by hand")
+    return problems
+
+
+def tolerance_row(manifest: dict) -> str:
+    """The tolerance table's row the artifact is held to (sealed in new manifests; ``integrity_problems`` checks
+    the reported one against it, or, for older seals, against the artifact's target)."""
+    return manifest.get("tolerance_row") or manifest["parity"]["tolerance"]["target"]
+
+
+def open_artifact(folder: str | Path, purpose: str) -> dict:
+    """The manifest of an intact artifact folder, for every command that reads one (verify, bench, drift, evaluate,
+    profile, matrix reuse, build-engine); ``IntegrityError`` (exit 3) naming every problem otherwise. ``purpose``
+    says why intactness matters to the command ("its timings would describe another model")."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    problems = integrity_problems(folder, manifest)
+    if problems:
+        raise IntegrityError(f"{folder}: {'; '.join(problems)}; {purpose}. Re-convert it")
+    return manifest
+
+
+def _inside(folder: Path, name) -> Path | None:
+    """``folder/name`` when ``name`` is a relative path that stays inside ``folder``, else None."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        return None
+    return folder / name
+
+
+def _file_problems(folder: Path, manifest: dict) -> list[str]:
+    problems = []
+    artifact = _inside(folder, manifest["artifact"])
+    if artifact is None:
+        problems.append(f"the artifact name {manifest['artifact']!r} leaves the folder")
+    elif not artifact.exists():
+        problems.append(f"the artifact {manifest['artifact']} is missing")
+    elif sha256_file(artifact) != manifest["artifact_sha256"]:
+        problems.append(f"the artifact {manifest['artifact']} was changed after conversion (sha256 differs from "
+                        "artifact_sha256)")
     for name, digest in manifest["golden"].get("sha256", {}).items():
-        path = folder / name
-        if not path.is_file():
+        path = _inside(folder, name)
+        if path is None:
+            problems.append(f"the golden file name {name!r} leaves the folder")
+        elif not path.is_file():
             problems.append(f"{name} is missing")
         elif sha256_file(path) != digest:
             problems.append(f"{name} was changed after conversion (sha256 differs from the manifest)")
+    for entry in golden_files(manifest["golden"]):  # a raw .bin is read by its shape: the two must agree
+        path = _inside(folder, entry["file"])
+        if "shape" in entry and path is not None and path.is_file():
+            need = 4 * int(np.prod([int(d) for d in entry["shape"]]))
+            if path.stat().st_size != need:
+                problems.append(f"{entry['file']} holds {path.stat().st_size} bytes, not the {need} its shape "
+                                f"{entry['shape']} in the manifest needs")
+    return problems
+
+
+def _escaping_links(folder: Path) -> list[str]:
+    """Symlinks in the folder that lead out of it, dangle or loop (a folder is read as what it holds)."""
+    import errno
+    import os
+
+    root = folder.resolve()
+    problems = []
+    for dirpath, dirnames, filenames in os.walk(folder):  # does not follow links to folders
+        for name in sorted(dirnames + filenames):
+            path = Path(dirpath) / name
+            if not path.is_symlink():
+                continue
+            rel = path.relative_to(folder)
+            try:
+                target = path.resolve(strict=True)
+            except (RuntimeError, OSError) as e:  # Python < 3.13 raises RuntimeError for a loop, later ELOOP
+                loop = isinstance(e, RuntimeError) or e.errno == errno.ELOOP
+                problems.append(f"{rel} is a symlink loop" if loop else f"{rel} is a symlink to nothing "
+                                f"({os.readlink(path)})")
+                continue
+            if not target.is_relative_to(root):
+                problems.append(f"{rel} is a symlink to {target}, outside the folder")
     return problems
 
 

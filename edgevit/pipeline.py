@@ -624,6 +624,7 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
                    "reset_head": cfg.reset_head},
         "provenance": io_spec.provenance,
         "weights_sha256": weights_hash,
+        "tolerance_row": p.tol_key,
         "artifact_sha256": sha256_file(artifact),
         "artifact_bytes": path_bytes(artifact),
         "versions": _versions(p.target),

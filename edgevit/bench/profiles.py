@@ -80,11 +80,11 @@ def run_etdump(folder: str | Path, out: str | Path, *, runs: int = 5, threads: i
     """Run an executorch artifact here with event tracing on and write its ETDump to ``out``."""
     import torch
 
-    from edgevit.manifest import read_golden, read_manifest
+    from edgevit.manifest import open_artifact, read_golden
     from edgevit.targets.executorch import set_threads
 
     folder, out = Path(folder), Path(out)
-    manifest = read_manifest(folder)
+    manifest = open_artifact(folder, "its profile would not describe what was verified")
     if manifest["target"] != "executorch":
         raise ConfigError(f"{folder} is a {manifest['target']} artifact; ETDump profiles need an executorch one")
     from executorch.extension.pybindings import portable_lib

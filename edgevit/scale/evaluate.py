@@ -145,7 +145,7 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
     ``threads``: runtime threads per task (the same for every shard count, so results do not depend on it);
     ``inline``: no Ray, the shards run one after another in this process.
     """
-    from edgevit.manifest import read_manifest
+    from edgevit.manifest import open_artifact, tolerance_row
     from edgevit.quantize.accuracy import accuracy_report
     from edgevit.verify.tolerances import tolerance_for
 
@@ -159,7 +159,7 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
         if not (Path(f) / "manifest.json").is_file():
             raise ConfigError(f"{f} is not an edgevit artifact folder (no manifest.json); pass folders written by "
                               "edgevit convert")
-        manifests.append(read_manifest(f))
+        manifests.append(open_artifact(f, "its accuracy would not describe what was verified"))
     if shards is not None and shards < 1:
         raise ConfigError(f"--shards must be >= 1, got {shards}")
     files, labels = image_list(images, manifests, labels_from_folders)
@@ -198,7 +198,7 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
         out, ref = np.concatenate(arts), np.concatenate(refs_)
         lab = labels[keep] if labels is not None else None
         rep = accuracy_report(ref, out, lab, source="evaluation", tol=tolerance_for(
-            manifest["parity"]["tolerance"]["target"], manifest["precision"]))
+            tolerance_row(manifest), manifest["precision"]))
         if lab is not None and out.ndim == 2:
             rep["top5_fp32"] = _topk_accuracy(ref, lab, 5)
             rep["top5_artifact"] = _topk_accuracy(out, lab, 5)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevit._io import atomic_file, sha256_file
-from edgevit.errors import ConfigError, IntegrityError, MissingDependencyError
+from edgevit.errors import ConfigError, MissingDependencyError
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +73,12 @@ def require_engine_toolchain(folder: str | Path) -> None:
 
 
 def tensorrt_folder(folder: Path) -> dict:
-    from edgevit.manifest import integrity_problems, read_manifest
+    from edgevit.manifest import open_artifact, read_manifest
 
-    manifest = read_manifest(folder)
-    if manifest["target"] != "tensorrt":
-        raise ConfigError(f"{folder} is a {manifest['target']} artifact; build-engine takes folders made with "
-                          "edgevit convert --target tensorrt")
-    onnx_path = folder / manifest["artifact"]
-    if not onnx_path.is_file() or sha256_file(onnx_path) != manifest["artifact_sha256"]:
-        raise IntegrityError(f"{onnx_path} is missing or does not match the manifest's artifact_sha256; re-convert")
-    problems = integrity_problems(folder, manifest)
-    if problems:
-        raise IntegrityError(f"{folder}: {'; '.join(problems)}; re-convert it")
-    return manifest
+    if read_manifest(folder)["target"] != "tensorrt":
+        raise ConfigError(f"{folder} is a {read_manifest(folder)['target']} artifact; build-engine takes folders "
+                          "made with edgevit convert --target tensorrt")
+    return open_artifact(folder, "an engine built from it would not be what was verified")
 
 
 def engine_runner(plan: Path, manifest: dict):

@@ -187,22 +187,17 @@ def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: 
     """Per-block drift of the artifact folder ``folder`` (golden input, plus ``images``). ``calib_dir``: where
     the calibration images are now, for runtimes whose debug copy is quantized again (int8 ExecuTorch).
     ``on_step(name, "start" | "done", seconds)`` hears of each step (the CLI prints them)."""
-    from edgevit.manifest import integrity_problems, read_golden, read_manifest
+    from edgevit.manifest import open_artifact, read_golden, tolerance_row
     from edgevit.preprocess import Preprocess
     from edgevit.targets import get_target
     from edgevit.targets.base import RuntimeSpec
     from edgevit.verify.parity import images_for, reference_for_artifact
 
     folder = Path(folder)
-    manifest = read_manifest(folder)
-    problems = integrity_problems(folder, manifest)
-    if problems:
-        from edgevit.errors import IntegrityError
-
-        raise IntegrityError(f"{folder}: {'; '.join(problems)}; drift measures the artifact the manifest describes")
+    manifest = open_artifact(folder, "drift measures the artifact its manifest describes")
     target = get_target(manifest["target"])
     delegate = manifest.get(manifest["target"], {}).get("delegate")
-    key = manifest["parity"]["tolerance"]["target"]
+    key = tolerance_row(manifest)
     tol = tolerance_for(key, manifest["precision"])
     raw = manifest["input"].get("pixels") == "raw_rgb_0_255"
     pre = Preprocess.from_manifest(manifest["preprocess"])

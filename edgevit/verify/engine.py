@@ -18,7 +18,7 @@ import numpy as np
 
 from edgevit._io import atomic_file, check_writable, sha256_file
 from edgevit.errors import ParityError
-from edgevit.manifest import seal
+from edgevit.manifest import seal, tolerance_row
 from edgevit.targets.tensorrt import polygraphy_cli
 from edgevit.targets.tensorrt_engine import build_plan, engine_runner, gpu_info, tensorrt_folder
 from edgevit.verify.parity import verify_dir
@@ -34,7 +34,7 @@ def per_tensor_compare(folder: Path, manifest: dict) -> dict:
 
     x, _ = read_golden(folder, manifest)
     build = manifest["tensorrt"]["build"]
-    tol = tolerance_for(manifest["parity"]["tolerance"]["target"], manifest["precision"])
+    tol = tolerance_for(tolerance_row(manifest), manifest["precision"])
     inputs = folder / ".per_tensor_inputs.json"
     from polygraphy.json import save_json
 

@@ -1,8 +1,9 @@
 """Principles 2, 3, 5 and 6 through the CLI on a real artifact: --overwrite replaces only an artifact folder,
---opset is what the file carries, a tampered artifact fails verify with exit 3 (bench refuses it), and a second
-conversion writes the same bytes."""
+--opset is what the file carries, a tampered artifact fails verify with exit 3 (and every other command that reads a
+folder refuses it), and a second conversion writes the same bytes."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -33,19 +34,42 @@ TAMPER = {  # case: (change, words the message must contain)
                            "integrity"),
     "edited preprocessing": (lambda d: _edit_manifest(d, lambda m: m["preprocess"].__setitem__("mean", [0, 0, 0])),
                              "integrity"),
-    "flipped artifact byte": (lambda d: _flip(d / "model.ort", 5000), "does not match the manifest's artifact_sha256"),
+    "flipped artifact byte": (lambda d: _flip(d / "model.ort", 5000), "model.ort was changed after conversion"),
     "flipped golden byte": (lambda d: _flip(d / "golden" / "input.bin", 100), "input.bin"),
     "missing golden file": (lambda d: (d / "golden" / "input.bin").unlink(), "golden/input.bin is missing"),
-    "missing artifact": (lambda d: (d / "model.ort").unlink(), "model.ort named in the manifest is missing"),
+    "missing artifact": (lambda d: (d / "model.ort").unlink(), "the artifact model.ort is missing"),
+    "golden file a symlink out of the folder": (lambda d: _link_out(d, "golden/input.bin"), "outside the folder"),
+    "artifact a symlink out of the folder": (lambda d: _link_out(d, "model.ort"), "outside the folder"),
+    "symlink loop": (lambda d: (d / "loop").symlink_to("loop"), "loop is a symlink loop"),
+    "edited tolerance row": (lambda d: _edit_manifest(d, lambda m: m["parity"]["tolerance"].__setitem__(
+        "target", "coreml")), "tolerance_row"),
+    "golden shape edited and sealed again": (lambda d: _edit_manifest(d, lambda m: m["golden"]["input"].__setitem__(
+        "shape", [2, 3, 64, 64]), reseal=True), "golden/input.bin holds"),
     "manifest not JSON": (lambda d: (d / "manifest.json").write_text("{not json"), "not valid JSON"),
     "manifest emptied": (lambda d: (d / "manifest.json").write_text("{}"), "lacks required keys"),
 }
 
 
-def _edit_manifest(folder, change):
+def _edit_manifest(folder, change, reseal=False):
     m = json.loads((folder / "manifest.json").read_text())
     change(m)
+    if reseal:  # what someone who knows the seal's recipe can do: it is a checksum, not a signature
+        from edgevit.manifest import content_sha256
+
+        m["integrity"]["content_sha256"] = content_sha256(m, tuple(m["integrity"]["sealed_keys"]))
     (folder / "manifest.json").write_text(json.dumps(m, indent=2))
+
+
+def _link_out(folder, name):
+    """Replace ``name`` with a symlink to an identical copy outside the folder (the bytes still hash right)."""
+    outside = folder.parent / f"outside-{name.replace('/', '-')}"
+    outside.write_bytes((folder / name).read_bytes())
+    (folder / name).unlink()
+    (folder / name).symlink_to(outside)
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
 
 def _flip(path, offset):
@@ -63,16 +87,26 @@ def test_tampered_artifact_fails_verify_with_exit_3(artifact, case):
     assert words.lower() in (r.stdout + r.stderr).lower(), r.stdout + r.stderr
 
 
-def test_bench_refuses_a_tampered_artifact(artifact):
-    _flip(artifact / "model.ort", 7000)
-    r = cli("bench", artifact, "--runs", "1", "--warmup", "0", "--no-memory")
-    assert r.returncode == 3 and "Traceback" not in r.stderr and "artifact_sha256" in r.stderr
+IMAGES = Path(__file__).resolve().parents[2] / "edgevit" / "assets" / "digits" / "eval" / "3"
+READERS = {"bench": ["--runs", "1", "--warmup", "0", "--no-memory"], "drift": [],
+           "evaluate": ["--inline", "--images", IMAGES], "verify": ["--images", IMAGES]}
+DAMAGE = {"flipped artifact byte": lambda d: _flip(d / "model.ort", 7000),
+          "truncated artifact": lambda d: _truncate(d / "model.ort")}
 
 
-def test_untampered_copy_verifies_and_benches(artifact):
-    # the control for the two tests above: the same commands pass on the copy left alone
-    expect(cli("verify", artifact), 0)
-    expect(cli("bench", artifact, "--runs", "1", "--warmup", "0", "--no-memory"), 0)
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+@pytest.mark.parametrize("command", sorted(READERS))
+def test_every_command_that_reads_a_folder_refuses_a_damaged_one(artifact, command, damage):
+    """Issue 32: drift and evaluate measured a damaged model (exit 0) or crashed on a truncated one; every command
+    that reads a folder opens it through the one integrity check (manifest.open_artifact)."""
+    DAMAGE[damage](artifact)
+    expect(cli(command, artifact, *READERS[command]), 3, "model.ort was changed after conversion", "re-convert")
+
+
+@pytest.mark.parametrize("command", sorted(READERS))
+def test_an_untouched_copy_passes_every_reader(artifact, command):
+    # the control for the tests above: the same commands pass on the copy left alone
+    expect(cli(command, artifact, *READERS[command]), 0)
 
 
 def test_verify_images_works_on_the_shipped_model_without_weights(artifact, tmp_path):
