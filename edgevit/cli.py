@@ -14,8 +14,9 @@ import logging
 import math
 import os
 import sys
+import tempfile
 
-from edgevit.errors import ConfigError, EdgeVitError, exit_codes_help
+from edgevit.errors import ConfigError, EdgeVitError, NoSpaceError, exit_codes_help, no_space
 
 EXIT_CODES_HELP = exit_codes_help()
 MODULE_HELP = ("the user module the artifact was converted from (FILE.py:FACTORY, as convert's --module): needed to "
@@ -769,6 +770,12 @@ def main(argv: list[str] | None = None) -> int:
 
     _progress.enable(not getattr(args, "json", False))
     _terminate_like_interrupt()
+    try:  # every command stages files or captures runtimes' output in temporary files
+        tempfile.gettempdir()
+    except FileNotFoundError:
+        print(f"edgevit {args.command}: error: no writable temporary folder (tried TMPDIR, /tmp, /var/tmp, /usr/tmp "
+              "and the working folder); set TMPDIR to a writable folder", file=sys.stderr)
+        return 2
     def interrupted() -> int:
         print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
         return 130
@@ -781,6 +788,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if _INTERRUPTED[0]:  # the error is the interrupt's doing (a half-imported runtime, a half-read file)
             return interrupted()
+        full = no_space(e)
+        if full is not None and not isinstance(e, NoSpaceError):  # staging folders are removed on the way out
+            e = NoSpaceError(f"no space left on the device writing {full.filename or 'an output'}: free space there "
+                             "(or point --out, or TMPDIR for temporary files, at another disk); nothing partial was "
+                             "kept")
         if not isinstance(e, EdgeVitError):
             raise
         print(f"edgevit {args.command}: error: {e}", file=sys.stderr)

@@ -275,11 +275,25 @@ class ConvertConfig:
         return dataclasses.asdict(self)
 
 
+_STAGING_EXTRA = 32  # "." + name + ".<pid>.<random>.partial" (_io.atomic_dir)
+_NAME_MAX = 255 - _STAGING_EXTRA  # the common limit of a file name (ext4, APFS, NTFS), in bytes
+
+
 def _check_out(out: str) -> None:
     """The output folder: not the working folder or one of its parents, not under a file, writable."""
     if not out.strip():
         raise ConfigError("--out is empty; name the artifact folder to write, e.g. --out out/s_onnx")
+    try:
+        out.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"--out {out.encode('utf-8', 'surrogateescape')!r} is not valid UTF-8 (manifests, logs and "
+                          "the apps name folders in UTF-8); choose a folder name in UTF-8") from None
     path = Path(out).expanduser()
+    too_long = [part for part in path.parts[1:] if len(os.fsencode(part)) > _NAME_MAX]
+    if too_long:  # the staging folder's name adds up to 32 characters to the last one
+        raise ConfigError(f"--out names a folder {len(os.fsencode(too_long[0]))} bytes long ({too_long[0][:40]}...); "
+                          f"file systems take {_NAME_MAX + _STAGING_EXTRA} and the staging folder adds "
+                          f"{_STAGING_EXTRA}: choose a name of at most {_NAME_MAX} bytes")
     resolved = path.resolve()
     cwd = Path.cwd().resolve()
     if resolved == cwd or resolved in cwd.parents:

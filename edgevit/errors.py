@@ -18,6 +18,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (5, "an optional toolchain is not installed"),
     (6, "a toolchain failed to export or lower the model"),
     (7, "output exists and `--overwrite` was not given, or it is not an edgevit artifact folder"),
+    (8, "no space left on the device (disk full or quota) while writing: nothing partial was kept"),
     (130, "interrupted (Ctrl-C or SIGTERM): nothing partial was kept"),
 )
 
@@ -89,6 +90,26 @@ class OutputExistsError(EdgeVitError, FileExistsError):
     """The output location exists and overwriting was not requested."""
 
     exit_code = 7
+
+
+class NoSpaceError(EdgeVitError, OSError):
+    """The disk (or the user's quota) filled up while edgevit wrote an output or a temporary file."""
+
+    exit_code = 8
+
+
+def no_space(error: BaseException) -> OSError | None:
+    """The "no space left" (ENOSPC, EDQUOT) error behind ``error``, following its causes, else None: a toolchain
+    that fills the disk raises its own error with the OSError as its cause or context."""
+    import errno
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class ModelInputError(EdgeVitError, ValueError):

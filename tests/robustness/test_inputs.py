@@ -2,11 +2,13 @@
 that names the problem and the fix, before any model is built (the step printer's "load model" never appears)."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from tests.robustness.conftest import cli, expect, tree_digest
+from tests.robustness.conftest import REPO, cli, expect, tree_digest
 from tests.robustness.images import bomb_png, png
 
 DIGITS = ("convert", "--model", "nextvit_digits")
@@ -107,6 +109,53 @@ def test_out_that_cannot_be_written(tmp_path):
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o555)
         expect(cli(*DIGITS, "--out", locked / "o"), 2, "cannot be written")
+
+
+def test_out_names_no_file_system_takes(tmp_path):
+    """Issue 32: a 300-character and a non-UTF-8 --out gave tracebacks."""
+    expect(cli(*DIGITS, "--out", tmp_path / ("a" * 300)), 2, "300 bytes long", "at most 223 bytes")
+    expect(cli(*DIGITS, "--out", tmp_path / os.fsdecode(b"bad\xff\xfename")), 2, "not valid UTF-8")
+    assert list(tmp_path.iterdir()) == []
+
+
+_NO_TEMP = """
+import sys, tempfile
+tempfile._candidate_tempdir_list = lambda: ["/proc/edgevit-no-temp"]  # /proc refuses new files, even to root
+from edgevit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_no_writable_temporary_folder(tmp_path):
+    """Issue 32: no writable temporary folder gave a traceback. As root every real folder is writable, so Python's
+    list of candidate folders is pointed at one in /proc (which refuses files to root too) for this child."""
+    r = subprocess.run([sys.executable, "-c", _NO_TEMP, "verify", str(tmp_path)], capture_output=True, text=True,
+                       cwd="/proc", env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    expect(r, 2, "no writable temporary folder", "set TMPDIR")
+
+
+def _small_disk(folder, size: int):
+    """A tmpfs of ``size`` bytes at ``folder`` (mounting needs root; elsewhere the test is skipped so)."""
+    folder.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("filling a disk needs a small tmpfs, which only root can mount here")
+
+
+@pytest.mark.parametrize("room", ["nothing", "the artifact alone"])
+def test_a_full_disk_is_named_and_leaves_nothing(artifacts, tmp_path, room):
+    """Issue 32: a disk that fills while the artifact, the golden files or the manifest are written gave a
+    traceback. The disk holds 64 KiB, or the artifact (the run's shared conversion of the same model) and 64 KiB:
+    then the golden files (184 KiB) are what no longer fits."""
+    artifact = artifacts.reference("onnx") / "model.onnx"
+    disk = tmp_path / "small"
+    _small_disk(disk, 65536 if room == "nothing" else artifact.stat().st_size + 65536)
+    try:
+        expect(cli("convert", "--model", "nextvit_digits", "--target", "onnx", "--out", disk / "o"), 8,
+               "no space left on the device", "nothing partial was kept")
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
 
 
 def _labeled(root, names, n=2):
