@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -142,6 +143,34 @@ def clean_stale_staging(dest: Path) -> list[Path]:
             removed.append(leftover)
             logging.getLogger(__name__).warning("removed %s, left by an interrupted run (pid %s)", leftover,
                                                 m.group(1))
+    return removed
+
+
+_TEMP = re.compile(r"^edgevit-[a-z0-9]+-(\d+)-\w+$")
+
+
+def temp_dir(what: str) -> tempfile.TemporaryDirectory:
+    """A private temporary folder ``TMPDIR/edgevit-<what>-<pid>-<random>``, removed when the ``with`` block ends.
+    The pid in the name lets a later run remove what a killed run left (``clean_stale_temp``)."""
+    return tempfile.TemporaryDirectory(prefix=f"edgevit-{what}-{os.getpid()}-")
+
+
+def clean_stale_temp() -> list[Path]:
+    """Remove the temporary folders (``temp_dir``) of edgevit runs that were killed: their pid no longer exists."""
+    import logging
+
+    removed = []
+    try:
+        root = Path(tempfile.gettempdir())
+        entries = list(root.iterdir())
+    except OSError:
+        return removed
+    for leftover in entries:
+        m = _TEMP.match(leftover.name)
+        if m and not _pid_alive(int(m.group(1))) and leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover)
+            logging.getLogger(__name__).info("removed %s, left by a killed run (pid %s)", leftover, m.group(1))
     return removed
 
 

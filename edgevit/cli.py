@@ -776,6 +776,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edgevit {args.command}: error: no writable temporary folder (tried TMPDIR, /tmp, /var/tmp, /usr/tmp "
               "and the working folder); set TMPDIR to a writable folder", file=sys.stderr)
         return 2
+    from edgevit._io import clean_stale_temp
+
+    clean_stale_temp()  # what killed runs left in TMPDIR (their staging folders beside --out go in convert)
     def interrupted() -> int:
         print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
         return 130

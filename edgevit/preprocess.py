@@ -138,7 +138,13 @@ def list_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = [p for p in named if p.is_file()]
+    broken = [p for p in named if p.is_symlink() and not p.exists()]  # a link loop or a link to nothing
+    if broken:
+        log.warning("%s: skipped %d symlink(s) that lead to no file (a loop or a missing target): %s%s", folder,
+                    len(broken), "; ".join(map(str, broken[:10])), f"; and {len(broken) - 10} more"
+                    if len(broken) > 10 else "")
     if not files:
         raise ConfigError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
@@ -171,6 +177,7 @@ def open_image(path: str | Path):
         with Image.open(path) as img:
             _refuse_bomb(path, *img.size)
             img.load()
+            _note_orientation(path, img)
             if img.mode in _SIXTEEN_BIT_GRAY:
                 wide = np.asarray(img, dtype=np.uint32)
                 return Image.fromarray(((wide * 255 + 32767) // 65535).astype(np.uint8), "L").convert("RGB")
@@ -185,6 +192,26 @@ def open_image(path: str | Path):
                           "folder or shrink it") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:  # SyntaxError: Pillow's bad-header error
         raise UnreadableImage(f"{type(e).__name__}: {e}") from None
+
+
+_ORIENTATION_TAG = 0x0112
+_oriented_seen = [False]
+
+
+def _note_orientation(path: Path, img) -> None:
+    """Pixels are read as stored, as timm and Pillow read them: an EXIF orientation tag (a phone photo taken
+    sideways) is not applied. Said once per process, naming the first such picture."""
+    if _oriented_seen[0]:
+        return
+    try:
+        orientation = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # noqa: BLE001 - a damaged EXIF block is no reason to refuse the pixels
+        return
+    if orientation not in (None, 1):
+        _oriented_seen[0] = True
+        log.warning("%s carries an EXIF orientation tag (%s): edgevit reads pixels as stored, like timm and Pillow, "
+                    "without rotating them; rotate such pictures upright first (PIL.ImageOps.exif_transpose) if "
+                    "the model should see them as a photo viewer shows them", path, orientation)
 
 
 def check_headers(folder: str | Path) -> int:

@@ -62,3 +62,39 @@ def test_loader_names_every_skipped_file(tmp_path, caplog):
     assert [p.name for p in used] == ["a.png"] and batch.shape == (1, 3, 32, 32)
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert "b.png" in warning and "c.jpg" in warning and "skipped 2" in warning
+
+
+def test_exif_orientation_is_not_applied_and_is_said(tmp_path, caplog, monkeypatch):
+    """Issue 32: EXIF orientation was ignored without a word. Pixels stay as stored (timm's reading); a warning
+    names the picture once."""
+    from PIL import Image
+
+    from edgevit import preprocess
+
+    monkeypatch.setattr(preprocess, "_oriented_seen", [False])
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :10] = 255  # a white band on the left, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to view"
+    path = tmp_path / "sideways.png"
+    Image.fromarray(pixels).save(path, exif=exif)
+    with caplog.at_level("WARNING", logger="edgevit.preprocess"):
+        img = preprocess.open_image(path)
+        preprocess.open_image(path)
+    assert np.array_equal(np.asarray(img), pixels)  # 20x40, not turned to 40x20
+    said = [r.getMessage() for r in caplog.records if "EXIF orientation" in r.getMessage()]
+    assert len(said) == 1 and "sideways.png" in said[0]
+
+
+def test_symlinks_that_lead_nowhere_are_named(tmp_path, caplog):
+    from PIL import Image
+
+    from edgevit.preprocess import list_images
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "real.png")
+    (tmp_path / "loop.png").symlink_to("loop.png")
+    (tmp_path / "gone.jpg").symlink_to(tmp_path / "missing.jpg")
+    with caplog.at_level("WARNING", logger="edgevit.preprocess"):
+        assert list_images(tmp_path) == [tmp_path / "real.png"]
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "loop.png" in said and "gone.jpg" in said and "2 symlink(s)" in said

@@ -84,3 +84,35 @@ def test_leftovers_of_killed_runs_are_removed_and_live_ones_kept(tmp_path):
         d.mkdir()
     assert clean_stale_staging(dest) == [dead]
     assert not dead.exists() and live.exists() and other.exists()
+
+
+_KILLED = """
+import os, signal, sys
+from edgevit._io import temp_dir
+held = temp_dir("probe")  # never cleaned up: the process dies first
+folder = held.name
+open(os.path.join(folder, "half-written"), "w").write("x")
+print(folder, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_temporary_folders_of_killed_runs_are_removed_by_the_next_command(tmp_path, monkeypatch):
+    """Issue 32: SIGKILL left TMPDIR/edgevit-ort* folders behind. A child makes its temporary folder and is killed;
+    the next edgevit command removes it, and leaves a live process's folder (this one's) alone."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    child = subprocess.run([sys.executable, "-c", _KILLED], env=env, capture_output=True, text=True, timeout=120)
+    assert child.returncode == -9
+    left = Path(child.stdout.strip())
+    assert left.parent == tmp_path and left.is_dir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)  # tempfile caches the folder it chose: choose again from TMPDIR
+    from edgevit._io import temp_dir
+
+    with temp_dir("live") as live:
+        assert main(["models"]) == 0
+        assert not left.exists() and Path(live).is_dir()

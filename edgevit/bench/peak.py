@@ -9,8 +9,9 @@ the theoretical peak is printed beside it: nothing can exceed that one.
 from __future__ import annotations
 
 import re
-import tempfile
 from pathlib import Path
+
+from edgevit._io import temp_dir
 
 # (M, K, N): a square GEMM; Next-ViT-S's stage-1 and stage-2 MLPs at 224 (small K, operands in cache); its
 # stage-3 MLP at 224 and 384 and its stage-4 MLP at 384, the shapes most of its MACs run in.
@@ -83,7 +84,7 @@ def _gemm_runners_one(threads: int, m: int, k: int, n: int, runtimes: tuple[str,
         torch.set_num_threads(threads)
         runners["gemm_torch"] = (lambda: torch.mm(a, b), flops)
     lin = torch.nn.Linear(k, n, bias=False).eval()
-    with tempfile.TemporaryDirectory(prefix="edgevit-gemm-") as folder:  # runtimes hold the models in memory
+    with temp_dir("gemm") as folder:  # runtimes hold the models in memory
         _runtime_gemms(runners, lin, a, Path(folder), threads, runtimes, flops)
     return runners
 

@@ -81,7 +81,6 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
         reason = bench_problem(folder, manifest)
         if reason:
             raise NotRunnableHere(reason)
-    artifact = folder / manifest["artifact"]
     target = get_target(manifest["target"])
     x = _input_for(folder, manifest, batch)
     if manifest["target"] == "tensorrt":  # the engine on the GPU (bench_problem said it can run here)

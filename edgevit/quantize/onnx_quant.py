@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from edgevit._io import temp_dir
 from edgevit.errors import ConfigError, ExportError
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ def _entropy_ranges(model_path: Path, reader, cache: Path) -> None:
     quantize_static reads them (its calibration cache)."""
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
-    with tempfile.TemporaryDirectory(prefix="edgevit-calib-") as tmp:
+    with temp_dir("calib") as tmp:
         calibrator = create_calibrator(model_path, None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                                        calibrate_method=CalibrationMethod.Entropy, extra_options=dict(ENTROPY_BINS))
         calibrator.collect_data(reader)
@@ -122,7 +122,7 @@ def quantize_int8(fp32_path: Path, out_path: Path, calib: np.ndarray, *, input_n
     if missing:
         raise ExportError(f"modules to keep in float have no nodes in the ONNX graph: {missing[:5]}; this is a bug "
                           "in the layer ranking (names must be paths inside the exported model)")
-    tmp = tempfile.TemporaryDirectory(prefix="edgevit-quant-")
+    tmp = temp_dir("quant")
     cache = Path(tmp.name) / "ranges.json" if method == "entropy" else None
     try:
         with contextlib.redirect_stdout(io.StringIO()):

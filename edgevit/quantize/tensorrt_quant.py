@@ -23,11 +23,11 @@ import os
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from edgevit._io import temp_dir
 from edgevit.errors import ConfigError, ExportError, MissingDependencyError
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def _npz_batches(calibration: np.ndarray, input_name: str, folder: Path) -> Path
 def _in_child(job: str, calibration: np.ndarray, **options) -> dict:
     """Run a ModelOpt ``job`` (``autocast`` or ``int8``) in a fresh interpreter; returns its result, or raises
     ExportError with the end of ModelOpt's log."""
-    with tempfile.TemporaryDirectory(prefix="edgevit-modelopt-") as tmp:
+    with temp_dir("modelopt") as tmp:
         tmp = Path(tmp)
         np.save(tmp / "calibration.npy", np.ascontiguousarray(calibration, np.float32))
         (tmp / "job.json").write_text(json.dumps({"job": job, **options}))

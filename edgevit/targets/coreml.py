@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevit._io import temp_dir
 from edgevit.errors import ConfigError, ExportError
 from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, register_target, run_batched
 from edgevit.targets.coreml_sim import can_predict, runtime_name, simulator_runner
@@ -347,7 +348,6 @@ def reproducible_executorch_payload():
     the same model at once must not delete each other's files).
     """
     import hashlib
-    import tempfile
     import types
     import uuid
 
@@ -369,7 +369,7 @@ def reproducible_executorch_payload():
             make_package_reproducible(Path(path))
 
         mlmodel.save = save_reproducibly
-        with tempfile.TemporaryDirectory(prefix="edgevit-etcoreml-") as private:
+        with temp_dir("etcoreml") as private:
             saved = cp.uuid, cp.tempfile
             cp.uuid = types.SimpleNamespace(uuid4=lambda: identifier)
             cp.tempfile = types.SimpleNamespace(gettempdir=lambda: private)

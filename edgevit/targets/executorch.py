@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgevit._io import temp_dir
 from edgevit.errors import ConfigError, ExportError
 from edgevit.targets.base import (ExportResult, Runner, RuntimeSpec, Target, minor_release, register_target,
                                   run_batched)
@@ -456,14 +457,13 @@ def lower_halves(halves: Halves, example) -> list[bytes]:
     import os
     import subprocess
     import sys
-    import tempfile
     from pathlib import Path
 
     import torch
 
     with torch.no_grad():
         boundary = halves.first(example)[-1]
-    with tempfile.TemporaryDirectory(prefix="edgevit-drift-") as tmp:
+    with temp_dir("drift") as tmp:
         src, dst = Path(tmp) / "second.pt2", Path(tmp) / "second.pte"
         second = torch.export.export(halves.second, (boundary,), strict=False)
         torch.export.save(second, src)
@@ -512,7 +512,6 @@ def set_threads(threads: int) -> None:
 def coreml_delegate_runner(artifact_path, spec: RuntimeSpec) -> Runner:
     """The ExecuTorch runtime here has no CoreML backend: extract the delegate's ML program from the .pte and run
     it in the CoreML simulator (or predict on macOS). The whole graph must be one CoreML delegate for this."""
-    import tempfile
     from pathlib import Path
 
     from executorch.backends.apple.coreml import executorchcoreml
@@ -527,7 +526,7 @@ def coreml_delegate_runner(artifact_path, spec: RuntimeSpec) -> Runner:
     if payload is None:
         raise ConfigError(f"{artifact_path} holds no CoreML delegate payload")
     # the simulator reads the whole program and its weights when built, so the unpacked copy is not kept
-    with tempfile.TemporaryDirectory(prefix="edgevit-etcoreml-") as tmp:
+    with temp_dir("etcoreml") as tmp:
         if not executorchcoreml.unflatten_directory_contents(payload, tmp):
             raise ConfigError(f"could not unpack the CoreML delegate payload of {artifact_path}")
         packages = sorted(Path(tmp).rglob("*.mlpackage"))

@@ -21,13 +21,13 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from edgevit._io import temp_dir
 from edgevit._native import default_threads
 from edgevit.errors import ConfigError, ExportError, MissingDependencyError
 from edgevit.targets.base import ExportResult, Runner, Target, minor_release, register_target, run_batched
@@ -288,7 +288,7 @@ def _cached_transposes(model, example, layout: str) -> int:
         example = example.permute(0, 2, 3, 1).contiguous()
     from edgevit.models.attention import one_pair_as_two
 
-    with tempfile.TemporaryDirectory(prefix="edgevit-litert-") as tmp, _quiet(), one_pair_as_two():
+    with temp_dir("litert") as tmp, _quiet(), one_pair_as_two():
         path = Path(tmp) / "form.tflite"
         litert_torch.convert(model, (example,)).export(str(path))
         Interpreter = interpreter_class()
@@ -508,7 +508,7 @@ class LiteRTTarget(Target):
                                         "type; these modules stay float so the app feeds and reads float",
                         "kept_float": [k.removeprefix(inner) for k in kept if k in keep_float]}
                 elif cfg.precision in ("fp16", "int8w"):
-                    with tempfile.TemporaryDirectory(prefix="edgevit-litert-") as tmp:
+                    with temp_dir("litert") as tmp:
                         float_path = Path(tmp) / "float.tflite"
                         convert_float(model, float_path)
                         _ai_edge_quantize(float_path, path, cfg.precision)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevit._io import temp_dir
 from edgevit._native import default_threads
 from edgevit.errors import ConfigError, ExportError
 from edgevit.targets.base import (ExportResult, IOSpec, Runner, RuntimeSpec, Target, minor_release, register_target,
@@ -235,7 +235,7 @@ def export_precision(model, example, path: Path, io_spec: IOSpec, cfg, calibrati
         return {}
     from edgevit.quantize.onnx_quant import convert_fp16, quantize_int8
 
-    with tempfile.TemporaryDirectory(prefix="edgevit-onnx-") as tmp:
+    with temp_dir("onnx") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         export_onnx(model, example, fp32, io_spec, opset=cfg.opset)
         if cfg.precision == "fp16":
@@ -269,7 +269,7 @@ class OnnxTarget(Target):
     def block_outputs(self, artifact_path, spec: RuntimeSpec, units, x, *, threads=None, model=None, calibration=None):
         self.require("onnxruntime")
         tensors, notes = block_tensors(Path(artifact_path), units)
-        with tempfile.TemporaryDirectory(prefix="edgevit-drift-") as tmp:
+        with temp_dir("drift") as tmp:
             debug = Path(tmp) / "debug.onnx"
             add_outputs(Path(artifact_path), list(tensors.values()), debug)
             outs = _session_runner(debug, threads)(x)
@@ -313,7 +313,7 @@ class OrtTarget(OnnxTarget):
             raise ConfigError("drift on a .ort artifact needs the deployed PyTorch model to name its blocks")
         import torch
 
-        with tempfile.TemporaryDirectory(prefix="edgevit-drift-") as tmp:
+        with temp_dir("drift") as tmp:
             tmp = Path(tmp)
             graph = tmp / "artifact_graph.onnx"
             dump_ort_graph(Path(artifact_path), graph)
@@ -358,7 +358,7 @@ class OrtTarget(OnnxTarget):
         self.require("onnxscript")
         from edgevit.targets.ort_convert import convert_to_ort
 
-        with tempfile.TemporaryDirectory(prefix="edgevit-ort-") as tmp:
+        with temp_dir("ort") as tmp:
             onnx_path = Path(tmp) / "model.onnx"
             quant = export_precision(model, example, onnx_path, io_spec, cfg, calibration, keep_float)
             usability = mobile_usability(onnx_path)

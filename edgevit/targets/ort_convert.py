@@ -20,9 +20,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
+from edgevit._io import temp_dir
 from edgevit.errors import ExportError
 
 ADDR_NO_RANDOMIZE = 0x0040000
@@ -55,7 +55,7 @@ def convert_to_ort(onnx_path: Path, out_dir: Path) -> dict:
     if not (pyc / "warm").is_file():  # the warm-up run compiles the child's modules into the cache; its output goes
         _run_child(cmd, env, onnx_path)
         (pyc / "warm").touch()
-    with tempfile.TemporaryDirectory(prefix="edgevit-ortc-") as work:
+    with temp_dir("ortc") as work:
         lines = _run_child(cmd, env, onnx_path, work)
         os.utime(pyc)  # in use: kept by other edgevit sources' cleanup
         for name in ("model.ort", "model.required_operators.config"):
@@ -70,7 +70,7 @@ def _run_child(cmd: list[str], env: dict, onnx_path: Path, work: str | None = No
     stdout lines."""
     with contextlib.ExitStack() as stack:
         if work is None:
-            work = stack.enter_context(tempfile.TemporaryDirectory(prefix="edgevit-ortc-"))
+            work = stack.enter_context(temp_dir("ortc"))
         shutil.copyfile(onnx_path, Path(work) / "model.onnx")
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work, env=env)
     lines = proc.stdout.strip().splitlines()

@@ -17,12 +17,12 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
+from edgevit._io import temp_dir
 from edgevit.errors import ConfigError, ExportError, MissingDependencyError
 from edgevit.targets.base import ExportResult, register_target
 from edgevit.targets.onnx import OnnxTarget, _scopes, export_onnx, onnx_op_counts, onnx_opset
@@ -105,7 +105,7 @@ def polygraphy_lint(path: Path, input_shape: tuple[str, tuple[int, ...]] | None 
     (no failing node, no error-level entry). Warnings are kept, repeated messages counted once per pattern.
     ``input_shape`` (name, shape) is the shape its inference uses for the graph's dynamic dims (else 1 each, which
     a graph with dynamic height and width cannot take)."""
-    with tempfile.TemporaryDirectory(prefix="edgevit-lint-") as tmp:
+    with temp_dir("lint") as tmp:
         report = Path(tmp) / "lint.json"
         shapes = [] if input_shape is None else \
             ["--input-shapes", f"{input_shape[0]}:[{','.join(map(str, input_shape[1]))}]"]
@@ -214,7 +214,7 @@ class TensorRTTarget(OnnxTarget):
         io_spec = replace(io_spec, dynamic_batch=True)
         path = out_dir / "model.onnx"
         details: dict = {}
-        with tempfile.TemporaryDirectory(prefix="edgevit-trt-") as tmp:
+        with temp_dir("trt") as tmp:
             fp32 = path if cfg.precision == "fp32" else Path(tmp) / "fp32.onnx"
             export_onnx(model, example, fp32, io_spec, opset=cfg.opset)
             if cfg.precision != "fp32":
