@@ -66,7 +66,11 @@ class ParityReport:
 def measure(report: ParityReport, data: str, runner, x: np.ndarray, reference: dict[str, np.ndarray],
             *, classification: bool) -> None:
     """Run ``runner`` on ``x``, compare every output with ``reference`` and record metrics and failures."""
-    outs = runner(x)
+    record(report, data, runner(x), reference, classification=classification)
+
+
+def record(report: ParityReport, data: str, outs, reference: dict[str, np.ndarray], *, classification: bool) -> None:
+    """Compare the artifact's outputs ``outs`` with ``reference``; record metrics and failures as set ``data``."""
     if len(outs) != len(reference):
         report.failures.append(f"{data}: artifact returned {len(outs)} outputs, reference has {len(reference)}")
         return
@@ -114,15 +118,57 @@ def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights:
         measure(report, f"golden {entry['size'][0]}x{entry['size'][1]}", runner, x_s, golden_s,
                 classification=classification)
     if images is not None:
-        from edgevit.models.factory import output_names
-
         reference = rebuild_reference(manifest, weights, module)
-        xs_norm, xs_in = images_for(manifest, images)
-        ref = reference_for_artifact(reference, xs_norm, output_names(reference), art_names)
-        measure(report, "images", runner, xs_in, ref, classification=classification)
+        ref, outs = stream_images(manifest, images, runner, reference, art_names)
+        record(report, "images", outs, ref, classification=classification)
     if raise_on_failure and not report.passed:
         raise ParityError(report.table())
     return report
+
+
+IMAGE_CHUNK = 64  # pictures decoded, run and compared at a time: memory stays flat however large the folder
+
+
+def stream_images(manifest: dict, folder: str | Path, runner, net, art_names) -> tuple[dict, list]:
+    """The reference's and the artifact's outputs on every readable picture of ``folder``, decoded and run
+    ``IMAGE_CHUNK`` at a time (only the outputs are kept), with a progress bar in the CLI. Unreadable files are
+    skipped and named in one warning, as everywhere."""
+    from edgevit._progress import rounds_bar
+    from edgevit.models.factory import output_names
+    from edgevit.preprocess import Preprocess, UnreadableImage, list_images, open_image, warn_skipped
+
+    pre = Preprocess.from_manifest(manifest["preprocess"])
+    raw_input = manifest["input"].get("pixels") == "raw_rgb_0_255"
+    files = list_images(folder)
+    chunks = range(0, len(files), IMAGE_CHUNK)
+    on_chunk = rounds_bar(len(chunks), desc=f"verify {len(files)} pictures")
+    refs: dict[str, list] = {n: [] for n in art_names}
+    outs: list[list] = []
+    skipped, used = [], 0
+    for n, i in enumerate(chunks, 1):
+        raws = []
+        for path in files[i:i + IMAGE_CHUNK]:
+            try:
+                raws.append(pre.raw(open_image(path)))
+            except UnreadableImage as e:
+                skipped.append((path, str(e)))
+        if raws:
+            raw = np.stack(raws).astype(np.float32)
+            norm = pre.normalize(raw)
+            for name, r in reference_for_artifact(net, norm, output_names(net), art_names).items():
+                refs[name].append(r)
+            got = runner(raw if raw_input else norm)
+            outs = outs or [[] for _ in got]
+            for k, o in enumerate(got):
+                outs[k].append(np.asarray(o))
+            used += len(raws)
+        if on_chunk:
+            on_chunk(n)
+    if not used:
+        raise ConfigError(f"none of the images in {folder} could be read ({len(skipped)} skipped; first: "
+                          f"{skipped[0][0]}: {skipped[0][1]})")
+    warn_skipped(skipped, str(folder), used)
+    return {k: np.concatenate(v) for k, v in refs.items()}, [np.concatenate(o) for o in outs]
 
 
 def images_for(manifest: dict, folder: str | Path) -> tuple[np.ndarray, np.ndarray]:
