@@ -45,6 +45,14 @@ TAMPER = {  # case: (change, words the message must contain)
         "target", "coreml")), "tolerance_row"),
     "golden shape edited and sealed again": (lambda d: _edit_manifest(d, lambda m: m["golden"]["input"].__setitem__(
         "shape", [2, 3, 64, 64]), reseal=True), "golden/input.bin holds"),
+    "input shape a string, sealed again": (lambda d: _edit_manifest(d, lambda m: m["input"].__setitem__(
+        "shape", "1x3x64x64"), reseal=True), "not four positive sizes"),
+    "outputs emptied, sealed again": (lambda d: _edit_manifest(d, lambda m: m.__setitem__("outputs", []),
+                                                               reseal=True), "not a list of named outputs"),
+    "golden output shape negative, sealed again": (lambda d: _edit_manifest(d, lambda m: m["golden"]["outputs"][0]
+                                                   .__setitem__("shape", [1, -10]), reseal=True), "positive sizes"),
+    "golden section a list, sealed again": (lambda d: _edit_manifest(d, lambda m: m.__setitem__("golden", []),
+                                                                     reseal=True), "damaged"),
     "manifest not JSON": (lambda d: (d / "manifest.json").write_text("{not json"), "not valid JSON"),
     "manifest emptied": (lambda d: (d / "manifest.json").write_text("{}"), "lacks required keys"),
 }
