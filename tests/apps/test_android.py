@@ -59,17 +59,18 @@ def test_the_litert_api_check_rejects_a_member_the_real_api_lacks(tmp_path):
     assert "3 members checked, 1 failed" in r.stdout
 
 
-def test_fixture_matches_what_convert_writes_today(tmp_path):
-    """The committed app fixture must be what `edgevit convert` produces now (same keys, same golden input)."""
+def test_fixture_matches_what_convert_writes_today(artifacts):
+    """The committed app fixture must be what `edgevit convert` produces now (same keys, same golden input); the
+    run's shared conversion of the shipped model to ExecuTorch fp32 (tests/artifacts.py) is what it writes today."""
     import json
 
-    from edgevit.config import ConvertConfig
-    from edgevit.pipeline import convert
+    from edgevit.manifest import read_manifest
 
-    result = convert(ConvertConfig(model="nextvit_digits", target="executorch", out=str(tmp_path / "fx")))
+    folder = artifacts.reference("executorch", "xnnpack")
+    today = read_manifest(folder)
     fixture = REPO / "tests/data/app_fixture/digits_xnnpack"
     committed = json.loads((fixture / "manifest.json").read_text())
-    assert set(committed) == set(result.manifest)
-    assert committed["input"] == result.manifest["input"] and committed["preprocess"] == result.manifest["preprocess"]
-    assert (fixture / "golden/input.bin").read_bytes() == (result.out_dir / "golden/input.bin").read_bytes()
-    assert (fixture / "golden/image.png").read_bytes() == (result.out_dir / "golden/image.png").read_bytes()
+    assert set(committed) == set(today)
+    assert committed["input"] == today["input"] and committed["preprocess"] == today["preprocess"]
+    assert (fixture / "golden/input.bin").read_bytes() == (folder / "golden/input.bin").read_bytes()
+    assert (fixture / "golden/image.png").read_bytes() == (folder / "golden/image.png").read_bytes()

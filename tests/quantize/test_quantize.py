@@ -139,7 +139,7 @@ BUDGET_TARGETS = [("onnx", None), ("executorch", "xnnpack"), ("coreml", None), (
 def test_budget_keeps_layers_in_float_when_forced(tmp_path, target, delegate):
     """Calibrating on near-uniform grey pictures and evaluating on busy ones clips activations, so the int8
     model loses top-1 agreement; a 100% agreement budget must then keep layers in float. Every target that offers
-    int8 (ExecuTorch's budget mode crashed before issue 14; the slow run covers it, CoreML and LiteRT)."""
+    int8 (ExecuTorch's budget mode crashed before issue 14)."""
     calib = tmp_path / "calib"
     calib.mkdir()
     rng = np.random.default_rng(0)
@@ -153,12 +153,15 @@ def test_budget_keeps_layers_in_float_when_forced(tmp_path, target, delegate):
     cfg = ConvertConfig(model="nextvit_test_tiny", random_init=True, target=target, delegate=delegate,
                         precision="int8", calib_dir=str(calib), eval_dir=str(evals), out=str(tmp_path / "plain"),
                         keep_failed=True, **extra)
+    # CoreML computes in fp16 between its int8 ops, so even with every ranked module in float a near-tie of the 24
+    # random-init pictures can flip (seen: 95.83%, cosine 0.99998, all 8 modules in float): one picture of slack
+    budget = 23 / 24 if target == "coreml" else 1.0
     plain = convert(cfg).manifest["accuracy"]
-    assert plain["top1_agreement"] < 1.0  # otherwise the budget below would not force anything
+    assert plain["top1_agreement"] < budget  # otherwise the budget below would not force anything
     # the deliberately poor calibration also fails the golden parity gate; keep_failed keeps it for the checks
-    result = convert(cfg.replace(min_agreement=1.0, out=str(tmp_path / "budget")))
+    result = convert(cfg.replace(min_agreement=budget, out=str(tmp_path / "budget")))
     acc = result.manifest["accuracy"]
-    assert acc["top1_agreement"] == 1.0 and acc["kept_float"]
+    assert acc["top1_agreement"] >= budget and acc["kept_float"]
     assert acc["budget"]["attempts"] >= 2 and acc["ranking"][0]["module"] == acc["kept_float"][0]
     # ranked by what the fully quantized artifact's own runtime showed, whole blocks kept in float
     assert acc["budget"]["ranked_by"].startswith("drift each block adds in the runtime")

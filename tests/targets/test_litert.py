@@ -3,9 +3,11 @@ graph report, features mode, the `tflite` alias, and exit 5 when the runtime is 
 shipped reference model is in tests/targets/test_matrix.py."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -196,17 +198,27 @@ _RUN_IN_TFLITE_RUNTIME = textwrap.dedent("""
 """)
 
 
-def test_tflite_runtime_fallback_runs_what_it_computes_right_and_refuses_int8w(tmp_path):
+def _tflite_runtime_site() -> Path:
+    """tflite-runtime 2.14 and numpy < 2 in a site folder of their own, installed from PyPI once per checkout
+    (.cache/, like the apps' toolchains)."""
+    site = REPO / ".cache" / "tflite-runtime-2.14.0-site"
+    if not (site / ".complete").is_file():
+        shutil.rmtree(site, ignore_errors=True)
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(site),
+                              "tflite-runtime==2.14.0", "numpy<2"], capture_output=True, text=True, timeout=600)
+        if pip.returncode != 0:
+            pytest.fail(f"could not install tflite-runtime 2.14 from PyPI: {pip.stderr[-2000:]}")
+        (site / ".complete").touch()
+    return site
+
+
+def test_tflite_runtime_fallback_runs_what_it_computes_right_and_refuses_int8w(artifacts, tmp_path):
     """The real tflite-runtime 2.14 (its last release; needs numpy < 2, so it gets its own site folder from PyPI,
     laid over this environment's with ai_edge_litert blocked). fp32 NHWC: `edgevit verify` runs it there and
     passes. int8w: tflite_runtime computes it wrongly (shown by running it directly against the golden output),
     so edgevit refuses it with exit 5 naming ai-edge-litert instead of reporting a parity failure; fp16 and int8
     match their golden outputs there."""
-    site = tmp_path / "site"
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(site), "tflite-runtime==2.14.0",
-                          "numpy<2"], capture_output=True, text=True, timeout=600)
-    if pip.returncode != 0:
-        pytest.fail(f"could not install tflite-runtime 2.14 from PyPI: {pip.stderr[-2000:]}")
+    site = _tflite_runtime_site()
     (tmp_path / "sitecustomize.py").write_text(_BLOCK.replace('("ai_edge_litert", "tflite_runtime", "litert_torch")',
                                                              '("ai_edge_litert",)'))
     env = {"PYTHONPATH": f"{tmp_path}{os.pathsep}{site}{os.pathsep}{REPO}"}
@@ -214,14 +226,13 @@ def test_tflite_runtime_fallback_runs_what_it_computes_right_and_refuses_int8w(t
     r = cli("verify", fp32.out_dir, env=env)
     expect(r, 0)
     assert "tflite_runtime" in r.stdout + r.stderr
-    int8w = convert(ConvertConfig(model="nextvit_digits", target="litert", precision="int8w",
-                                  out=str(tmp_path / "int8w")))
-    expect(cli("verify", int8w.out_dir, env=env), 5, "ai-edge-litert>=2.3")
+    # the reduced precisions: the run's shared conversions of the reference model (tests/artifacts.py)
+    int8w = artifacts.reference("litert", precision="int8w")
+    expect(cli("verify", int8w, env=env), 5, "ai-edge-litert>=2.3")
     (tmp_path / "run.py").write_text(_RUN_IN_TFLITE_RUNTIME)
-    folders = {"fp32": fp32.out_dir, "int8w": int8w.out_dir}
+    folders = {"fp32": fp32.out_dir, "int8w": int8w}
     for precision in ("fp16", "int8"):
-        folders[precision] = convert(ConvertConfig(model="nextvit_digits", target="litert", precision=precision,
-                                                   out=str(tmp_path / precision))).out_dir
+        folders[precision] = artifacts.reference("litert", precision=precision)
     direct = {}
     for name, folder in folders.items():
         p = subprocess.run([sys.executable, str(tmp_path / "run.py"), str(folder)], capture_output=True, text=True,
