@@ -82,33 +82,39 @@ class _Recorder:
             return
         wall = time.monotonic() - self.start
         cal = calibrate()
-        workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT") or getattr(self.config.option, "numprocesses", None)
-        write = terminalreporter.write_line
+        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or getattr(self.config.option, "numprocesses", 0)
+                      or 1)
         terminalreporter.section(f"test time ({tier!r} run)")
         base = json.loads(BASELINE.read_text()).get(tier) if BASELINE.exists() else None
-        if base:
-            scale = cal / base["calibration_s"]
-            budget = BUDGET_S[tier] * scale
-            verdict = "within" if wall <= budget else "OVER"
-            write(f"wall {_minutes(wall)} on {_cpu()} ({workers or 1} workers): {verdict} the budget of "
-                  f"{_minutes(BUDGET_S[tier])}, scaled x{scale:.2f} to {_minutes(budget)} for this CPU "
-                  f"(calibration {cal * 1e3:.0f} ms here, {base['calibration_s'] * 1e3:.0f} ms on the baseline's "
-                  f"{base['cpu']}; baseline wall {_minutes(base['wall_s'])})")
-            grown = sorted(((t - base["tests"].get(n, 0.0) * scale, n, t) for n, t in self.tests.items()),
-                           reverse=True)
-            grown = [g for g in grown if g[0] >= GROWN_MIN_S][:10]
-            if grown:
-                write("grew most since the baseline (scaled to this CPU; new tests count from 0):")
-                for extra, name, t in grown:
-                    write(f"  +{extra:6.1f} s  now {t:6.1f} s  {name}")
-        else:
-            write(f"wall {_minutes(wall)} on {_cpu()}; no baseline in {BASELINE.name} (make test-durations)")
+        for line in summary(tier, wall, cal, self.tests, base, _cpu(), workers):
+            terminalreporter.write_line(line)
         if os.environ.get(WRITE_ENV):
             data = json.loads(BASELINE.read_text()) if BASELINE.exists() else {}
-            data[tier] = {"cpu": _cpu(), "workers": int(workers or 1), "calibration_s": round(cal, 4),
+            data[tier] = {"cpu": _cpu(), "workers": workers, "calibration_s": round(cal, 4),
                           "wall_s": round(wall, 1), "tests": {n: round(t, 2) for n, t in sorted(self.tests.items())}}
             BASELINE.write_text(json.dumps(data, indent=1) + "\n")
-            write(f"baseline written to {BASELINE}")
+            terminalreporter.write_line(f"baseline written to {BASELINE}")
+
+
+def summary(tier: str, wall: float, cal: float, tests: dict[str, float], base: dict | None, cpu: str,
+            workers: int) -> list[str]:
+    """The lines of the "test time" section: the wall time against the tier's budget scaled by ``cal`` over the
+    baseline's calibration, and the tests that grew most (baseline durations scaled the same way)."""
+    if not base:
+        return [f"wall {_minutes(wall)} on {cpu} ({workers} workers); no baseline in {BASELINE.name} "
+                "(make test-durations)"]
+    scale = cal / base["calibration_s"]
+    budget = BUDGET_S[tier] * scale
+    lines = [f"wall {_minutes(wall)} on {cpu} ({workers} workers): {'within' if wall <= budget else 'OVER'} the "
+             f"budget of {_minutes(BUDGET_S[tier])}, scaled x{scale:.2f} to {_minutes(budget)} for this CPU "
+             f"(calibration {cal * 1e3:.0f} ms here, {base['calibration_s'] * 1e3:.0f} ms on the baseline's "
+             f"{base['cpu']}; baseline wall {_minutes(base['wall_s'])})"]
+    grown = sorted(((t - base["tests"].get(n, 0.0) * scale, n, t) for n, t in tests.items()), reverse=True)
+    grown = [g for g in grown if g[0] >= GROWN_MIN_S][:10]
+    if grown:
+        lines.append("grew most since the baseline (scaled to this CPU; new tests count from 0):")
+        lines += [f"  +{extra:6.1f} s  now {t:6.1f} s  {name}" for extra, name, t in grown]
+    return lines
 
 
 def pytest_configure(config):
