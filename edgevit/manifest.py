@@ -155,6 +155,9 @@ def integrity_problems(folder: Path, manifest: dict) -> list[str]:
     return problems
 
 
+GOLDEN_CHANGED = "was changed after conversion (sha256 differs from the manifest)"
+
+
 def tolerance_row(manifest: dict) -> str:
     """The tolerance table's row the artifact is held to (sealed in new manifests; ``integrity_problems`` checks
     the reported one against it, or, for older seals, against the artifact's target)."""
@@ -169,8 +172,12 @@ def open_artifact(folder: str | Path, purpose: str) -> dict:
     manifest = read_manifest(folder)
     problems = integrity_problems(folder, manifest)
     if problems:
-        raise IntegrityError(f"{folder}: {'; '.join(problems)}; {purpose}. Re-convert it")
+        raise IntegrityError(integrity_message(folder, problems, purpose))
     return manifest
+
+
+def integrity_message(folder: Path, problems: list[str], purpose: str) -> str:
+    return f"{folder}: {'; '.join(problems)}; {purpose}. Re-convert it"
 
 
 def _inside(folder: Path, name) -> Path | None:
@@ -217,7 +224,7 @@ def _file_problems(folder: Path, manifest: dict) -> list[str]:
         elif not path.is_file():
             problems.append(f"{name} is missing")
         elif sha256_file(path) != digest:
-            problems.append(f"{name} was changed after conversion (sha256 differs from the manifest)")
+            problems.append(f"{name} {GOLDEN_CHANGED}")
     for entry in golden_files(manifest["golden"]):  # a raw .bin is read by its shape: the two must agree
         path = _inside(folder, entry["file"])
         if "shape" in entry and path is not None and path.is_file():

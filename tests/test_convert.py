@@ -178,12 +178,12 @@ def _tampered_copy(src: Path, dst: Path, how: str) -> Path:
 
 
 @pytest.mark.parametrize("how,text", [
-    ("flip artifact byte", "does not match the manifest's artifact_sha256"),
+    ("flip artifact byte", "the artifact model.onnx was changed after conversion"),
     ("flip golden input byte", "golden/input.bin was changed after conversion"),
     ("edit manifest preprocess", "manifest.json was edited after conversion"),
     ("edit manifest input shape", "manifest.json was edited after conversion"),
     ("delete golden output", "golden/logits.bin is missing"),
-    ("delete artifact", "named in the manifest is missing"),
+    ("delete artifact", "the artifact model.onnx is missing"),
 ])
 def test_tampered_folders_fail_verify_with_exit_3_and_a_named_message(converted, tmp_path, capsys, how, text):
     folder = _tampered_copy(converted["onnx"].out_dir, tmp_path / "t", how)
