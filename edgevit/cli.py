@@ -779,6 +779,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgevit._io import clean_stale_temp
 
     clean_stale_temp()  # what killed runs left in TMPDIR (their staging folders beside --out go in convert)
+
     def interrupted() -> int:
         print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
         return 130

@@ -189,18 +189,20 @@ def _inside(folder: Path, name) -> Path | None:
 
 def _shape_problems(manifest: dict) -> list[str]:
     """The structure every command relies on, checked before any of it is used (a hand-sealed manifest)."""
+    def sizes(shape, symbolic: bool = False) -> bool:  # positive ints (or dim names, e.g. "batch")
+        return isinstance(shape, list) and all((isinstance(d, int) and not isinstance(d, bool) and d > 0)
+                                               or (symbolic and isinstance(d, str)) for d in shape)
+
     problems = []
     shape = manifest["input"]["shape"]
-    if not isinstance(shape, list) or len(shape) != 4 or not all(
-            (isinstance(d, int) and not isinstance(d, bool) and d > 0) or isinstance(d, str) for d in shape):
+    if not (sizes(shape, symbolic=True) and len(shape) == 4):
         problems.append(f"input.shape {shape!r} is not four positive sizes")
     outputs = manifest["outputs"]
     if not isinstance(outputs, list) or not outputs or not all(
             isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
         problems.append("outputs is not a list of named outputs")
     for entry in golden_files(manifest["golden"]):
-        if "shape" in entry and not (isinstance(entry["shape"], list) and all(
-                isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in entry["shape"])):
+        if "shape" in entry and not sizes(entry["shape"]):
             problems.append(f"the shape of {entry.get('file')} is {entry['shape']!r}, not a list of positive sizes")
     return problems
 

@@ -20,19 +20,13 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from edgevit._io import sha256_file
+
 REFERENCE = "nextvit_digits"
 REPO = Path(__file__).resolve().parents[1]
 # the reference conversion of every (target, delegate, precision) as the README's table promises it: the shipped
 # model, accuracy measured on 150 held-out pictures, the iOS version each CoreML scheme needs (coreml_quant.check)
 MIN_IOS = {"int8": 17, "pal4": 18}
-
-
-def _tree(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode() + b"\0" + p.read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 class Artifacts:
@@ -74,11 +68,11 @@ class Artifacts:
                 shutil.rmtree(slot, ignore_errors=True)
                 slot.mkdir()
                 make(out)
-                record.write_text(json.dumps({"key": key, "tree": _tree(out), "by": _test_name()}, default=str))
+                record.write_text(json.dumps({"key": key, "tree": sha256_file(out), "by": _test_name()}, default=str))
             made = json.loads(record.read_text())
             if json.dumps(made["key"], sort_keys=True, default=str) != text:
                 raise AssertionError(f"shared artifact {slot.name}: made for {made['key']}, asked for {key}")
-            if _tree(out) != made["tree"]:
+            if sha256_file(out) != made["tree"]:
                 raise AssertionError(f"the shared artifact {key} made by {made['by']} was changed by a test that ran "
                                      f"before {_test_name()}; a test that changes an artifact must use "
                                      f"artifacts.copy(tmp_path / ..., folder)")
