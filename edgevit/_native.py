@@ -57,3 +57,18 @@ def default_threads(threads: int | None) -> int | None:
         raise ConfigError(f"{THREADS_ENV}={raw!r} is not a positive whole number of threads; "
                           f"set it to e.g. 1 or unset it to use every core")
     return int(raw)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int):
+    """PyTorch's intra-op thread count set to ``threads`` for the block, then put back: code that runs inside a
+    caller's process (an inline matrix cell, an inline evaluation shard, a timing) must not leave it changed, since
+    PyTorch's float sums can round differently with another thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

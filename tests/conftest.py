@@ -27,6 +27,20 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_put_back():
+    """PyTorch's float sums can round differently with another thread count, so code that changes it in the
+    caller's process and does not put it back makes the tests after it in this worker compute other bits (seen: a
+    shared reference artifact and its reproduction differing in golden/logits.bin)."""
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        pytest.fail(f"the test left torch.get_num_threads() at {after} (it was {before}); whatever changed it must "
+                    "put it back (edgevit._native.torch_threads)")
+
+
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory, worker_id) -> Artifacts:
     """Conversions made once per test run and shared by every xdist worker (see tests/artifacts.py)."""

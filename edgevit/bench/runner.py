@@ -148,12 +148,20 @@ def model_macs(manifest: dict) -> int | None:
 def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs: int = 20, min_time_s: float = 0.0,
           batch: int | None = None, memory: bool = True, gemm: bool = True,
           on_progress: Callable[[str], None] | None = None) -> list[dict]:
-    """Benchmark artifact folders side by side; returns one result dict per folder (schema: RESULT_KEYS and more)."""
-    from edgevit.bench.peak import gemm_runners, gflops, theoretical_peak
+    """Benchmark artifact folders side by side; returns one result dict per folder (schema: RESULT_KEYS and more).
+    PyTorch runs on ``threads`` threads meanwhile (its GEMM probe) and is put back afterwards."""
+    from edgevit._native import torch_threads
 
-    say = on_progress or (lambda msg: None)
     if not folders:
         raise ConfigError("give at least one artifact folder to bench")
+    with torch_threads(threads):
+        return _bench(folders, threads=threads, warmup=warmup, runs=runs, min_time_s=min_time_s, batch=batch,
+                      memory=memory, gemm=gemm, say=on_progress or (lambda msg: None))
+
+
+def _bench(folders, *, threads, warmup, runs, min_time_s, batch, memory, gemm, say) -> list[dict]:
+    from edgevit.bench.peak import gemm_runners, gflops, theoretical_peak
+
     loaded, skipped = [], []
     for f in folders:
         say(f"loading {f}")

@@ -20,6 +20,7 @@ from typing import Callable
 
 import numpy as np
 
+from edgevit._native import torch_threads
 from edgevit.errors import ConfigError, EdgeVitError
 from edgevit.scale._ray import import_ray, local_cpus, node_name, ray_session
 
@@ -169,7 +170,8 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
         bounds = shard_bounds(len(names), shards or 1)
         parts = []
         for a, b in bounds:
-            parts.append(evaluate_shard(folders, names[a:b], threads, weights, module))
+            with torch_threads(threads):  # evaluate_shard sets it for its Ray worker; put back in this process
+                parts.append(evaluate_shard(folders, names[a:b], threads, weights, module))
             if on_shard:
                 on_shard(parts[-1])
     else:

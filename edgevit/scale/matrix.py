@@ -84,9 +84,13 @@ def toolchain_versions() -> dict[str, str]:
 def run_cell(cell: Cell, out_dir: str, records_dir: str, threads: int, key: str) -> dict:
     """Convert and verify one cell (the body of its Ray task; also run in-process by ``inline``). Never raises for
     a failing conversion: the record carries the error and the CLI's exit code for it."""
-    import torch
+    from edgevit._native import torch_threads
 
-    torch.set_num_threads(threads)
+    with torch_threads(threads):
+        return _run_cell(cell, out_dir, records_dir, threads, key)
+
+
+def _run_cell(cell: Cell, out_dir: str, records_dir: str, threads: int, key: str) -> dict:
     started = time.time()
     attempts = Path(records_dir) / f"{cell.id}.attempts"
     with open(attempts, "a") as f:  # read by the driver (attempt count) and by anyone watching the run

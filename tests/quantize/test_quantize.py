@@ -156,12 +156,14 @@ def test_budget_keeps_layers_in_float_when_forced(tmp_path, target, delegate):
     # CoreML computes in fp16 between its int8 ops, so even with every ranked module in float a near-tie of the 24
     # random-init pictures can flip (seen: 95.83%, cosine 0.99998, all 8 modules in float): one picture of slack
     budget = 23 / 24 if target == "coreml" else 1.0
-    plain = convert(cfg).manifest["accuracy"]
-    assert plain["top1_agreement"] < budget  # otherwise the budget below would not force anything
+    if target == "onnx":  # the plain artifact's op split is compared below; elsewhere attempts >= 2 says enough
+        plain = convert(cfg).manifest["accuracy"]
+        assert plain["top1_agreement"] < budget  # otherwise the budget below would not force anything
     # the deliberately poor calibration also fails the golden parity gate; keep_failed keeps it for the checks
     result = convert(cfg.replace(min_agreement=budget, out=str(tmp_path / "budget")))
     acc = result.manifest["accuracy"]
     assert acc["top1_agreement"] >= budget and acc["kept_float"]
+    # a second attempt happens only when the fully quantized first one missed the budget
     assert acc["budget"]["attempts"] >= 2 and acc["ranking"][0]["module"] == acc["kept_float"][0]
     # ranked by what the fully quantized artifact's own runtime showed, whole blocks kept in float
     assert acc["budget"]["ranked_by"].startswith("drift each block adds in the runtime")
@@ -184,15 +186,14 @@ def test_budget_needs_labels_for_accuracy_drop(tmp_path):
         ConvertConfig(model=DIGITS, target="onnx", precision="int8", max_accuracy_drop=1.0)
 
 
-def test_lut_and_affine_decoding_match_coremltools(tmp_path):
-    """The simulator's own decoding of compressed weights against coremltools' materialisation."""
+def test_lut_and_affine_decoding_match_coremltools(artifacts):
+    """The simulator's own decoding of compressed weights against coremltools' materialisation, on the run's shared
+    conversions of the reference model (tests/artifacts.py; pal6 and int8w for iOS 16, pal4 for iOS 18)."""
     from edgevit.targets.coreml_sim import OPS, CoreMLSimulator
 
     checked = set()
-    for precision, min_ios in (("pal6", 16), ("pal4", 18), ("int8w", 16)):
-        r = convert(ConvertConfig(model=DIGITS, target="coreml", precision=precision, min_ios=min_ios,
-                                  eval_count=20, out=str(tmp_path / precision)))  # decoding, not accuracy
-        sim = CoreMLSimulator(r.out_dir / "model.mlpackage")
+    for precision in ("pal6", "pal4", "int8w"):
+        sim = CoreMLSimulator(artifacts.reference("coreml", precision=precision) / "model.mlpackage")
         for o in sim.function.operations:
             if o.op_type.startswith("constexpr_"):
                 mine = OPS[o.op_type](**{k: v.val for k, v in o.inputs.items()})

@@ -79,21 +79,22 @@ def test_rerun_reuses_every_unchanged_cell_and_force_rebuilds(matrix_2x2x2, tmp_
     again = run_matrix(load_spec(spec), root / "out", workers=2)
     assert [c.get("reused") for c in again.cells] == [True] * 8
     assert [c["key"] for c in again.cells] == [c["key"] for c in first.cells]
-    # a changed input (other calibration images would change an int8 cell; here: another seed) is rebuilt
+    # a changed input (other calibration images would change an int8 cell; here: another seed) is rebuilt; on a
+    # copy, so that the shared folder keeps the records of the spec the other tests run
+    import shutil
+
+    copy = shutil.copytree(root / "out", tmp_path / "copy")
     data = yaml.safe_load(spec.read_text())
     data["models"][1]["seed"] = 1
-    changed = run_matrix(load_spec(write_spec(tmp_path / "spec.yaml", data)), root / "out", workers=2)
+    changed = run_matrix(load_spec(write_spec(tmp_path / "spec.yaml", data)), copy, workers=2)
     assert [bool(c.get("reused")) for c in changed.cells] == [True] * 4 + [False] * 4
     assert [c["status"] for c in changed.cells] == ["ok"] * 8
     # a rebuild that fails leaves the earlier artifact in place (convert replaces only on success): the record
     # says the folder is not this run's
-    import shutil
-
-    shutil.copytree(root / "out", tmp_path / "copy")  # the shared folder stays as the other tests expect it
     (tmp_path / "empty").mkdir()
     data["images"] = str(tmp_path / "empty")  # a parity folder without images: every rebuilt cell fails (exit 2)
     data["models"] = data["models"][1:]  # the 4 tiny cells are enough
-    broken = run_matrix(load_spec(write_spec(tmp_path / "spec.yaml", data)), tmp_path / "copy", inline=True)
+    broken = run_matrix(load_spec(write_spec(tmp_path / "spec.yaml", data)), copy, inline=True)
     assert {(c["status"], c["exit_code"]) for c in broken.cells} == {("failed", 2)}
     assert all(c["stale_folder"] and "earlier run's artifact" in c["error"] for c in broken.cells)
 
