@@ -43,13 +43,25 @@ def write_spec(path: Path, data: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def matrix_2x2x2(local_ray, tmp_path_factory):
-    root = tmp_path_factory.mktemp("matrix")
+    """The 2 x 2 x 2 matrix, run once per test session. Kept on disk with its result: under pytest-xdist a
+    module-scoped fixture was built twice in one worker (two minutes of both CPUs each time)."""
+    import pickle
+    import shutil
+
+    root = tmp_path_factory.getbasetemp() / "matrix-2x2x2"
+    done = root / "result.pickle"
+    if done.exists():
+        return pickle.loads(done.read_bytes())
+    shutil.rmtree(root, ignore_errors=True)  # a build that did not finish
+    root.mkdir()
     spec = write_spec(root / "spec.yaml", {
         "models": [{"model": "nextvit_digits"}, {"model": "nextvit_test_tiny", "name": "tiny", "random_init": True}],
         "targets": ["onnx", "ort"], "precisions": ["fp32", "fp16"]})
     t0 = time.perf_counter()
     result = run_matrix(load_spec(spec), root / "out", workers=2)
-    return root, spec, result, time.perf_counter() - t0
+    built = (root, spec, result, time.perf_counter() - t0)
+    done.write_bytes(pickle.dumps(built))
+    return built
 
 
 def test_matrix_converts_and_verifies_every_cell(matrix_2x2x2):
