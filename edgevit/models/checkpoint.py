@@ -27,13 +27,13 @@ import torch
 
 from edgevit._io import atomic_file
 from edgevit.errors import CheckpointError, CheckpointMismatchError, ConfigError, UnsafeCheckpointError
+from edgevit.models.pretrained import CHECKPOINT_SUFFIXES, missing_local_file
 from edgevit.models.nextvit import NextViT, NextViTConfig
 
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("official", "timm")
-SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
-_HUB_RE = re.compile(r"^(hf-hub:|hf_hub:)?[\w.-]+/[\w.-]+$")
+SUFFIXES = CHECKPOINT_SUFFIXES
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -240,9 +240,9 @@ def resolve_source(source: str | os.PathLike) -> Path:
     if path.exists():
         return path
     text = str(source)
-    if path.suffix in SUFFIXES or not _HUB_RE.match(text):
-        raise CheckpointError(f"weights file {text} does not exist; pass an existing .pth/.pt/.bin/.safetensors "
-                              "file or a hub id such as timm/nextvit_small.bd_in1k")
+    missing = missing_local_file(text)
+    if missing is not None:
+        raise missing
     repo_id = text.split(":", 1)[1] if text.startswith(("hf-hub:", "hf_hub:")) else text
     try:
         from huggingface_hub import hf_hub_download

@@ -24,7 +24,7 @@ import logging
 import re
 from pathlib import Path
 
-from edgevit.errors import ConfigError
+from edgevit.errors import CheckpointError, ConfigError
 from edgevit.preprocess import GEOMETRIES, GEOMETRY, IMAGENET_MEAN, IMAGENET_STD, INTERPOLATIONS
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,22 @@ def _hub_config(repo_id: str) -> dict | None:
         return None
 
 
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
+HUB_ID = re.compile(r"^(hf-hub:|hf_hub:)?[\w.-]+/[\w.-]+$")
+
+
+def missing_local_file(source: str) -> CheckpointError | None:
+    """The error for a ``--weights`` value that names a local file (a checkpoint suffix, or not shaped like the hub's
+    ``org/name``) which does not exist; None for an existing file or a hub id. Checked before any hub request, so a
+    mistyped path is not sent to the hub (and a dry run does not call it checked)."""
+    text = str(source)
+    path = Path(text)
+    if path.exists() or (path.suffix not in CHECKPOINT_SUFFIXES and HUB_ID.match(text)):
+        return None
+    return CheckpointError(f"weights file {text} does not exist; pass an existing .pth/.pt/.bin/.safetensors file "
+                           "or a hub id such as timm/nextvit_small.bd_in1k")
+
+
 def checkpoint_preprocess(weights: str | None) -> tuple[dict, dict]:
     """(values, sources) the checkpoint itself says, from its tag and config; empty when it says nothing."""
     values: dict = {}
@@ -110,6 +126,9 @@ def checkpoint_preprocess(weights: str | None) -> tuple[dict, dict]:
             values.update(found)
             sources.update({k: f"checkpoint sidecar {side.name}" for k in found})
         return values, sources
+    missing = missing_local_file(weights)
+    if missing is not None:
+        raise missing
     repo_id = str(weights).split(":", 1)[1] if str(weights).startswith(("hf-hub:", "hf_hub:")) else str(weights)
     tag = repo_id.rsplit(".", 1)[1] if "." in repo_id.split("/")[-1] else ""
     m = re.search(r"_(\d{3,4})$", tag)

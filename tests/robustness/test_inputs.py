@@ -87,6 +87,19 @@ def test_bad_flags_exit_2(tmp_path, flags, needles):
     assert "load model" not in r.stderr
 
 
+@pytest.mark.parametrize("weights", ["my_finetuned.pth", "checkpoints/best.safetensors", "model_final"])
+def test_a_dry_run_with_a_missing_weights_file_is_not_checked_ok(tmp_path, weights):
+    """A mistyped --weights path went to the Hugging Face hub as a repository id (five retries, 23 s here) and the
+    dry run then said "every option checked" with exit 0. A value that names a local file must exist: exit 4, and
+    with the hub made unreachable nothing is asked of it."""
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_ETAG_TIMEOUT": "1"}  # a request would fail, loudly
+    r = cli("convert", "--model", "nextvit_small", "--weights", weights, "--target", "coreml", "--out",
+            tmp_path / "o", "--dry-run", cwd=tmp_path, env=env)
+    expect(r, 4, f"weights file {weights} does not exist", "hub id such as timm/nextvit_small.bd_in1k")
+    assert "every option checked" not in r.stdout and "127.0.0.1" not in r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_model_suggests_the_name(tmp_path):
     expect(cli("convert", "--model", "nextvit_smal", "--out", tmp_path / "o"), 2, "did you mean 'nextvit_small'")
 

@@ -62,13 +62,13 @@ def test_every_supported_combination_converts_the_reference_model(artifacts, tar
             assert m["litert"]["not_delegated"] == {} and m["litert"]["xnnpack_partitions"] == 1
 
 
-def _readme_combinations() -> set[tuple[str, str | None, str]]:
-    """(target, delegate, precision) as README's precision table states them: each precision a whole word, each
-    ``;``-separated group's delegate from its parenthesis (``XNNPACK``, ``CoreML delegate``)."""
+def table_combinations(text: str) -> set[tuple[str, str | None, str]]:
+    """(target, delegate, precision) as a page's precision table states them (the table whose header starts
+    ``| target | precisions |``): each precision a whole word, each ``;``-separated group's delegate from its
+    parenthesis (``XNNPACK``, ``CoreML delegate``)."""
     import re
 
-    text = README.read_text()
-    table = text[text.index("| target | precisions | how |"):]
+    table = text[text.index("| target | precisions |"):]
     table = table[:table.index("\n\n")]
     found = set()
     for line in table.splitlines()[2:]:
@@ -83,6 +83,7 @@ def _readme_combinations() -> set[tuple[str, str | None, str]]:
     return found
 
 
-def test_readme_lists_exactly_the_supported_combinations():
+@pytest.mark.parametrize("page", ["README.md", "docs/quantization.md"])
+def test_precision_tables_list_exactly_the_supported_combinations(page):
     # both ways, each precision a whole word (a substring test let "int8" stand for "int8w")
-    assert _readme_combinations() == set(supported_combinations())
+    assert table_combinations((README.parent / page).read_text()) == set(supported_combinations())
