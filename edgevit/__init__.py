@@ -26,15 +26,23 @@ _API = {
     "model_info": "edgevit.info",
     "ConvertConfig": "edgevit.config",
     "convert": "edgevit.pipeline",
+    "deploy": "edgevit.rewrites",
     "verify_dir": "edgevit.verify",
+    "drift": "edgevit.verify.drift:drift_dir",
+    "bench": "edgevit.bench.runner",
 }
+
+# the curated API: each has an example in its docstring, and docs/api.md is generated from them (tools/api_doc.py)
+DOCUMENTED = ("create_model", "load_weights", "model_info", "deploy", "ConvertConfig", "convert", "verify_dir",
+              "drift", "bench")
 
 __all__ = sorted(_API) + ["__version__"]
 
 
 def __getattr__(name: str):
     if name in _API:
-        return getattr(importlib.import_module(_API[name]), name)
+        module, _, attr = _API[name].partition(":")
+        return getattr(importlib.import_module(module), attr or name)
     raise AttributeError(f"module 'edgevit' has no attribute {name!r}")
 
 

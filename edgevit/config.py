@@ -120,6 +120,12 @@ class ConvertConfig:
     ``weights`` is a local file or a hub id; ``random_init`` uses deterministic random weights (smoke runs).
     ``img_size`` is N or (H, W). ``images`` is a folder of real images to check parity on besides the golden
     input. ``keep_failed`` keeps an artifact whose parity check failed (marked as failed in its manifest).
+
+    Example::
+
+        cfg = edgevit.ConvertConfig(model="nextvit_small", weights="my_finetuned.pth", target="executorch",
+                                    precision="int8", calib_dir="my_photos/", out="out/s_int8")
+        cfg = cfg.replace(target="coreml", min_ios=17, out="out/s_coreml_int8")  # another target, same model
     """
 
     model: str = "nextvit_small"

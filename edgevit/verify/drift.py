@@ -186,7 +186,14 @@ def drift_dir(folder: str | Path, *, images: str | Path | None = None, weights: 
               on_step: StepCallback | None = None, module: str | None = None) -> DriftReport:
     """Per-block drift of the artifact folder ``folder`` (golden input, plus ``images``). ``calib_dir``: where
     the calibration images are now, for runtimes whose debug copy is quantized again (int8 ExecuTorch).
-    ``on_step(name, "start" | "done", seconds)`` hears of each step (the CLI prints them)."""
+    ``on_step(name, "start" | "done", seconds)`` hears of each step (the CLI prints them). ``edgevit.drift`` is
+    this function.
+
+    Example::
+
+        report = edgevit.drift("out/s_onnx_int8", images="my_photos/")
+        print(report.table())
+    """
     from edgevit.manifest import open_artifact, read_golden, tolerance_row
     from edgevit.preprocess import Preprocess
     from edgevit.targets import get_target

@@ -94,6 +94,12 @@ def verify_dir(folder: str | Path, *, images: str | Path | None = None, weights:
     (``rebuild_reference``: nothing named by the folder is imported). ``runner`` (with the name of its ``runtime``) checks another
     executable built from the artifact against the same references and tolerance row, e.g. a TensorRT engine
     (``edgevit build-engine``); by default the artifact runs in its target's desktop runtime.
+
+    Example::
+
+        report = edgevit.verify_dir("out/s_onnx", images="my_photos/", raise_on_failure=False)
+        print(report.passed)
+        print(report.table())
     """
     from edgevit.targets import RuntimeSpec, get_target
 
