@@ -77,3 +77,13 @@ def test_the_tour_runs_as_written(tmp_path):
     assert (tmp_path / "out" / "report.html").stat().st_size > 0
     assert [p.name for p in (tmp_path / "out").iterdir() if p.name.startswith("mine")] == []  # dry runs built nothing
 
+
+
+def test_the_benchmarks_index_is_generated_and_every_cited_result_exists():
+    r = subprocess.run([sys.executable, str(REPO / "benchmarks" / "index.py"), "--check"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    texts = [README, *(REPO / "docs").glob("*.md"), *(REPO / "edgevit").rglob("*.py")]
+    cited = {m for t in texts for m in re.findall(r"benchmarks/results/([\w.-]+\.\w+)", t.read_text())}
+    assert cited
+    assert sorted(c for c in cited if not (REPO / "benchmarks" / "results" / c).is_file()) == []
