@@ -207,8 +207,25 @@ def _shape_problems(manifest: dict) -> list[str]:
     return problems
 
 
+SCHEMA_PATH = Path(__file__).with_name("manifest.schema.json")
+_validator = None
+
+
+def schema_problems(manifest: dict) -> list[str]:
+    """Where ``manifest`` departs from ``manifest.schema.json`` (docs/manifest.md), each naming the key path; empty
+    when it conforms. Checked when edgevit writes a manifest and when a command opens a folder."""
+    global _validator
+    if _validator is None:
+        import jsonschema
+
+        _validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text()))
+    found = sorted(_validator.iter_errors(manifest), key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"manifest key {'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message[:300]} (schema "
+            f"{SCHEMA_PATH.name})" for e in found]
+
+
 def _file_problems(folder: Path, manifest: dict) -> list[str]:
-    problems = _shape_problems(manifest)
+    problems = _shape_problems(manifest) or schema_problems(manifest)
     if problems:
         return problems
     artifact = _inside(folder, manifest["artifact"])
@@ -311,4 +328,8 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
+    problems = schema_problems(json.loads(json.dumps(manifest, default=str)))  # as the file will hold it
+    if problems:  # edgevit wrote something its own contract does not allow: a bug, not the user's input
+        raise RuntimeError("edgevit built a manifest that does not match its schema (please report this bug):\n  "
+                           + "\n  ".join(problems))
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")

@@ -42,10 +42,11 @@ def _torch_threads_put_back():
 
 
 @pytest.fixture(scope="session")
-def artifacts(tmp_path_factory, worker_id) -> Artifacts:
-    """Conversions made once per test run and shared by every xdist worker (see tests/artifacts.py)."""
+def artifacts(tmp_path_factory) -> Artifacts:
+    """Conversions made once per test run and shared by every xdist worker (see tests/artifacts.py). Also without
+    pytest-xdist loaded (``-p no:xdist``), where there is no ``worker_id`` fixture."""
     base = tmp_path_factory.getbasetemp()
-    return Artifacts((base.parent if worker_id != "master" else base) / "shared-artifacts")
+    return Artifacts((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-artifacts")
 
 
 @pytest.fixture(scope="session")

@@ -53,6 +53,11 @@ TAMPER = {  # case: (change, words the message must contain)
                                                    .__setitem__("shape", [1, -10]), reseal=True), "positive sizes"),
     "golden section a list, sealed again": (lambda d: _edit_manifest(d, lambda m: m.__setitem__("golden", []),
                                                                      reseal=True), "damaged"),
+    "input dtype a type no app knows, sealed again": (lambda d: _edit_manifest(d, lambda m: m["input"].__setitem__(
+        "dtype", "int4"), reseal=True), "manifest key input.dtype"),
+    "preprocess interpolation edited, sealed again": (lambda d: _edit_manifest(
+        d, lambda m: m["preprocess"].__setitem__("interpolation", "lanczos"), reseal=True),
+        "manifest key preprocess.interpolation"),
     "manifest not JSON": (lambda d: (d / "manifest.json").write_text("{not json"), "not valid JSON"),
     "manifest emptied": (lambda d: (d / "manifest.json").write_text("{}"), "lacks required keys"),
 }
