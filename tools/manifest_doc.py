@@ -39,11 +39,11 @@ def render() -> str:
     schema = json.loads(SCHEMA.read_text())
     defs = schema.get("$defs", {})
     out = ["# The manifest", "",
-           f"Every artifact folder's `manifest.json` follows `edgevit/manifest.schema.json` (JSON Schema draft "
-           f"2020-12; this page is generated from it by `tools/manifest_doc.py`, do not edit it by hand). edgevit "
-           f"checks each manifest against it when it writes one and when a command opens a folder: a key that "
-           f"departs is exit 3 naming the key (`manifest key input.dtype: 'float32' was expected`). "
-           f"`format_version` is the schema's version.", "", schema["description"], "",
+           "Every artifact folder's `manifest.json` follows `edgevit/manifest.schema.json` (JSON Schema draft "
+           "2020-12; this page is generated from it by `tools/manifest_doc.py`, do not edit it by hand). edgevit "
+           "checks each manifest against it when it writes one and when a command opens a folder: a key that "
+           "departs is exit 3 naming the key (`manifest key input.dtype: 'float32' was expected`). "
+           "`format_version` is the schema's version.", "", schema["description"], "",
            "| key | required | type | notes |", "|---|---|---|---|"]
     required = set(schema["required"])
     for key, node in schema["properties"].items():
