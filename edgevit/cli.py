@@ -749,6 +749,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Next-ViT from a PyTorch checkpoint to fast, verified on-device artifacts.",
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    from edgevit import __version__
+
+    parser.add_argument("--version", action="version", version=f"edgevit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for add in COMMANDS:

@@ -130,3 +130,15 @@ def test_an_interrupt_wins_over_the_error_it_caused(monkeypatch, capsys, tmp_pat
             signal.signal(s, h)
     err = capsys.readouterr().err
     assert "interrupted" in err and "not installed" not in err and "partially" not in err
+
+
+def test_version(capsys):
+    from edgevit import __version__
+    from edgevit.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"edgevit {__version__}"
+    from importlib.metadata import version
+
+    assert __version__ == version("edgevit")  # the package's own number, not a second one
