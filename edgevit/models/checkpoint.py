@@ -27,7 +27,7 @@ import torch
 
 from edgevit._io import atomic_file
 from edgevit.errors import CheckpointError, CheckpointMismatchError, ConfigError, UnsafeCheckpointError
-from edgevit.models.pretrained import CHECKPOINT_SUFFIXES, missing_local_file
+from edgevit.models.pretrained import CHECKPOINT_SUFFIXES, hub_download, missing_local_file
 from edgevit.models.nextvit import NextViT, NextViTConfig
 
 log = logging.getLogger(__name__)
@@ -244,16 +244,12 @@ def resolve_source(source: str | os.PathLike) -> Path:
     if missing is not None:
         raise missing
     repo_id = text.split(":", 1)[1] if text.startswith(("hf-hub:", "hf_hub:")) else text
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as e:  # pragma: no cover - a core dependency
-        raise CheckpointError("hub ids need huggingface_hub (pip install huggingface_hub); or pass a local file") from e
     log.info("fetching %s from the Hugging Face hub", repo_id)
     try:
-        return Path(hf_hub_download(repo_id=repo_id, filename="model.safetensors"))
+        return hub_download(repo_id, "model.safetensors")
     except Exception as e:  # noqa: BLE001 - every hub failure (offline, 404, auth) gets the same advice
         raise CheckpointError(
-            f"could not fetch {repo_id} from the Hugging Face hub ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
+            f"could not fetch {repo_id} from the Hugging Face hub ({type(e).__name__}: {str(e).splitlines()[0][:400]}). "
             "If this machine is offline, download model.safetensors on a connected machine and pass its local path "
             "with --weights PATH") from e
 

@@ -19,6 +19,7 @@ precedence (later wins):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -84,11 +85,45 @@ def sidecar_for(weights: Path) -> tuple[Path, dict] | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be asked from here, or None when it answers (any HTTP answer counts). One
+    5-second probe per process: without it, huggingface_hub retries a dead connection five times (23 s) per file."""
+    import os
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return None  # huggingface_hub's own offline mode: it reads its cache and fails at once
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=5).close()
+    except urllib.error.HTTPError:
+        return None
+    except Exception as e:  # noqa: BLE001 - refused, DNS, timeout, proxy: all mean the same here
+        return f"{constants.ENDPOINT} cannot be reached ({type(e).__name__})"
+    return None
+
+
+def hub_download(repo_id: str, filename: str) -> Path:
+    """``filename`` of hub repository ``repo_id``: from the hub, or from huggingface_hub's cache when the hub cannot
+    be reached (an ``OSError`` naming ``HF_HUB_OFFLINE`` and ``--weights PATH`` when it is not cached either)."""
+    from huggingface_hub import hf_hub_download
+
+    why = hub_unreachable()
+    if why is None:
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename))
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=filename, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not in the cache
+        raise OSError(f"the Hugging Face hub cannot be asked for {repo_id}/{filename}: {why}, and it is not in "
+                      "huggingface_hub's cache (set HF_HUB_OFFLINE=1 to use only the cache)") from None
+
+
 def _hub_config(repo_id: str) -> dict | None:
     try:
-        from huggingface_hub import hf_hub_download
-
-        return _read_json(Path(hf_hub_download(repo_id=repo_id, filename="config.json")))
+        return _read_json(hub_download(repo_id, "config.json"))
     except ConfigError:
         raise
     except Exception as e:  # noqa: BLE001 - offline or missing: the tag and defaults still apply

@@ -100,6 +100,31 @@ def test_a_dry_run_with_a_missing_weights_file_is_not_checked_ok(tmp_path, weigh
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_unreachable_hub_fails_at_once_naming_the_ways_out(tmp_path):
+    """Issue 36: a hub id with no network spent 53.8 s on huggingface_hub's retries (five per file, config.json and
+    the weights) before saying so. One short probe; the cache is still used when it holds the file."""
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}  # nothing listens; empty cache
+    r = cli("convert", "--model", "nextvit_small", "--weights", "timm/nextvit_small.bd_in1k", "--target", "onnx",
+            "--out", tmp_path / "o", cwd=tmp_path, env=env)
+    expect(r, 4, "http://127.0.0.1:9 cannot be reached", "HF_HUB_OFFLINE=1", "--weights PATH")
+    assert "Retrying" not in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unreachable_hub_still_serves_what_its_cache_holds(tmp_path):
+    """The probe must not take away huggingface_hub's cache: a file fetched earlier is used without a network."""
+    snapshot = tmp_path / "hf" / "hub" / "models--org--tiny" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "model.safetensors").write_bytes(b"cached")
+    (tmp_path / "hf" / "hub" / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "hf" / "hub" / "models--org--tiny" / "refs" / "main").write_text("0" * 40)
+    code = "from edgevit.models.checkpoint import resolve_source; print(resolve_source('org/tiny').read_bytes())"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                       env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")})
+    assert r.returncode == 0 and r.stdout.strip() == "b'cached'", r.stderr[-2000:]
+    assert "Retrying" not in r.stderr
+
+
 def test_unknown_model_suggests_the_name(tmp_path):
     expect(cli("convert", "--model", "nextvit_smal", "--out", tmp_path / "o"), 2, "did you mean 'nextvit_small'")
 
