@@ -783,8 +783,14 @@ def main(argv: list[str] | None = None) -> int:
 
     clean_stale_temp()  # what killed runs left in TMPDIR (their staging folders beside --out go in convert)
 
+    def json_error(code: int, kind: str, message: str) -> None:
+        """With --json, stdout stays machine-readable on failure too: one object naming the error."""
+        if getattr(args, "json", False):
+            print(json.dumps({"error": {"exit_code": code, "type": kind, "message": message}}), flush=True)
+
     def interrupted() -> int:
         print(f"edgevit {args.command}: interrupted; nothing partial was kept", file=sys.stderr)
+        json_error(130, "Interrupted", "interrupted; nothing partial was kept")
         return 130
 
     try:
@@ -803,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(e, EdgeVitError):
             raise
         print(f"edgevit {args.command}: error: {e}", file=sys.stderr)
+        json_error(e.exit_code, type(e).__name__, str(e))
         return e.exit_code
 
 

@@ -1,6 +1,7 @@
 """Principle 1: every bad option, recipe value, path or image folder is refused up front with exit 2 and a message
 that names the problem and the fix, before any model is built (the step printer's "load model" never appears)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -123,6 +124,18 @@ def test_an_unreachable_hub_still_serves_what_its_cache_holds(tmp_path):
                        env={**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")})
     assert r.returncode == 0 and r.stdout.strip() == "b'cached'", r.stderr[-2000:]
     assert "Retrying" not in r.stderr
+
+
+def test_json_commands_print_their_error_as_json(tmp_path):
+    """Issue 36: `convert --json` printed nothing on stdout when it failed; every --json command now prints one
+    object naming the error (the message also goes to stderr as before)."""
+    r = cli("convert", "--model", "nextvit_smal", "--target", "onnx", "--out", tmp_path / "o", "--json")
+    expect(r, 2, "did you mean 'nextvit_small'")
+    error = json.loads(r.stdout)["error"]
+    assert error["exit_code"] == 2 and error["type"] == "ConfigError" and "nextvit_small" in error["message"]
+    r = cli("verify", tmp_path, "--json")  # not an artifact folder
+    expect(r, 2, "not an edgevit artifact folder")
+    assert json.loads(r.stdout)["error"]["exit_code"] == 2
 
 
 def test_unknown_model_suggests_the_name(tmp_path):
