@@ -11,6 +11,9 @@ import inspect
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generated_page import write_or_check  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "api.md"
 sys.path.insert(0, str(REPO))  # this checkout's edgevit, whatever is installed
@@ -60,16 +63,7 @@ def _fence_examples(lines: list[str]) -> list[str]:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not PAGE.exists() or PAGE.read_text() != text:
-            print(f"{PAGE} is out of date: run python tools/api_doc.py", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(text)
-    print(f"wrote {PAGE}")
-    return 0
-
+    return write_or_check(PAGE, render(), "tools/api_doc.py")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,6 +9,9 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generated_page import write_or_check  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "edgevit" / "manifest.schema.json"
 PAGE = REPO / "docs" / "manifest.md"
@@ -56,16 +59,7 @@ def render() -> str:
 
 
 def main() -> int:
-    text = render()
-    if "--check" in sys.argv:
-        if not PAGE.exists() or PAGE.read_text() != text:
-            print(f"{PAGE} is out of date: run python tools/manifest_doc.py", file=sys.stderr)
-            return 1
-        return 0
-    PAGE.write_text(text)
-    print(f"wrote {PAGE}")
-    return 0
-
+    return write_or_check(PAGE, render(), "tools/manifest_doc.py")
 
 if __name__ == "__main__":
     sys.exit(main())
