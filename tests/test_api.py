@@ -42,6 +42,19 @@ def test_the_lazy_api_keeps_import_edgevit_light():
     assert r.stdout.strip() == "False"
 
 
+def test_an_api_name_survives_its_subpackages_being_imported():
+    """A top-level API name that is also a subpackage's name is replaced by the module once that subpackage is
+    imported (``edgevit.bench`` was the function until ``edgevit.bench.runner`` loaded, then the package)."""
+    import importlib
+    import pkgutil
+
+    for info in pkgutil.walk_packages(edgevit.__path__, "edgevit."):
+        if info.name.count(".") == 1:
+            assert info.name.split(".")[1] not in edgevit.__all__, info.name
+    importlib.import_module("edgevit.bench.runner")
+    assert callable(edgevit.benchmark) and edgevit.benchmark.__name__ == "bench"
+
+
 def test_every_public_name_resolves():
     for name in edgevit.__all__:
         assert getattr(edgevit, name) is not None, name

@@ -139,6 +139,9 @@ def test_hub_config_json_wins_over_the_tag(monkeypatch, tmp_path):
         return str(config)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    from edgevit.models import pretrained
+
+    monkeypatch.setattr(pretrained, "hub_unreachable", lambda: None)  # the hub answers (there is none here)
     values, sources = resolve_preprocess(model_default_size=224, weights="timm/nextvit_small.bd_in1k_384")
     assert seen == {"timm/nextvit_small.bd_in1k_384": "config.json"}
     assert values["img_size"] == (96, 80) and values["crop_pct"] == 0.9 and values["mean"] == (0.5, 0.4, 0.3)

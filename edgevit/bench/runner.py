@@ -149,11 +149,12 @@ def bench(folders: list[str | Path], *, threads: int = 2, warmup: int = 5, runs:
           batch: int | None = None, memory: bool = True, gemm: bool = True,
           on_progress: Callable[[str], None] | None = None) -> list[dict]:
     """Benchmark artifact folders side by side; returns one result dict per folder (schema: RESULT_KEYS and more).
-    PyTorch runs on ``threads`` threads meanwhile (its GEMM probe) and is put back afterwards.
+    PyTorch runs on ``threads`` threads meanwhile (its GEMM probe) and is put back afterwards. ``edgevit.benchmark``
+    is this function.
 
     Example::
 
-        for row in edgevit.bench(["out/s_onnx", "out/s_onnx_int8"], runs=10):
+        for row in edgevit.benchmark(["out/s_onnx", "out/s_onnx_int8"], runs=10):
             print(row["artifact"], row["p50_ms"], row["size_mb"])
     """
     from edgevit._native import torch_threads
