@@ -49,7 +49,7 @@ def test_every_extra_it_names_exists():
     import tomllib
 
     extras = set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"])
-    named = set(re.findall(r"edgevit\[([\w-]+)\]", _section("Install")))
+    named = set(re.findall(r"'\.\[([\w-]+)\]'", _section("Install")))
     assert named and named <= extras, named - extras
 
 
