@@ -328,8 +328,9 @@ def read_manifest(folder: str | Path) -> dict:
 
 
 def write_manifest(folder: Path, manifest: dict) -> None:
-    problems = schema_problems(json.loads(json.dumps(manifest, default=str)))  # as the file will hold it
+    text = json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n"
+    problems = schema_problems(json.loads(text))  # the manifest as the file will hold it
     if problems:  # edgevit wrote something its own contract does not allow: a bug, not the user's input
         raise RuntimeError("edgevit built a manifest that does not match its schema (please report this bug):\n  "
                            + "\n  ".join(problems))
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+    (folder / "manifest.json").write_text(text)

@@ -33,7 +33,6 @@ from edgevit.models.nextvit import NextViT, NextViTConfig
 log = logging.getLogger(__name__)
 
 LAYOUTS = ("official", "timm")
-SUFFIXES = CHECKPOINT_SUFFIXES
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -404,8 +403,8 @@ def save_weights(model: NextViT, path: str | os.PathLike, *, layout: str = "timm
     if layout not in LAYOUTS:
         raise ConfigError(f"unknown checkpoint layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
     path = Path(path)
-    if path.suffix not in SUFFIXES:
-        raise ConfigError(f"cannot tell the file format of {path}; use one of {', '.join(SUFFIXES)}")
+    if path.suffix not in CHECKPOINT_SUFFIXES:
+        raise ConfigError(f"cannot tell the file format of {path}; use one of {', '.join(CHECKPOINT_SUFFIXES)}")
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     if dtype is not None:
         sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}

@@ -169,11 +169,11 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
     if inline:
         bounds = shard_bounds(len(names), shards or 1)
         parts = []
-        for a, b in bounds:
-            with torch_threads(threads):  # evaluate_shard sets it for its Ray worker; put back in this process
+        with torch_threads(threads):  # evaluate_shard sets it for its Ray worker; put back in this process
+            for a, b in bounds:
                 parts.append(evaluate_shard(folders, names[a:b], threads, weights, module))
-            if on_shard:
-                on_shard(parts[-1])
+                if on_shard:
+                    on_shard(parts[-1])
     else:
         with ray_session(address, None if address else local_cpus()) as ray:
             cpus = int(ray.cluster_resources().get("CPU", 1))
