@@ -287,6 +287,8 @@ def _cmd_convert(args) -> int:
 
 
 def _print_details(m: dict) -> None:
+    from edgevit.targets import get_target
+
     rw = m["rewrite"]
     if rw["passes"]:
         before, after = rw["op_counts"]["original"], rw["op_counts"].get("deployed", {})
@@ -296,28 +298,8 @@ def _print_details(m: dict) -> None:
               f"{sum(after.values())}, BatchNorms {bn} -> {bn_after}")
     else:
         print("rewrites: none (original form)")
-    details = m.get(m["target"], {})
-    deleg = details.get("delegation")
-    if deleg:
-        print(f"delegation: {deleg['delegated_nodes']} nodes in {deleg['delegated_subgraphs']} "
-              f"{details['delegate']} subgraphs, {deleg['portable_nodes']} on portable kernels")
-        for op, n in deleg["portable_operators"].items():
-            print(f"  portable: {op} x{n}")
-    if m["target"] == "tensorrt":
-        ops, lint = details["supported_operators"], details["lint"]
-        print(f"TensorRT: {sum(ops['op_counts'].values())} nodes, all on the ONNX parser's list ({ops['release']}); "
-              f"polygraphy lint {'passed' if lint['passed'] else 'FAILED'}; no engine here: build it on the GPU "
-              f"server with `edgevit build-engine {m.get('_folder', 'DIR')}` or `{details['build']['trtexec']}`")
-        kept = details.get("quantization", {}).get("kept_fp32", [])
-        if kept:
-            print(f"  AutoCast kept {len(kept)} of {details['quantization']['nodes']} nodes in fp32 (activations "
-                  f"beyond +-{details['quantization']['fp16_data_max']:g} on the calibration images), e.g.:")
-            for k in kept[:5]:
-                print(f"    {k['node']}{' in ' + k['module'] if k.get('module') else ''}: {k['why']}")
-    if "required_operators_config" in details:
-        usable = details["mobile_usability"]
-        print(f"ORT mobile: reduced-operator config {details['required_operators_config']}; usability check "
-              f"{'ran' if usable.get('checked') else 'failed: ' + usable.get('error', '')}")
+    for line in get_target(m["target"]).summary_lines(m):
+        print(line)
 
 
 def _parity_table(m: dict) -> str:

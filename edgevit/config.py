@@ -215,9 +215,6 @@ class ConvertConfig:
         if self.workspace_mib < 16:
             raise ConfigError(f"workspace_mib must be >= 16 (TensorRT's suggested minimum is 16 MiB), got "
                               f"{self.workspace_mib}")
-        if (self.max_batch is not None or self.build) and self.target != "tensorrt":
-            raise ConfigError(f"--max-batch and --build are TensorRT options; target {self.target} does not take "
-                              "them (use --target tensorrt)")
         if self.module is not None:
             parse_module_spec(self.module)
             clash = [k for k, v in (("features", self.features), ("num_classes", self.num_classes is not None),
@@ -256,9 +253,6 @@ class ConvertConfig:
                               "create_model(..., attention=...) instead of passing --attention")
         if self.layout not in ("nchw", "nhwc"):
             raise ConfigError(f"layout must be nchw or nhwc, got {self.layout!r}")
-        if self.layout == "nhwc" and self.target != "litert":
-            raise ConfigError(f"--layout nhwc is a LiteRT option (its converter moves the transpose into the model); "
-                              f"target {self.target} takes NCHW")
         if self.calib_method not in ("minmax", "entropy", "percentile"):
             raise ConfigError(f"calib_method must be one of minmax, entropy, percentile; got {self.calib_method!r}")
         if self.calib_count < 1:

@@ -122,7 +122,7 @@ def convert(cfg: ConvertConfig, *, on_step: StepCallback | None = None) -> Conve
         from edgevit.verify.engine import build_engine
 
         with steps("build the TensorRT engine"):
-            manifest["tensorrt"]["engine"], _ = build_engine(p.out_dir, images=p.cfg.images, weights=p.cfg.weights)
+            manifest[p.target.name]["engine"], _ = build_engine(p.out_dir, images=p.cfg.images, weights=p.cfg.weights)
     return ConvertResult(out_dir=p.out_dir, manifest=manifest, parity_passed=report.passed,
                          seconds=round(time.perf_counter() - steps.t0, 2))
 
@@ -139,6 +139,7 @@ def plan(cfg: ConvertConfig) -> Plan:
     from edgevit.models.pretrained import resolve_preprocess
     from edgevit.preprocess import Preprocess
     from edgevit.targets import get_target
+    from edgevit.targets.base import check_target_options
     from edgevit.verify.tolerances import tolerance_for
 
     check_attention(cfg.attention)
@@ -148,13 +149,9 @@ def plan(cfg: ConvertConfig) -> Plan:
     target.check(cfg.precision, cfg.delegate)
     if target.always_dynamic_batch and not cfg.dynamic_batch:
         cfg = cfg.replace(dynamic_batch=True)  # e.g. TensorRT: the engine's optimization profile spans batches
+    check_target_options(cfg, target)  # an option this target does not take is refused, never ignored
     target.check_toolchain()  # exit 5 now, as the real run would, not after the model is built
-    if hasattr(target, "check_options"):
-        target.check_options(cfg)
-    if cfg.build:  # no GPU or no TensorRT: say so now, not after the conversion
-        from edgevit.targets.tensorrt_engine import require_engine_toolchain
-
-        require_engine_toolchain(cfg.out)
+    target.check_options(cfg)
     sizes = cfg.sizes
     if len(sizes) > 1 and target.multi_size is None:
         able = ", ".join(sorted(n for n, t in _targets_by_name().items() if t.multi_size))
@@ -339,7 +336,7 @@ def rewrite(p: Plan, net, x: np.ndarray):
     from edgevit.rewrites import aten_op_counts, deploy
 
     if p.cfg.rewrite:
-        deployed = deploy(net, "coreml" if p.cfg.delegate == "coreml" else p.cfg.target, img_size=p.size)
+        deployed = deploy(net, p.target.form_for(p.cfg.delegate), img_size=p.size)
         export_model, info = deployed.model, deployed.to_manifest()
     else:
         export_model, info = net, {"form": "original", "reason": "rewrites disabled (--no-rewrite)", "passes": []}
@@ -607,7 +604,7 @@ def build_manifest(p: Plan, staging: Path, result, io_spec, golden: Golden, name
         "input": {"name": io_spec.input_name, "shape": ["batch", *x_shape[1:]] if cfg.dynamic_batch else x_shape,
                   "dtype": "float32", "layout": layout,
                   "pixels": "raw_rgb_0_255" if p.raw_input else "normalized",
-                  "type": "image" if p.raw_input else "tensor",
+                  "type": p.target.input_kind(cfg),
                   # a multi-size artifact: the sizes parity was checked at ("shape" holds the primary one)
                   **({"sizes": [list(sz) for sz in p.sizes], "multi_size": p.target.multi_size} if p.sizes else {})},
         "preprocess": io_spec.preprocess,

@@ -27,8 +27,6 @@ from edgevit.manifest import input_hw, open_artifact, read_golden, read_manifest
 log = logging.getLogger(__name__)
 
 RESULT_KEYS = ("artifact", "target", "precision", "p50_ms", "p90_ms", "p99_ms", "peak_rss_mb", "size_mb")
-NOT_RUNNABLE_HERE = {"coreml": "CoreML predictions need macOS; use the iOS app's benchmark screen and "
-                               "`edgevit profile ingest` to bring its numbers in"}
 
 
 class NotRunnableHere(ConfigError):
@@ -70,24 +68,14 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
 
     folder = Path(folder)
     manifest = open_artifact(folder, "its timings would not describe what was verified")
-    if manifest["target"] in NOT_RUNNABLE_HERE:
-        raise ConfigError(f"{folder}: {NOT_RUNNABLE_HERE[manifest['target']]}")
-    if manifest.get("executorch", {}).get("delegate") == "coreml":
-        raise ConfigError(f"{folder}: the .pte delegates to CoreML, which cannot run here; "
-                          f"{NOT_RUNNABLE_HERE['coreml']}")
-    if manifest["target"] == "tensorrt":
-        from edgevit.targets.tensorrt_engine import bench_problem
-
-        reason = bench_problem(folder, manifest)
-        if reason:
-            raise NotRunnableHere(reason)
     target = get_target(manifest["target"])
+    reason = target.bench_problem(folder, manifest)
+    if reason:
+        raise NotRunnableHere(f"{folder}: {reason}")
     x = _input_for(folder, manifest, batch)
-    if manifest["target"] == "tensorrt":  # the engine on the GPU (bench_problem said it can run here)
-        from edgevit.targets.tensorrt_engine import engine_bench_run
-
-        t0 = time.perf_counter()
-        run = engine_bench_run(folder, manifest, x if batch is not None else x[:1])
+    t0 = time.perf_counter()
+    run = target.bench_run(folder, manifest, x if batch is not None else x[:1])  # e.g. an engine on the GPU
+    if run is not None:
         load_ms = (time.perf_counter() - t0) * 1000
         t0 = time.perf_counter()
         run()
@@ -237,9 +225,9 @@ def roofline(macs: int | None, p50_ms: float, precision: str, measured_fp32: flo
 
 
 def _runtimes(loaded: list[Loaded]) -> tuple[str, ...]:
-    names = {"torch"}
-    for item in loaded:
-        names.add("executorch" if item.manifest["target"] == "executorch" else "onnxruntime")
+    from edgevit.targets import get_target
+
+    names = {"torch"} | {get_target(item.manifest["target"]).bench_runtime for item in loaded}
     return tuple(sorted(names))
 
 

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 
 _BN_FOLDS = ("fold_conv_bn", "merge_pre_bn")
 
-# The form each runtime gets, and why in one sentence; the measurements behind each choice are in docs/FORMS.md
-# (figures live in benchmarks/results/, not in every user's manifest).
+# The named deployed forms, each named after the runtime it was measured for, and why in one sentence; a target
+# names the one its artifacts are exported from (``Target.form``). The measurements behind each choice are in
+# docs/FORMS.md (figures live in benchmarks/results/, not in every user's manifest).
 FORMS: dict[str, tuple[tuple[str, ...], str]] = {
     "onnx": (_BN_FOLDS + ("bchw_attention_kq", "delegate_friendly_ops"),
              "BN folded; BCHW attention with k^T q scores, which never transposes a full activation map "
@@ -64,8 +65,12 @@ class DeployResult:
                 "passes": [dict(r.to_dict(), parity=p) for r, p in zip(self.reports, self.parity)]}
 
 
-def forms_for(target: str) -> tuple[tuple[str, ...], str]:
-    return FORMS.get(target, FORMS["onnx"])
+def forms_for(form: str) -> tuple[tuple[str, ...], str]:
+    """(passes, reason) of a named form; an unknown name is an error, never another form's passes."""
+    if form not in FORMS:
+        raise ConfigError(f"no deployed form is named {form!r}; forms: {', '.join(FORMS)} (a target names its own "
+                          "with Target.form)")
+    return FORMS[form]
 
 
 def probe_images(img_size: tuple[int, int], n: int = 2, seed: int = 7) -> torch.Tensor:
@@ -98,7 +103,8 @@ def _compare(ref: list[torch.Tensor], new: list[torch.Tensor]) -> dict:
 
 def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | None = None,
            img_size: tuple[int, int] | None = None, check: bool = True) -> DeployResult:
-    """Return the deployed form of ``model`` for ``target`` with one report per pass; ``model`` is untouched.
+    """Return the deployed form ``target`` (a name of ``FORMS``: a target's ``Target.form``) of ``model`` with one
+    report per pass; ``model`` is untouched.
 
     Example::
 

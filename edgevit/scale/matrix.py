@@ -38,9 +38,6 @@ log = logging.getLogger(__name__)
 
 RECORDS = ".matrix"
 CELLS = "cells"
-# the packages whose release changes what an artifact is (part of every cell's reuse key)
-TOOLCHAIN = ("edgevit", "torch", "onnx", "onnxruntime", "onnxscript", "executorch", "coremltools", "litert-torch",
-             "ai-edge-litert", "ai-edge-quantizer", "nvidia-modelopt", "torchao", "numpy")
 
 Event = Callable[[str, dict], None]  # ("start" | "done" | "reused" | "unsupported" | "bench", record)
 
@@ -69,11 +66,18 @@ def summary(cells: list[dict]) -> dict:
     return out
 
 
-def toolchain_versions() -> dict[str, str]:
+def toolchain_versions(targets: list[str] | None = None) -> dict[str, str]:
+    """The installed release of every package whose release changes what an artifact of ``targets`` (default:
+    every target) is: the core ones and each target's ``Target.distributions`` (part of a cell's reuse key)."""
     from importlib.metadata import PackageNotFoundError, version
 
+    from edgevit.targets import get_target
+    from edgevit.targets.base import CORE_DISTRIBUTIONS, distributions
+
+    names = distributions() if targets is None else tuple(dict.fromkeys(
+        [*CORE_DISTRIBUTIONS, *(d for t in targets for d in get_target(t).distributions)]))
     out = {}
-    for name in TOOLCHAIN:
+    for name in names:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
@@ -177,7 +181,7 @@ def run_matrix(spec: MatrixSpec, out: str | os.PathLike, *, address: str | None 
     records_dir = out / RECORDS
     records_dir.mkdir(parents=True, exist_ok=True)
     (out / CELLS).mkdir(exist_ok=True)
-    versions = toolchain_versions()
+    versions = {}  # per target: what its cells' artifacts depend on
     hashes: dict[str, str] = {}  # the calibration/evaluation folders and weights every cell shares, hashed once
     t0 = time.perf_counter()
     records: dict[str, dict] = {}
@@ -187,7 +191,9 @@ def run_matrix(spec: MatrixSpec, out: str | os.PathLike, *, address: str | None 
             records[cell.id] = {"id": cell.id, "status": "unsupported", "reason": cell.unsupported}
             say("unsupported", records[cell.id])
             continue
-        key = cell_key(cell, versions, hashes)
+        target = cell.options["target"]
+        versions.setdefault(target, toolchain_versions([target]))
+        key = cell_key(cell, versions[target], hashes)
         folder = out / CELLS / cell.id
         previous = None if force else _reusable(records_dir / f"{cell.id}.json", key, folder)
         if previous is not None:
@@ -218,9 +224,8 @@ def run_matrix(spec: MatrixSpec, out: str | os.PathLike, *, address: str | None 
     return result
 
 
-# relative cost guesses for cells never run before (shipped digits model, 2 cores, matrix runs of 2026-11-22: an ONNX
-# fp32 cell 6-10 s, an ExecuTorch int8 cell 45-52 s); only the order in which cells start depends on them
-_TARGET_COST = {"onnx": 1.0, "ort": 1.5, "tensorrt": 2.0, "executorch": 2.5, "coreml": 2.5, "litert": 3.0}
+# relative cost guesses for cells never run before (the target's is Target.cost; shipped digits model, 2 cores, matrix
+# runs of 2026-11-22: an ONNX fp32 cell 6-10 s, an ExecuTorch int8 cell 45-52 s); only the start order depends on them
 _PRECISION_COST = {"fp32": 1.0, "fp16": 1.2, "int8w": 1.5, "int8": 3.0, "pal8": 3.0, "pal6": 3.0, "pal4": 3.0}
 
 
@@ -235,7 +240,9 @@ def longest_first(todo: list[tuple[Cell, str]], records_dir: Path) -> list[tuple
             continue
     if len(measured) == len(todo):
         return sorted(todo, key=lambda item: -measured[item[0].id])
-    return sorted(todo, key=lambda item: -_TARGET_COST.get(item[0].options.get("target"), 2.0)
+    from edgevit.targets import get_target
+
+    return sorted(todo, key=lambda item: -get_target(item[0].options["target"]).cost
                   * _PRECISION_COST.get(item[0].options.get("precision") or "fp32", 2.0))
 
 
@@ -308,7 +315,7 @@ def write_outputs(result: MatrixResult, spec: MatrixSpec) -> None:
 
     data = {**result.to_dict(), "spec": {"models": spec.models, "targets": spec.targets,
                                          "precisions": spec.precisions, "sizes": spec.sizes},
-            "toolchain": toolchain_versions()}
+            "toolchain": toolchain_versions(sorted({t.partition(":")[0] for t in spec.targets}))}
     with atomic_file(result.out / "matrix.json", overwrite=True) as tmp:
         tmp.write_text(json.dumps(data, indent=1, default=str))
     with atomic_file(result.out / "matrix.html", overwrite=True) as tmp:

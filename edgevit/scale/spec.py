@@ -16,7 +16,9 @@ Example ``matrix.yaml``::
     options: {batch: 1, calib_count: 256}
 
 Relative paths are read from the SPEC file's folder. A (target, precision) pair the target does not offer is a
-cell marked ``unsupported`` with the target's reason, not an error: a matrix names axes, not a list of cells.
+cell marked ``unsupported`` with the target's reason, not an error: a matrix names axes, not a list of cells. A shared
+option that is some targets' own (``opset``, ``min_ios``, ``layout``...: ``Target.options``) goes to the cells of the
+targets that take it.
 """
 
 from __future__ import annotations
@@ -142,15 +144,20 @@ class MatrixSpec:
         """Every (model, target[:delegate], precision, size), each checked as a ``ConvertConfig`` now, so a bad
         value is reported before any conversion starts."""
         from edgevit.targets import get_target
+        from edgevit.targets.base import option_owners
 
+        owned = option_owners()
         out = []
         for entry in self.models:
             model = {k: v for k, v in entry.items() if k != "name"}
             for target_spec in self.targets:
                 target, _, delegate = target_spec.partition(":")
+                # a shared option that is some targets' own (opset, min_ios...) goes to the cells whose target takes it
+                shared = {k: v for k, v in self.options.items()
+                          if k not in owned or get_target(target).takes_option(k, delegate or None)}
                 for precision in self.precisions:
                     for size in self.sizes or [None]:
-                        options = {**self.options, **model, "target": target, "precision": precision,
+                        options = {**shared, **model, "target": target, "precision": precision,
                                    **({"delegate": delegate} if delegate else {}),
                                    **({"img_size": size} if size is not None else {}),
                                    **{k: getattr(self, k) for k in ("calib_dir", "eval_dir", "images")

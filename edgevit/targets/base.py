@@ -1,8 +1,14 @@
 """The one interface every toolchain implements, and the target registry.
 
 A target turns a (deployed) PyTorch model into one artifact file in a folder, and loads that artifact back in its
-own desktop runtime for parity checks and benchmarks. Adding a toolchain = one module under ``edgevit/targets/``
-with a ``@register_target`` class, plus one line in ``_TARGET_MODULES``.
+own desktop runtime for parity checks and benchmarks. A target owns everything about its toolchain: the options
+only it takes (``options``: refused on other targets), its deployed form (``form``: a named entry of
+``edgevit.rewrites.FORMS``), its tolerance rows (``tolerance_rows``, added to the one table on registration), the
+distributions whose release changes its artifacts (``distributions``: the matrix's reuse keys), its desktop runtime
+(``load``), its drift hook (``block_outputs``), what ``bench`` can run here (``bench_problem``, ``bench_runtime``)
+and the lines the CLI prints for its artifacts (``summary_lines``). Nothing outside ``edgevit/targets/`` branches on
+a target's name (``tests/test_layout.py``). Adding a toolchain = a module or folder under ``edgevit/targets/`` with
+a ``@register_target`` class, plus one line in ``_TARGET_MODULES``.
 """
 
 from __future__ import annotations
@@ -24,16 +30,27 @@ _TARGET_MODULES = {
     "coreml": "edgevit.targets.coreml",
     "litert": "edgevit.targets.litert",
     "tensorrt": "edgevit.targets.tensorrt",
+    "coreai": "edgevit.targets.coreai",
 }
+
+# the packages every artifact depends on whatever its target (the matrix's reuse key adds each target's own)
+CORE_DISTRIBUTIONS = ("edgevit", "torch", "numpy")
 
 _REGISTRY: dict[str, type["Target"]] = {}
 
 
 def register_target(cls: type["Target"]) -> type["Target"]:
-    """Class decorator: register ``cls`` under ``cls.name``; a duplicate name is an error. Returns ``cls``."""
+    """Class decorator: register ``cls`` under ``cls.name`` and its ``tolerance_rows`` in the one tolerance table;
+    a duplicate name is an error. Returns ``cls``."""
+    from edgevit.verify.tolerances import add_rows
+
     if cls.name in _REGISTRY:
         raise ConfigError(f"target {cls.name!r} is already registered")
+    if not cls.form:
+        raise ConfigError(f"target {cls.name!r} names no deployed form (Target.form)")
     _REGISTRY[cls.name] = cls
+    for key, rows in cls.tolerance_rows.items():
+        add_rows(key, rows)
     return cls
 
 
@@ -47,6 +64,39 @@ def get_target(name: str) -> "Target":
     if name not in _REGISTRY:
         importlib.import_module(_TARGET_MODULES[name])
     return _REGISTRY[name]()
+
+
+def option_owners() -> dict[str, list[str]]:
+    """ConvertConfig field -> the targets that take it, for every field some target owns (``Target.options``)."""
+    owners: dict[str, list[str]] = {}
+    for name in list_targets():
+        for option in get_target(name).options:
+            owners.setdefault(option, []).append(name)
+    return owners
+
+
+def check_target_options(cfg, target: "Target") -> None:
+    """ConfigError (exit 2) when ``cfg`` sets a target's own option (anything but its default) that ``target`` does
+    not take, naming the targets that do: an option is never accepted and ignored."""
+    from dataclasses import fields
+
+    from edgevit.config import ConvertConfig
+
+    defaults = {f.name: f.default for f in fields(ConvertConfig)}
+    for option, owners in option_owners().items():
+        if getattr(cfg, option) != defaults[option] and not target.takes_option(option, cfg.delegate):
+            flag = "--" + option.replace("_", "-")
+            raise ConfigError(f"{flag} (recipe key {option}) is an option of {', '.join(owners)}; target "
+                              f"{target.name}{' with delegate ' + cfg.delegate if cfg.delegate else ''} does not "
+                              f"take it: drop it or choose one of those targets")
+
+
+def distributions() -> tuple[str, ...]:
+    """Every distribution whose release changes what some target's artifact is (the matrix's reuse key)."""
+    names = list(CORE_DISTRIBUTIONS)
+    for name in list_targets():
+        names += [d for d in get_target(name).distributions if d not in names]
+    return tuple(names)
 
 
 def supported_combinations() -> list[tuple[str, str | None, str]]:
@@ -141,6 +191,39 @@ class Target:
     always_dynamic_batch: bool = False  # the artifact takes any batch whatever --dynamic-batch says
     # how one artifact serves several input sizes (--img-sizes), or None: one size per artifact on this target
     multi_size: str | None = None
+    form: str = ""  # the deployed form its artifacts are exported from: a key of edgevit.rewrites.FORMS
+    options: tuple[str, ...] = ()  # ConvertConfig fields only some targets take (check_target_options)
+    distributions: tuple[str, ...] = ()  # pip distributions whose release changes its artifacts
+    # tolerance row key (the target's name, or a delegate's row such as executorch-coreml) -> precision -> row; the
+    # rows themselves are edgevit.verify.tolerances' FP32, FP16, WEIGHT_ONLY and INT8
+    tolerance_rows: dict = {}
+    bench_runtime: str = "onnxruntime"  # whose GEMM peak bench's roofline compares its artifacts against
+    cost: float = 1.0  # a matrix cell's relative time when none was measured (only the start order depends on it)
+
+    def takes_option(self, option: str, delegate: str | None) -> bool:
+        """True when this target (with ``delegate``) uses ConvertConfig field ``option``."""
+        return option in self.options
+
+    def form_for(self, delegate: str | None) -> str:
+        """The key of ``edgevit.rewrites.FORMS`` its artifacts (with ``delegate``) are exported from."""
+        return self.form
+
+    def bench_problem(self, folder: Path, manifest: dict) -> str | None:
+        """Why ``edgevit bench`` cannot time this artifact on this machine, or None."""
+        return None
+
+    def bench_run(self, folder: Path, manifest: dict, x: np.ndarray) -> Callable[[], object] | None:
+        """A target-specific timed call (e.g. an engine on a GPU), or None: bench times ``load``'s runner."""
+        return None
+
+    def summary_lines(self, manifest: dict) -> list[str]:
+        """What ``edgevit convert`` prints about an artifact of this target beyond the common lines."""
+        return []
+
+    @classmethod
+    def has_drift(cls) -> bool:
+        """True where ``block_outputs`` is implemented (``edgevit drift`` supports the target)."""
+        return cls.block_outputs is not Target.block_outputs
 
     def check(self, precision: str, delegate: str | None = None) -> None:
         if precision not in self.precisions:
@@ -149,6 +232,9 @@ class Target:
         if delegate not in self.delegates:
             shown = ", ".join(d or "(none)" for d in self.delegates)
             raise ConfigError(f"target {self.name} does not support delegate {delegate!r}; supported: {shown}")
+
+    def check_options(self, cfg) -> None:
+        """ConfigError for option values this target cannot honour (called by ``plan`` before any work)."""
 
     def runtime_for(self, delegate: str | None) -> str:
         """The desktop runtime that checks artifacts made with ``delegate``."""
@@ -161,6 +247,10 @@ class Target:
     def takes_raw_pixels(self, cfg) -> bool:
         """True when the artifact takes raw 0-255 RGB pixels (normalisation inside the model)."""
         return False
+
+    def input_kind(self, cfg) -> str:
+        """The manifest's ``input.type``: ``image`` (a picture the app hands over as pixels) or ``tensor``."""
+        return "image" if self.takes_raw_pixels(cfg) else "tensor"
 
     def output_names(self, cfg, names: tuple[str, ...], labels) -> tuple[str, ...]:
         """The artifact's output names; a target may turn ``logits`` into ``probabilities``."""
@@ -188,8 +278,8 @@ class Target:
         names and must be matched against a re-trace of it; ``calibration`` the inputs the artifact was calibrated on,
         for runtimes whose debug copy is quantized again (``drift_needs_calibration``). Returns (tensors by unit or
         output name, how they were obtained, notes). Debug copies never go into the artifact folder."""
-        raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: onnx, ort, "
-                          "executorch (xnnpack), coreml, litert")
+        able = ", ".join(n for n in list_targets() if get_target(n).has_drift())
+        raise ConfigError(f"edgevit drift does not support target {self.name} yet; it supports: {able}")
 
     form_report_step: str | None = None  # the progress line of ``form_report``; None: the target has none
 

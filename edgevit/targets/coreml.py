@@ -16,6 +16,7 @@ from edgevit._io import temp_dir
 from edgevit.errors import ConfigError, ExportError
 from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, register_target, run_batched
 from edgevit.targets.coreml_sim import can_predict, runtime_name, simulator_runner
+from edgevit.verify.tolerances import FP16, FP32, INT8, WEIGHT_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,18 @@ class CoreMLTarget(Target):
     toolchain = ("coremltools",)
     # torch.export proves the deployed graph's ceil-mode pool guards only for heights/widths that are multiples of 32
     multi_size = "enumerated shapes (ct.EnumeratedShapes): one ML program for every listed size, multiples of 32"
+    form = "coreml"
+    options = ("min_ios", "compute_units", "input_type")
+    distributions = ("coremltools",)
+    # fp16: 10-bit mantissa, storage rounding per op over ~150 ops; weight-only compression (int8 weights, 8-bit
+    # palettes) on fp16 compute; 6- and 4-bit palettes are held like int8
+    tolerance_rows = {"coreml": {"fp32": FP32, "fp16": FP16, "int8": INT8, "int8w": WEIGHT_ONLY, "pal8": WEIGHT_ONLY,
+                                 "pal6": INT8, "pal4": INT8}}
+    cost = 2.5
+
+    def bench_problem(self, folder, manifest):
+        return ("CoreML predictions need macOS; use the iOS app's benchmark screen and `edgevit profile ingest` to "
+                "bring its numbers in")
 
     @property
     def runtime(self) -> str:  # verify says which one it used

@@ -14,6 +14,7 @@ from edgevit._io import temp_dir
 from edgevit.errors import ConfigError, ExportError
 from edgevit.targets.base import (ExportResult, Runner, RuntimeSpec, Target, minor_release, register_target,
                                   run_batched)
+from edgevit.verify.tolerances import FP16, FP32, INT8
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,39 @@ class ExecuTorchTarget(Target):
     # a graph with symbolic height/width does not export here: PatchEmbed's ceil-mode pools add guards torch.export
     # cannot prove over a size range ("Constraints violated (H, W)"), so each size is its own static method
     multi_size = "one method per size in one .pte (forward is the primary size, forward_<H>x<W> the others)"
+    form = "executorch"
+    options = ("etrecord", "min_ios")
+    distributions = ("executorch", "coremltools", "torchao")
+    # the CoreML delegate's payload is held like the coreml target's ML programs
+    tolerance_rows = {"executorch": {"fp32": FP32, "int8": INT8},
+                      "executorch-coreml": {"fp32": FP32, "fp16": FP16}}
+    bench_runtime = "executorch"
+    cost = 2.5
+
+    def takes_option(self, option, delegate):
+        if option == "min_ios":  # the CoreML delegate's deployment target
+            return delegate == "coreml"
+        return super().takes_option(option, delegate)
+
+    def form_for(self, delegate):
+        # the CoreML delegate's payload runs where the coreml target's ML programs do: it gets their form
+        return "coreml" if delegate == "coreml" else self.form
+
+    def bench_problem(self, folder, manifest):
+        if manifest.get(self.name, {}).get("delegate") == "coreml":
+            return ("the .pte delegates to CoreML, which cannot run here; CoreML predictions need macOS: use the iOS "
+                    "app's benchmark screen and `edgevit profile ingest` to bring its numbers in")
+        return None
+
+    def summary_lines(self, manifest):
+        details = manifest.get(self.name, {})
+        deleg = details.get("delegation")
+        if not deleg:
+            return []
+        lines = [f"delegation: {deleg['delegated_nodes']} nodes in {deleg['delegated_subgraphs']} "
+                 f"{details['delegate']} subgraphs, {deleg['portable_nodes']} on portable kernels"]
+        lines += [f"  portable: {op} x{n}" for op, n in deleg["portable_operators"].items()]
+        return lines
 
     def check(self, precision, delegate=None):
         super().check(precision, delegate)

@@ -31,6 +31,7 @@ from edgevit._io import temp_dir
 from edgevit._native import default_threads
 from edgevit.errors import ConfigError, ExportError, MissingDependencyError
 from edgevit.targets.base import ExportResult, Runner, Target, minor_release, register_target, run_batched
+from edgevit.verify.tolerances import FP16, FP32, INT8
 
 log = logging.getLogger(__name__)
 
@@ -443,6 +444,13 @@ class LiteRTTarget(Target):
     form_report_step = "count the original and deployed forms' TRANSPOSE ops (cached per architecture)"
     multi_size = "one signature per size in one .tflite (serving_default is the primary size, serving_<H>x<W> the " \
                  "others; the weights are stored once)"
+    form = "litert"
+    options = ("layout",)
+    distributions = ("litert-torch", "ai-edge-litert", "ai-edge-quantizer")
+    # fp16 stores weights in fp16 and XNNPACK computes in fp32 (weight rounding only); int8w quantizes activations at
+    # run time, so it is held like static int8
+    tolerance_rows = {"litert": {"fp32": FP32, "fp16": FP16, "int8w": INT8, "int8": INT8}}
+    cost = 3.0
 
     def runtime_for(self, delegate):
         return f"LiteRT interpreter ({runtime_module()}, XNNPACK)"

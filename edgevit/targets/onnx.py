@@ -17,6 +17,7 @@ from edgevit._native import default_threads
 from edgevit.errors import ConfigError, ExportError
 from edgevit.targets.base import (ExportResult, IOSpec, Runner, RuntimeSpec, Target, minor_release, register_target,
                                   run_batched)
+from edgevit.verify.tolerances import FP16, FP32, INT8
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +255,12 @@ class OnnxTarget(Target):
     toolchain = ("onnxscript", "onnxruntime")
     precisions = ("fp32", "fp16", "int8")
     needs_calibration = ("int8",)
+    form = "onnx"
+    options = ("opset", "calib_method")
+    distributions = ("onnx", "onnxruntime", "onnxscript")
+    # fp16 on ONNX Runtime: storage and most arithmetic in fp16; int8: 8-bit activations through ~100 layers, gated
+    # on direction (cosine) and the top classes, the measured accuracy cost on evaluation images being the real check
+    tolerance_rows = {"onnx": {"fp32": FP32, "fp16": FP16, "int8": INT8}}
 
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         self.require("onnxscript")
@@ -301,6 +308,15 @@ class OrtTarget(OnnxTarget):
 
     name = "ort"
     suffix = ".ort"
+    form = "ort"
+    tolerance_rows = {"ort": {"fp32": FP32, "fp16": FP16, "int8": INT8}}
+    cost = 1.5
+
+    def summary_lines(self, manifest):
+        details = manifest[self.name]
+        usable = details["mobile_usability"]
+        return [f"ORT mobile: reduced-operator config {details['required_operators_config']}; usability check "
+                f"{'ran' if usable.get('checked') else 'failed: ' + usable.get('error', '')}"]
 
     def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):
         """A .ort file keeps tensor names but not the module scopes, so the deployed PyTorch model is exported

@@ -26,6 +26,7 @@ from edgevit._io import temp_dir
 from edgevit.errors import ConfigError, ExportError, MissingDependencyError
 from edgevit.targets.base import ExportResult, register_target
 from edgevit.targets.onnx import OnnxTarget, _scopes, export_onnx, onnx_op_counts, onnx_opset
+from edgevit.verify.tolerances import FP16, FP32, INT8
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,39 @@ class TensorRTTarget(OnnxTarget):
     extra = "tensorrt-onnx"
     always_dynamic_batch = True  # the optimization profile spans batch 1 to --max-batch
     multi_size = "dynamic height and width; the engine's optimization profile spans the listed sizes (opt: primary)"
+    form = "tensorrt"
+    options = ("opset", "calib_method", "max_batch", "workspace_mib", "build")
+    distributions = OnnxTarget.distributions + ("nvidia-modelopt",)
+    # the ONNX made here runs in ONNX Runtime's CPU provider at conversion and the engine built from it on the server
+    # is held to the same row; fp16 is AutoCast's graph (fp16 storage and arithmetic, fp32 I/O); int8 leaves the
+    # unquantized ops in fp16
+    tolerance_rows = {"tensorrt": {"fp32": FP32, "fp16": FP16, "int8": INT8}}
+    cost = 2.0
+
+    def bench_problem(self, folder, manifest):
+        from edgevit.targets.tensorrt_engine import bench_problem
+
+        return bench_problem(folder, manifest)
+
+    def bench_run(self, folder, manifest, x):
+        from edgevit.targets.tensorrt_engine import engine_bench_run
+
+        return engine_bench_run(folder, manifest, x)
+
+    def summary_lines(self, manifest):
+        details = manifest[self.name]
+        ops, lint = details["supported_operators"], details["lint"]
+        lines = [f"TensorRT: {sum(ops['op_counts'].values())} nodes, all on the ONNX parser's list ({ops['release']}); "
+                 f"polygraphy lint {'passed' if lint['passed'] else 'FAILED'}; no engine here: build it on the GPU "
+                 f"server with `edgevit build-engine {manifest.get('_folder', 'DIR')}` or "
+                 f"`{details['build']['trtexec']}`"]
+        kept = details.get("quantization", {}).get("kept_fp32", [])
+        if kept:
+            lines.append(f"  AutoCast kept {len(kept)} of {details['quantization']['nodes']} nodes in fp32 "
+                         f"(activations beyond +-{details['quantization']['fp16_data_max']:g} on the calibration "
+                         "images), e.g.:")
+            lines += [f"    {k['node']}{' in ' + k['module'] if k.get('module') else ''}: {k['why']}" for k in kept[:5]]
+        return lines
 
     def check_options(self, cfg) -> None:
         from edgevit.quantize.tensorrt_quant import MODELOPT_MODULES, missing_modules
@@ -198,6 +232,10 @@ class TensorRTTarget(OnnxTarget):
         if missing:  # before any model is built
             raise MissingDependencyError(f"target tensorrt needs {', '.join(missing)}, which is not installed: "
                                          f"pip install 'edgevit[{self.extra}]'")
+        if cfg.build:  # no GPU or no TensorRT: say so now, not after the conversion
+            from edgevit.targets.tensorrt_engine import require_engine_toolchain
+
+            require_engine_toolchain(cfg.out)
         if cfg.max_batch is not None and cfg.max_batch < cfg.batch:
             raise ConfigError(f"--max-batch {cfg.max_batch} is smaller than --batch {cfg.batch} (the profile's "
                               "opt batch); pass --max-batch >= --batch")

@@ -179,7 +179,7 @@ def test_bench_and_report_take_litert_folders(tiny_litert, tmp_path):
 
 def test_nhwc_is_a_litert_option(tmp_path):
     expect(cli("convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "onnx", "--layout", "nhwc",
-               "--out", tmp_path / "o"), 2, "--layout nhwc is a LiteRT option")
+               "--out", tmp_path / "o"), 2, "--layout (recipe key layout) is an option of litert")
 
 
 _RUN_IN_TFLITE_RUNTIME = textwrap.dedent("""

@@ -189,8 +189,8 @@ def test_options_are_checked_before_anything_is_built(tmp_path):
         from edgevit.pipeline import plan
 
         plan(ConvertConfig(model="nextvit_digits", target="tensorrt", batch=4, max_batch=2, out=str(tmp_path / "a")))
-    with pytest.raises(ConfigError, match="TensorRT options"):
-        ConvertConfig(model="nextvit_digits", target="onnx", max_batch=8, out=str(tmp_path / "b"))
+    with pytest.raises(ConfigError, match="--max-batch .recipe key max_batch. is an option of tensorrt; target onnx"):
+        plan(ConvertConfig(model="nextvit_digits", target="onnx", max_batch=8, out=str(tmp_path / "b")))
     with pytest.raises(ConfigError, match="percentile"):
         plan(ConvertConfig(model="nextvit_digits", target="tensorrt", precision="int8", calib_method="percentile",
                            out=str(tmp_path / "c")))

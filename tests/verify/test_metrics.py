@@ -8,7 +8,10 @@ import pytest
 
 from edgevit.quantize.accuracy import accuracy_report, gate
 from edgevit.verify.metrics import compare, top1_flips, top5_agreement
+from edgevit.targets.base import supported_combinations
 from edgevit.verify.tolerances import TOLERANCES, tolerance_for
+
+supported_combinations()  # imports every target, which adds its rows to the one table
 
 
 def _plain_top1(ref, out):  # the independent definition

@@ -1,0 +1,122 @@
+"""PyTorch -> ``.aimodel``: the deployed model behind its input normalisation, exported with ``torch.export`` and
+Core AI's decomposition table, converted by ``coreai_torch.TorchConverter`` and saved as an asset whose metadata
+carries the author, license, description and edgevit's manifest summary."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from collections import Counter
+from pathlib import Path
+
+from edgevit.errors import ExportError
+from edgevit.targets.base import ExportResult
+
+log = logging.getLogger(__name__)
+
+
+def quiet():
+    """coreai-torch prints a progress bar and warns about torch versions; keep both out of edgevit's output."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+    return stack
+
+
+def wrapped(model, mean, std, fp16: bool):
+    """``model`` taking raw 0-255 RGB (float32): ``x * (1 / (255 std)) - mean / std`` per channel first. For fp16
+    the weights and every activation are float16 and the input and output stay float32 (the casts are the first and
+    last ops), so an app feeds and reads float32 either way."""
+    import torch
+    from torch import nn
+
+    dtype = torch.float16 if fp16 else torch.float32
+
+    class RawPixels(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model.to(dtype)
+            self.register_buffer("scale", torch.tensor([1.0 / (255.0 * s) for s in std]).reshape(1, 3, 1, 1))
+            self.register_buffer("shift", torch.tensor([-m / s for m, s in zip(mean, std)]).reshape(1, 3, 1, 1))
+
+        def forward(self, x):
+            y = self.model((x * self.scale + self.shift).to(dtype))
+            if isinstance(y, (tuple, list)):
+                return tuple(t.float() for t in y)
+            return y.float()
+
+    return RawPixels().eval()
+
+
+def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str) -> ExportResult:
+    import copy
+
+    import torch
+
+    import coreai_torch
+    from coreai.authoring import OSVersion
+    from coreai.runtime import AIModelAssetMetadata
+
+    pre = io_spec.preprocess
+    fp16 = cfg.precision == "fp16"
+    net = wrapped(copy.deepcopy(model), pre["mean"], pre["std"], fp16)
+    raw = torch.zeros(tuple(example.shape), dtype=torch.float32)  # the shape is what export needs
+    path = out_dir / "model.aimodel"
+    try:
+        with quiet(), torch.no_grad():
+            program = torch.export.export(net, (raw,), strict=False).run_decompositions(coreai_torch.get_decomp_table())
+            # RELEASE: operation ids only, no stack traces (which would carry this machine's paths into the asset)
+            converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
+            ai_program = converter.add_exported_program(program, input_names=[io_spec.input_name],
+                                                        output_names=list(io_spec.output_names)).to_coreai()
+            metadata = AIModelAssetMetadata()
+            _describe(metadata, cfg, io_spec)
+            asset = ai_program.save_asset(path, metadata=metadata, minimum_os=OSVersion.v27)
+            summary = asset.summary(include_statistics=True)
+    except Exception as e:  # noqa: BLE001 - any converter failure is this target's export error
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ExportError(f"Core AI conversion failed: {type(e).__name__}: {first}") from e
+    ops = dict(sorted(Counter(dict(summary.operation_distribution)).items(), key=lambda kv: -kv[1]))
+    details = {
+        "minimum_os": min_os,
+        "function": "main",
+        "inputs": {n: t for n, t in summary.function_inputs("main")},
+        "outputs": {n: t for n, t in summary.function_outputs("main")},
+        "compute_types": list(summary.compute_types),
+        "normalization_in_model": True,
+        "op_counts": ops,
+        "transposes": ops.get("transpose", 0),
+        "converter_mode": "release",
+    }
+    return ExportResult(artifact=path.name, details=details)
+
+
+def _describe(metadata, cfg, io_spec) -> None:
+    """Author, license and description: what is known, nothing invented (as the CoreML target states them)."""
+    prov = io_spec.provenance or {}
+    metadata.author = prov.get("author") or "not stated (pass --author)"
+    metadata.license = prov.get("license") or "not stated (pass --license; check your checkpoint's license)"
+    mode = "features" if cfg.features else "classifier"
+    metadata.model_description = (
+        f"{cfg.model} ({mode}), {cfg.precision}, converted by edgevit {prov.get('edgevit', '')} from "
+        f"{prov.get('weights', 'unknown weights')} (weights sha256 {str(prov.get('weights_sha256', ''))[:12]}); "
+        "input: float32 RGB 0-255, NCHW; parity against PyTorch gated in the Core AI runtime, result in the artifact "
+        "folder's manifest")
+    summary = {"model": cfg.model, "target": "coreai", "precision": cfg.precision, "pixels": "raw_rgb_0_255",
+               "preprocess": io_spec.preprocess, "outputs": list(io_spec.output_names),
+               "labels": list(io_spec.labels) if io_spec.labels else []}
+    # the metadata takes JSON values without null: a missing value is left out
+    metadata.set_custom("edgevit.manifest", _without_nulls(json.loads(json.dumps(summary, default=str))))
+
+
+def _without_nulls(value):
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value if v is not None]
+    return value
