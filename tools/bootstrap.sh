@@ -26,9 +26,10 @@ if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
       --extra-index-url https://pypi.org/simple
   fi
 fi
-echo "edgevit: installing edgevit[dev,litert,tensorrt-onnx,scale] and its toolchains" >&2
-# litert (pulls jax), tensorrt-onnx (NVIDIA ModelOpt on the CPU) and scale (Ray) are optional extras for users; the
-# test suite runs the LiteRT interpreter, ModelOpt and a local Ray for real, so they are here
-quiet "${PIP[@]}" install -q -e ".[dev,litert,tensorrt-onnx,scale]"
+echo "edgevit: installing edgevit[dev,litert,tensorrt-onnx,scale,coreai] and its toolchains" >&2
+# litert (pulls jax), tensorrt-onnx (NVIDIA ModelOpt on the CPU), scale (Ray) and coreai (Apple's Core AI converter
+# and runtime) are optional extras for users; the test suite runs the LiteRT interpreter, ModelOpt, a local Ray and
+# the Core AI runtime for real, so they are here
+quiet "${PIP[@]}" install -q -e ".[dev,litert,tensorrt-onnx,scale,coreai]"
 touch "$STAMP"
 echo "edgevit: ready ($VENV)" >&2
