@@ -53,7 +53,8 @@ def wrapped(model, mean, std, fp16: bool):
     return RawPixels().eval()
 
 
-def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str) -> ExportResult:
+def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str, calibration=None,
+                 keep_float: tuple[str, ...] = ()) -> ExportResult:
     import copy
 
     import torch
@@ -64,7 +65,17 @@ def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str) ->
 
     pre = io_spec.preprocess
     fp16 = cfg.precision == "fp16"
-    net = wrapped(copy.deepcopy(model), pre["mean"], pre["std"], fp16)
+    quantization = None
+    inner = copy.deepcopy(model)
+    if cfg.precision in ("int8", "int8w"):
+        from edgevit.targets.coreai.quantize import quantize
+
+        try:
+            inner, quantization = quantize(inner, example, cfg.precision, calibration, tuple(keep_float),
+                                           mean=pre["mean"], std=pre["std"])
+        except Exception as e:  # noqa: BLE001 - the optimizer's failure is this target's export error
+            raise ExportError(f"coreai-opt {cfg.precision} quantization failed: {type(e).__name__}: {e}") from e
+    net = wrapped(inner, pre["mean"], pre["std"], fp16)
     raw = torch.zeros(tuple(example.shape), dtype=torch.float32)  # the shape is what export needs
     path = out_dir / "model.aimodel"
     try:
@@ -93,6 +104,8 @@ def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str) ->
         "transposes": ops.get("transpose", 0),
         "converter_mode": "release",
     }
+    if quantization:
+        details["quantization"] = quantization
     return ExportResult(artifact=path.name, details=details)
 
 

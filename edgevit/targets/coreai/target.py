@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgevit.errors import ConfigError
 from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, register_target
-from edgevit.verify.tolerances import FP16, FP32
+from edgevit.verify.tolerances import FP16, FP32, INT8, WEIGHT_ONLY
 
 # the oldest systems with the Core AI framework; recorded in the asset (minimum_os) and in the manifest
 MIN_OS = "27.0.0"
@@ -14,17 +14,19 @@ MIN_OS = "27.0.0"
 class CoreAITarget(Target):
     name = "coreai"
     suffix = ".aimodel"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8w", "int8")
     default_precision = "fp16"
+    needs_calibration = ("int8",)
     extra = "coreai"
-    toolchain = ("coreai_torch", "coreai")
+    toolchain = ("coreai_torch", "coreai", "coreai_opt")
     # BN folded, attention split per head on BCHW tensors with every activation rank 4: Apple's Neural Engine
     # guidance, which Core AI inherits from Core ML (docs/FORMS.md#core-ai has the op counts of both forms)
     form = "coreml"
     distributions = ("coreai-torch", "coreai-core", "coreai-opt")
     # fp32: the runtime's CPU path re-associates sums like every other runtime; fp16: storage and arithmetic in
     # fp16 with float32 input and output (the Core ML row: ~150 ops of 10-bit mantissa)
-    tolerance_rows = {"coreai": {"fp32": FP32, "fp16": FP16}}
+    # int8w: int8 weights on float activations, a weight-only row; int8: W8A8, held like every int8 artifact
+    tolerance_rows = {"coreai": {"fp32": FP32, "fp16": FP16, "int8w": WEIGHT_ONLY, "int8": INT8}}
     cost = 2.0
 
     @property
@@ -50,7 +52,8 @@ class CoreAITarget(Target):
 
         with quiet():  # coreai-torch warns on import about torch releases it has not been validated with
             self.require("coreai_torch")
-        return export_asset(model, example, out_dir, io_spec, cfg, min_os=MIN_OS)
+        return export_asset(model, example, out_dir, io_spec, cfg, min_os=MIN_OS, calibration=calibration,
+                            keep_float=keep_float)
 
     def load(self, artifact_path, spec: RuntimeSpec, *, threads=None) -> Runner:
         from edgevit.targets.coreai.runtime import asset_runner
