@@ -44,7 +44,9 @@ from edgevit.models.complexity import count_macs  # noqa: E402
 from edgevit.rewrites import FORMS, deploy  # noqa: E402
 from edgevit.targets.base import IOSpec  # noqa: E402
 from edgevit.targets.executorch import set_threads  # noqa: E402
-from edgevit.targets.onnx import _scopes, export_onnx, make_session  # noqa: E402
+from edgevit.targets.onnx.drift import node_scopes
+from edgevit.targets.onnx.export import export_onnx
+from edgevit.targets.onnx.runtime import make_session
 
 OUTPUTS = ("stage1", "stage2", "stage3", "stage4")
 RUNTIMES = {"ort": ("ONNX Runtime", FORMS["onnx"][0]), "et": ("ExecuTorch XNNPACK", FORMS["executorch"][0]),
@@ -63,7 +65,7 @@ def attention_share(path: Path, x: np.ndarray, threads: int, runs: int) -> dict:
 
     scope_of = {}
     for n in onnx.load(str(path), load_external_data=False).graph.node:
-        scope_of[n.name] = scope_of[f"out:{n.output[0]}"] = _scopes(n)
+        scope_of[n.name] = scope_of[f"out:{n.output[0]}"] = node_scopes(n)
 
     def scopes_of(name: str):
         # onnxruntime renames what it rewrites: "<node>/MatmulTransposeFusion/", NCHWc convolutions named after

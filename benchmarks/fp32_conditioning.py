@@ -22,7 +22,8 @@ from edgevit.models.factory import build_model
 from edgevit.preprocess import Preprocess
 from edgevit.rewrites import deploy
 from edgevit.targets.base import IOSpec
-from edgevit.targets.onnx import export_onnx, make_session
+from edgevit.targets.onnx.export import export_onnx
+from edgevit.targets.onnx.runtime import make_session
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

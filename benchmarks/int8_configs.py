@@ -81,7 +81,7 @@ def ort_variant(fp32: Path, out: Path, calib: np.ndarray, method: str, float_ops
 
 
 def run_ort(path: Path, x: np.ndarray) -> np.ndarray:
-    from edgevit.targets.onnx import make_session
+    from edgevit.targets.onnx.runtime import make_session
 
     sess = make_session(path, threads=2)
     name = sess.get_inputs()[0].name

@@ -26,7 +26,7 @@ from edgevit.models import create_model, randomize_
 from edgevit.rewrites import FORMS, deploy
 from edgevit.targets.base import IOSpec
 from edgevit.targets.executorch import set_threads
-from edgevit.targets.onnx import export_onnx
+from edgevit.targets.onnx.export import export_onnx
 
 
 def executorch_profile(model, x, tmp: Path, runs: int, threads: int) -> dict:

@@ -40,7 +40,8 @@ from edgevit.models.complexity import count_macs
 from edgevit.rewrites import FORMS, deploy
 from edgevit.targets.base import IOSpec
 from edgevit.targets.executorch import delegation_report, set_threads
-from edgevit.targets.onnx import export_onnx, make_session
+from edgevit.targets.onnx.export import export_onnx
+from edgevit.targets.onnx.runtime import make_session
 
 ALT_FORMS = {
     "kq": ("fold_conv_bn", "merge_pre_bn", "bchw_attention_kq", "delegate_friendly_ops"),

@@ -134,7 +134,7 @@ def tensorrt_onnx(model, size: int, precision: str, dest: Path, calib: np.ndarra
     """The TensorRT-ready ONNX exactly as ``edgevit convert --target tensorrt`` writes it."""
     from edgevit.quantize import tensorrt_quant
     from edgevit.targets.base import IOSpec
-    from edgevit.targets.onnx import export_onnx
+    from edgevit.targets.onnx.export import export_onnx
 
     io = IOSpec(input_name="image", input_shape=(1, 3, size, size), output_names=("logits",), dynamic_batch=True)
     fp32 = dest.with_suffix(".fp32.onnx")

@@ -42,7 +42,8 @@ from edgevit.models.complexity import count_macs  # noqa: E402
 from edgevit.rewrites import deploy  # noqa: E402
 from edgevit.targets.base import IOSpec  # noqa: E402
 from edgevit.targets.executorch import set_threads  # noqa: E402
-from edgevit.targets.onnx import export_onnx, make_session  # noqa: E402
+from edgevit.targets.onnx.export import export_onnx
+from edgevit.targets.onnx.runtime import make_session
 
 ATTENTIONS = ("emhsa", "avgpool", "xca", "hilo")
 

@@ -24,7 +24,7 @@ def test_onnxruntime_sessions_take_the_variable(monkeypatch, tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    from edgevit.targets.onnx import make_session
+    from edgevit.targets.onnx.runtime import make_session
 
     graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],

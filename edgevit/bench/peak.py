@@ -95,7 +95,8 @@ def _runtime_gemms(runners, lin, a, tmp: Path, threads: int, runtimes, flops) ->
     m, k = a.shape
     if "onnxruntime" in runtimes:
         from edgevit.targets.base import IOSpec
-        from edgevit.targets.onnx import export_onnx, make_session
+        from edgevit.targets.onnx.export import export_onnx
+        from edgevit.targets.onnx.runtime import make_session
 
         path = tmp / "gemm.onnx"
         export_onnx(lin, a, path, IOSpec(input_name="x", input_shape=(m, k), output_names=("y",)), opset=18)

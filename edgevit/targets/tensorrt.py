@@ -25,7 +25,9 @@ import numpy as np
 from edgevit._io import temp_dir
 from edgevit.errors import ConfigError, ExportError, MissingDependencyError
 from edgevit.targets.base import ExportResult, register_target
-from edgevit.targets.onnx import OnnxTarget, _scopes, export_onnx, onnx_op_counts, onnx_opset
+from edgevit.targets.onnx.drift import node_scopes
+from edgevit.targets.onnx.export import export_onnx, onnx_op_counts, onnx_opset
+from edgevit.targets.onnx.target import OnnxTarget
 from edgevit.verify.tolerances import FP16, FP32, INT8
 
 log = logging.getLogger(__name__)
@@ -178,7 +180,7 @@ def nodes_of_modules(path: Path, modules: tuple[str, ...]) -> list[str]:
         return []
     graph = onnx.load(str(path), load_external_data=False).graph
     wanted = set(modules)
-    return [n.name for n in graph.node if wanted & set(_scopes(n))]
+    return [n.name for n in graph.node if wanted & set(node_scopes(n))]
 
 
 @register_target

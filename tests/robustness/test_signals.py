@@ -29,13 +29,13 @@ def _lines(stream, out: queue.Queue):
 
 
 def _converters(tmp: Path) -> list[int]:
-    """Live .ort converter children (edgevit.targets.ort_convert) working under ``tmp``, by pid (other tests' on
+    """Live .ort converter children (edgevit.targets.onnx.ort_convert) working under ``tmp``, by pid (other tests' on
     other xdist workers work elsewhere)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if b"edgevit.targets.ort_convert" in f.read() and os.readlink(f"/proc/{pid}/cwd").startswith(str(tmp)):
+                if b"edgevit.targets.onnx.ort_convert" in f.read() and os.readlink(f"/proc/{pid}/cwd").startswith(str(tmp)):
                     found.append(int(pid))
         except OSError:
             continue

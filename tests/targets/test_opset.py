@@ -10,7 +10,7 @@ from edgevit.config import MAX_OPSET, MIN_OPSET, ConvertConfig
 from edgevit.errors import ConfigError, ExportError
 from edgevit.models.factory import build_model
 from edgevit.targets.base import IOSpec
-from edgevit.targets.onnx import export_onnx
+from edgevit.targets.onnx.export import export_onnx
 
 
 @pytest.fixture(scope="module")

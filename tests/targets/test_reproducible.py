@@ -127,7 +127,7 @@ def test_shared_provenance_lowers_the_same_pte_and_restores_torch():
 def test_ort_conversion_is_byte_identical_five_times_from_a_cold_cache(artifacts, tmp_path, monkeypatch):
     """Issue 32: 2 of 9 conversions wrote other .ort bytes; the first conversion on a fresh install (its child
     compiling its modules) differed from the next. Five conversions of one ONNX, the first with a cold cache."""
-    from edgevit.targets.ort_convert import convert_to_ort
+    from edgevit.targets.onnx.ort_convert import convert_to_ort
 
     monkeypatch.setenv("EDGEVIT_CACHE", str(tmp_path / "cache"))
     a = artifacts.reference("onnx")

@@ -18,7 +18,7 @@ from edgevit.errors import ConfigError
 from edgevit.manifest import read_golden, read_manifest
 from edgevit.pipeline import convert
 from edgevit.targets.base import RuntimeSpec
-from edgevit.targets.onnx import make_session
+from edgevit.targets.onnx.runtime import make_session
 from edgevit.targets.tensorrt import check_operators, operator_table, polygraphy_lint
 from edgevit.targets.tensorrt_engine import engine_problems
 from tests.robustness.conftest import REPO, cli, expect

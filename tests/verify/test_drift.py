@@ -15,7 +15,7 @@ from edgevit.config import ConvertConfig
 from edgevit.errors import ConfigError
 from edgevit.manifest import read_manifest, seal, write_manifest
 from edgevit.pipeline import convert
-from edgevit.targets.onnx import _scopes
+from edgevit.targets.onnx.drift import node_scopes
 from edgevit.verify.drift import drift_dir
 
 TINY_UNITS = ["stem", "stages.0.blocks.0", "stages.1.blocks.0", "stages.1.blocks.1", "stages.2.blocks.0",
@@ -41,7 +41,7 @@ def _perturb(folder, unit):
     path = folder / "model.onnx"
     model = onnx.load(str(path))
     inits = {i.name: i for i in model.graph.initializer}
-    conv = next(n for n in model.graph.node if n.op_type == "Conv" and unit in _scopes(n) and n.input[1] in inits)
+    conv = next(n for n in model.graph.node if n.op_type == "Conv" and unit in node_scopes(n) and n.input[1] in inits)
     w = inits[conv.input[1]]
     w.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(w) * np.float32(1.3), w.name))
     onnx.save(model, str(path))
@@ -68,7 +68,7 @@ def test_ort_drift_names_a_block_perturbed_inside_the_ort_file(artifacts, tiny_o
     uses, so the block must be found through the .ort's own graph (it keeps no module names)."""
     import shutil
 
-    from edgevit.targets.ort_convert import convert_to_ort
+    from edgevit.targets.onnx.ort_convert import convert_to_ort
 
     ort_dir = artifacts.copy(tmp_path / "ort", artifacts.get(model="nextvit_test_tiny", random_init=True, target="ort"))
     clean = drift_dir(ort_dir)

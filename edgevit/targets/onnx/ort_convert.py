@@ -8,7 +8,7 @@ before it starts onnxruntime; elsewhere, or where a sandbox forbids it, the conv
 the manifest says the file is not byte-reproducible. The operator config names the model it was generated from; the
 child writes it with the file name only, not the private staging path.
 
-Run as ``python -m edgevit.targets.ort_convert MODEL.onnx OUT_DIR``; it prints one JSON line on stdout.
+Run as ``python -m edgevit.targets.onnx.ort_convert MODEL.onnx OUT_DIR``; it prints one JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def convert_to_ort(onnx_path: Path, out_dir: Path) -> dict:
     package_root = str(Path(__file__).resolve().parents[2])  # the child imports this edgevit, installed or not
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0", "PYTHONPATH": package_root,
            **{k: os.environ[k] for k in ("SYSTEMROOT", "TMPDIR") if k in os.environ}}  # Windows needs SYSTEMROOT
-    child = ["-m", "edgevit.targets.ort_convert", "model.onnx", "."]
+    child = ["-m", "edgevit.targets.onnx.ort_convert", "model.onnx", "."]
     cmd = [sys.executable, "-c", _TRAMPOLINE, *child] if sys.platform.startswith("linux") else [sys.executable,
                                                                                                  *child]
     pyc = _bytecode_cache()
