@@ -146,7 +146,7 @@ def tensorrt_onnx(model, size: int, precision: str, dest: Path, calib: np.ndarra
 
 
 def engines(args) -> dict:
-    from edgevit.targets.tensorrt_engine import device_resident_run, engine_from_onnx, engine_problems, gpu_info
+    from edgevit.targets.tensorrt.engine import device_resident_run, engine_from_onnx, engine_problems, gpu_info
 
     problems = engine_problems()
     if problems:

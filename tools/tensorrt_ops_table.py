@@ -1,4 +1,4 @@
-"""Turn onnx-tensorrt's docs/operators.md into edgevit/targets/tensorrt_onnx_ops.json (the TensorRT ONNX parser's
+"""Turn onnx-tensorrt's docs/operators.md into edgevit/targets/tensorrt/onnx_ops.json (the TensorRT ONNX parser's
 supported-operator list that `edgevit convert --target tensorrt` checks every node against).
 
     git clone https://github.com/onnx/onnx-tensorrt && cd onnx-tensorrt && git log -1 --format=%H -- docs/operators.md
@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parents[1] / "edgevit" / "targets" / "tensorrt_onnx_ops.json"
+OUT = Path(__file__).resolve().parents[1] / "edgevit" / "targets" / "tensorrt" / "onnx_ops.json"
 
 
 def parse(text: str) -> dict:

@@ -1,6 +1,6 @@
 """``edgevit build-engine``: build a tensorrt folder's engine on the GPU server and check it like every artifact.
 
-The engine (``edgevit.targets.tensorrt_engine``) runs on the golden pair and ``--images`` against PyTorch under the
+The engine (``edgevit.targets.tensorrt.engine``) runs on the golden pair and ``--images`` against PyTorch under the
 folder's tolerance row; on request every tensor is compared with ONNX Runtime by ``polygraphy run``. GPU name,
 driver, CUDA driver and TensorRT versions and the build time go into the manifest's ``tensorrt.engine``.
 
@@ -19,8 +19,8 @@ import numpy as np
 from edgevit._io import atomic_file, check_writable, sha256_file
 from edgevit.errors import ParityError
 from edgevit.manifest import seal, tolerance_row
-from edgevit.targets.tensorrt import polygraphy_cli
-from edgevit.targets.tensorrt_engine import build_plan, engine_runner, gpu_info, tensorrt_folder
+from edgevit.targets.tensorrt.checks import polygraphy_cli
+from edgevit.targets.tensorrt.engine import build_plan, engine_runner, gpu_info, tensorrt_folder
 from edgevit.verify.parity import verify_dir
 
 

@@ -19,8 +19,8 @@ from edgevit.manifest import read_golden, read_manifest
 from edgevit.pipeline import convert
 from edgevit.targets.base import RuntimeSpec
 from edgevit.targets.onnx.runtime import make_session
-from edgevit.targets.tensorrt import check_operators, operator_table, polygraphy_lint
-from edgevit.targets.tensorrt_engine import engine_problems
+from edgevit.targets.tensorrt.checks import check_operators, operator_table, polygraphy_lint
+from edgevit.targets.tensorrt.engine import engine_problems
 from tests.robustness.conftest import REPO, cli, expect
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
