@@ -32,7 +32,7 @@ import torch
 from edgevit.bench.timing import paired_ratio
 from edgevit.models import create_model, randomize_
 from edgevit.rewrites import deploy
-from edgevit.targets.executorch import shared_provenance
+from edgevit.targets.executorch.export import shared_provenance
 
 
 def main(argv=None) -> int:

@@ -122,7 +122,7 @@ def et_variant(deployed, calib: np.ndarray, config: str):
 
 
 def run_et(buffer: bytes, x: np.ndarray) -> np.ndarray:
-    from edgevit.targets.executorch import executorch_runtime
+    from edgevit.targets.executorch.runtime import executorch_runtime
 
     method = executorch_runtime(2).load_program(buffer).load_method("forward")
     return np.concatenate([method.execute([torch.from_numpy(x[i:i + 1])])[0].numpy() for i in range(len(x))])

@@ -25,7 +25,7 @@ from edgevit.bench.profiles import ingest_etdump
 from edgevit.models import create_model, randomize_
 from edgevit.rewrites import FORMS, deploy
 from edgevit.targets.base import IOSpec
-from edgevit.targets.executorch import set_threads
+from edgevit.targets.executorch.runtime import set_threads
 from edgevit.targets.onnx.export import export_onnx
 
 

@@ -39,7 +39,8 @@ from edgevit.models import create_model, randomize_
 from edgevit.models.complexity import count_macs
 from edgevit.rewrites import FORMS, deploy
 from edgevit.targets.base import IOSpec
-from edgevit.targets.executorch import delegation_report, set_threads
+from edgevit.targets.executorch.export import delegation_report
+from edgevit.targets.executorch.runtime import set_threads
 from edgevit.targets.onnx.export import export_onnx
 from edgevit.targets.onnx.runtime import make_session
 
@@ -120,7 +121,7 @@ def executorch_runner(net, x: torch.Tensor, threads: int, pte: Path):
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    from edgevit.targets.executorch import executorch_runtime
+    from edgevit.targets.executorch.runtime import executorch_runtime
 
     edge = to_edge_transform_and_lower(torch.export.export(net, (x,), strict=False), partitioner=[XnnpackPartitioner()])
     rep = delegation_report(edge)

@@ -41,7 +41,7 @@ from edgevit.models import create_model, randomize_  # noqa: E402
 from edgevit.models.complexity import count_macs  # noqa: E402
 from edgevit.rewrites import deploy  # noqa: E402
 from edgevit.targets.base import IOSpec  # noqa: E402
-from edgevit.targets.executorch import set_threads  # noqa: E402
+from edgevit.targets.executorch.runtime import set_threads
 from edgevit.targets.onnx.export import export_onnx
 from edgevit.targets.onnx.runtime import make_session
 

@@ -107,7 +107,7 @@ def _runtime_gemms(runners, lin, a, tmp: Path, threads: int, runtimes, flops) ->
         from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
         from executorch.exir import to_edge_transform_and_lower
 
-        from edgevit.targets.executorch import executorch_runtime
+        from edgevit.targets.executorch.runtime import executorch_runtime
 
         edge = to_edge_transform_and_lower(torch.export.export(lin, (a,), strict=False),
                                            partitioner=[XnnpackPartitioner()])

@@ -81,7 +81,7 @@ def run_etdump(folder: str | Path, out: str | Path, *, runs: int = 5, threads: i
     import torch
 
     from edgevit.manifest import open_artifact, read_golden
-    from edgevit.targets.executorch import set_threads
+    from edgevit.targets.executorch.runtime import set_threads
 
     folder, out = Path(folder), Path(out)
     manifest = open_artifact(folder, "its profile would not describe what was verified")

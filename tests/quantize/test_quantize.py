@@ -261,7 +261,7 @@ def test_drift_taps_are_left_out_of_the_quantization():
     from skimage import data
 
     from edgevit.quantize.executorch_quant import quantize_xnnpack
-    from edgevit.targets.executorch import _tapped
+    from edgevit.targets.executorch.drift import _tapped
     from edgevit.verify.drift import units_of
 
     net = deploy(build_model(model="nextvit_small", weights=None, random_init=True), "executorch",

@@ -91,7 +91,7 @@ def _lower_tiny_int8(shared: bool) -> tuple[bytes, list]:
     from edgevit.models import create_model, randomize_
     from edgevit.quantize.executorch_quant import quantize_xnnpack
     from edgevit.rewrites import deploy
-    from edgevit.targets.executorch import shared_provenance
+    from edgevit.targets.executorch.export import shared_provenance
 
     torch.manual_seed(0)
     net = deploy(randomize_(create_model("nextvit_test_tiny")), "executorch", img_size=(64, 64)).model

@@ -164,7 +164,9 @@ def test_an_int8_debug_program_lowered_in_two_halves_computes_what_the_whole_com
     below, whose final output equals the artifact's.)"""
     import logging
 
-    from edgevit.targets.executorch import _tapped, executorch_runtime, lower_halves, lower_to_buffer, split_in_two
+    from edgevit.targets.executorch.drift import _tapped, lower_halves, split_in_two
+    from edgevit.targets.executorch.export import lower_to_buffer
+    from edgevit.targets.executorch.runtime import executorch_runtime
     from edgevit.quantize.executorch_quant import quantize_xnnpack
 
     torch.manual_seed(0)
