@@ -189,7 +189,8 @@ def test_budget_needs_labels_for_accuracy_drop(tmp_path):
 def test_lut_and_affine_decoding_match_coremltools(artifacts):
     """The simulator's own decoding of compressed weights against coremltools' materialisation, on the run's shared
     conversions of the reference model (tests/artifacts.py; pal6 and int8w for iOS 16, pal4 for iOS 18)."""
-    from edgevit.targets.coreml_sim import OPS, CoreMLSimulator
+    from edgevit.targets.coreml.ops import OPS
+    from edgevit.targets.coreml.simulator import CoreMLSimulator
 
     checked = set()
     for precision in ("pal6", "pal4", "int8w"):
@@ -360,7 +361,7 @@ def test_coreml_int8_tensor_input_without_labels_keeps_what_the_manifest_says(tm
     import torch
 
     from edgevit.targets import IOSpec, get_target
-    from edgevit.targets.coreml_sim import CoreMLSimulator
+    from edgevit.targets.coreml.simulator import CoreMLSimulator
 
     net = _tiny_deployed()
     layers = quantizable_layers(net)

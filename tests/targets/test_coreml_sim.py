@@ -9,8 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from edgevit.targets.coreml_sim import CoreMLSimulator, UnsupportedOpError
-from edgevit.targets.coreml import can_predict
+from edgevit.targets.coreml.ops import UnsupportedOpError
+from edgevit.targets.coreml.simulator import CoreMLSimulator
+from edgevit.targets.coreml.simulator import can_predict
 from tests.numerics import assert_fp32_close
 
 ct = pytest.importorskip("coremltools")

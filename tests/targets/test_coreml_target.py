@@ -16,7 +16,7 @@ from edgevit.models.factory import build_model
 from edgevit.pipeline import convert
 from edgevit.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from edgevit.verify import verify_dir
-from edgevit.targets.coreml_sim import CoreMLSimulator
+from edgevit.targets.coreml.simulator import CoreMLSimulator
 
 ct = pytest.importorskip("coremltools")
 TINY = "nextvit_test_tiny"

@@ -252,7 +252,7 @@ def _scale_coreml_conv(folder, unit, factor):
     import coremltools as ct
     import torch
 
-    from edgevit.targets.coreml import _converted_module
+    from edgevit.targets.coreml.export import _converted_module
     from edgevit.verify.drift import deployed_reference
 
     manifest = read_manifest(folder)

@@ -113,7 +113,7 @@ def reproducible(delegate: str):
     """CoreML delegate payloads made byte-reproducible (fresh MIL names, fixed package metadata); nothing for XNNPACK."""
     if delegate != "coreml":
         return contextlib.nullcontext()
-    from edgevit.targets.coreml import fresh_mil_names, reproducible_executorch_payload
+    from edgevit.targets.coreml.export import fresh_mil_names, reproducible_executorch_payload
 
     fresh_mil_names()
     return reproducible_executorch_payload()

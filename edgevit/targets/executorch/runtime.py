@@ -46,7 +46,7 @@ def coreml_delegate_runner(artifact_path, spec: RuntimeSpec) -> Runner:
     from executorch.backends.apple.coreml import executorchcoreml
     from executorch.exir._serialize._program import _extract_delegate_payload
 
-    from edgevit.targets.coreml_sim import simulator_runner
+    from edgevit.targets.coreml.simulator import simulator_runner
 
     deleg = spec.details["delegation"]
     if deleg["portable_nodes"] or deleg["delegated_subgraphs"] != 1:

@@ -72,7 +72,7 @@ class ExecuTorchTarget(Target):
 
     def runtime_for(self, delegate: str | None) -> str:
         if delegate == "coreml":
-            from edgevit.targets.coreml_sim import runtime_name
+            from edgevit.targets.coreml.simulator import runtime_name
 
             return f"{runtime_name()} on the .pte's CoreML delegate payload"
         return self.runtime
