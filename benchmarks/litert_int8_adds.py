@@ -80,7 +80,9 @@ def main() -> None:
                     help="reference models whose accuracy is measured (none: skip)")
     ap.add_argument("--json", default=str(RESULTS / "litert_int8_adds.json"))
     args = ap.parse_args()
-    from edgevit.targets.litert import _quiet, graph_report, interpreter_class, write_tflite
+    from edgevit.targets.litert.export import write_tflite
+    from edgevit.targets.litert.graph import graph_report
+    from edgevit.targets.litert.runtime import quiet as _quiet, interpreter_class
 
     net = randomize_(create_model("nextvit_small"), seed=0).eval()
     Interpreter = interpreter_class()

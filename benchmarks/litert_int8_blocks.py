@@ -39,7 +39,9 @@ def main() -> None:
     ap.add_argument("--units", default="", help="only these units (comma-separated module paths)")
     ap.add_argument("--json", default=None, help="default benchmarks/results/litert_int8_blocks_<size>.json")
     args = ap.parse_args()
-    from edgevit.targets.litert import _quiet, graph_report, interpreter_class, write_tflite
+    from edgevit.targets.litert.export import write_tflite
+    from edgevit.targets.litert.graph import graph_report
+    from edgevit.targets.litert.runtime import quiet as _quiet, interpreter_class
 
     net = randomize_(create_model("nextvit_small"), seed=0).eval()
     form = deploy(net, "litert", img_size=(args.size, args.size)).model.eval()

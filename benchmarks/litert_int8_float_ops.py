@@ -15,7 +15,9 @@ from litert_torch.quantize.quant_config import QuantConfig
 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 from edgevit.models.factory import build_model
 from edgevit.rewrites import deploy
-from edgevit.targets.litert import _io_modules, graph_report, interpreter_class, _quiet
+from edgevit.targets.litert.graph import graph_report
+from edgevit.targets.litert.quantize import io_modules as _io_modules
+from edgevit.targets.litert.runtime import interpreter_class, quiet as _quiet
 from edgevit.quantize.executorch_quant import _in_any, module_paths
 size = int(sys.argv[1]) if len(sys.argv) > 1 else 224
 net = build_model(model="nextvit_small", weights=None, random_init=True)

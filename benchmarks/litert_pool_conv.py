@@ -38,7 +38,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=str(RESULTS / "litert_pool_conv.json"))
     args = ap.parse_args()
-    from edgevit.targets.litert import _quiet, graph_report, interpreter_class, write_tflite
+    from edgevit.targets.litert.export import write_tflite
+    from edgevit.targets.litert.graph import graph_report
+    from edgevit.targets.litert.runtime import quiet as _quiet, interpreter_class
 
     passes = tuple(p for p in FORMS["litert"][0] if p != "pools_as_depthwise_conv")
     variants = {"pool": passes, "conv": passes + ("pools_as_depthwise_conv",)}

@@ -45,7 +45,8 @@ def convert_both(net, example: torch.Tensor, calib: np.ndarray, tmp: Path, tag: 
     from ai_edge_quantizer import quantizer, recipe
     from litert_torch.quantize.quant_config import QuantConfig
 
-    from edgevit.targets.litert import _io_modules, _pt2e_int8, _quiet, interpreter_class
+    from edgevit.targets.litert.quantize import io_modules as _io_modules, pt2e_int8 as _pt2e_int8
+    from edgevit.targets.litert.runtime import quiet as _quiet, interpreter_class
 
     paths = {"fp32": tmp / f"{tag}_fp32.tflite", "pt2e": tmp / f"{tag}_pt2e.tflite", "aeq": tmp / f"{tag}_aeq.tflite"}
     with _quiet():
@@ -64,7 +65,7 @@ def convert_both(net, example: torch.Tensor, calib: np.ndarray, tmp: Path, tag: 
 
 def runner(path: Path, threads: int = 2):
     """A callable on one NCHW float batch; int8 I/O is quantized/dequantized here with the model's own scales."""
-    from edgevit.targets.litert import _quiet, interpreter_class
+    from edgevit.targets.litert.runtime import quiet as _quiet, interpreter_class
 
     with _quiet():
         it = interpreter_class()(model_path=str(path), num_threads=threads)

@@ -62,7 +62,9 @@ def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, 
         import litert_torch
 
         from edgevit.models.attention import one_pair_as_two
-        from edgevit.targets.litert import _io_modules, _pt2e_int8, _quiet, graph_report, interpreter_class
+        from edgevit.targets.litert.graph import graph_report
+        from edgevit.targets.litert.quantize import io_modules as _io_modules, pt2e_int8 as _pt2e_int8
+        from edgevit.targets.litert.runtime import quiet as _quiet, interpreter_class
     except ImportError:
         log("  LiteRT rows skipped: pip install 'edgevit[litert]'")
         return {}, {}

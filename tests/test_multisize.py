@@ -102,7 +102,7 @@ def test_one_tflite_holds_a_signature_per_size(tmp_path):
     m = read_manifest(r.out_dir)
     assert r.parity_passed and m["litert"]["signatures"] == {"64x64": "serving_default", "100x70": "serving_100x70"}
     assert m["golden"]["sizes"][0]["input"]["shape"] == [1, 100, 70, 3]  # stored in the artifact's layout
-    from edgevit.targets.litert import interpreter_class
+    from edgevit.targets.litert.runtime import interpreter_class
 
     it = interpreter_class()(model_path=str(r.out_dir / "model.tflite"))
     assert set(it.get_signature_list()) == {"serving_default", "serving_100x70"}

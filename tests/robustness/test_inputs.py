@@ -328,7 +328,7 @@ def test_a_litert_cache_holding_another_json_value_is_recounted(tmp_path, monkey
     import torch
 
     from edgevit.models import create_model
-    from edgevit.targets.litert import _cached_transposes as transpose_count
+    from edgevit.targets.litert.export import cached_transposes as transpose_count
 
     monkeypatch.setenv("EDGEVIT_CACHE", str(tmp_path))
     (tmp_path / "litert_transposes.json").write_text("[]")

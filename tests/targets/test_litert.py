@@ -97,7 +97,7 @@ def _scale_tflite_conv(folder, unit, factor):
 
     from edgevit._io import sha256_file
     from edgevit.manifest import seal, write_manifest
-    from edgevit.targets.litert import _in_scope, module_scopes
+    from edgevit.targets.litert.graph import in_scope as _in_scope, module_scopes
 
     m = read_manifest(folder)
     _, deployed = deployed_reference(m, None)
@@ -139,7 +139,7 @@ def test_nhwc_layout_golden_pair_is_what_an_app_feeds(tiny_litert, tmp_path):
     """--layout nhwc: the model takes channels-last input; the manifest says so and the golden input is stored
     channels-last, so feeding the stored bytes straight to the interpreter (as an app does, no edgevit code in
     between) gives the golden output."""
-    from edgevit.targets.litert import interpreter_class
+    from edgevit.targets.litert.runtime import interpreter_class
 
     r = convert(ConvertConfig(model="nextvit_test_tiny", random_init=True, target="litert", layout="nhwc",
                               out=str(tmp_path / "nhwc")))
