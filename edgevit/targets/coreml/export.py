@@ -257,7 +257,8 @@ def export_mlpackage(model, example, out_dir, io_spec, cfg, *, calibration=None,
                                  minimum_deployment_target=target, compute_precision=precision,
                                  compute_units=units[cfg.compute_units], convert_to="mlprogram")
     except Exception as e:  # noqa: BLE001
-        raise ExportError(f"CoreML conversion failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ExportError(f"CoreML conversion failed: {type(e).__name__}: {first}") from e
     quant = None
     if cfg.precision in ("int8w", "pal8", "pal6", "pal4"):
         from edgevit.quantize.coreml_quant import compress_weights

@@ -68,8 +68,8 @@ class CoreMLTarget(Target):
             odd = [f"{h}x{w}" for h, w in sizes if h % 32 or w % 32]
             if odd:
                 raise ConfigError(f"a multi-size CoreML model (--img-sizes) takes sizes that are multiples of 32 here; "
-                                  f"{', '.join(odd)} is not (torch.export cannot prove the ceil-mode pools' shapes over "
-                                  "other sizes): convert it alone with --img-size, or use --target onnx/ort")
+                                  f"{', '.join(odd)} is not (torch.export cannot prove the ceil-mode pools' shapes "
+                                  "over other sizes): convert it alone with --img-size, or use --target onnx/ort")
             if cfg.precision == "int8":
                 raise ConfigError("a multi-size CoreML model (--img-sizes) is built for fp16/fp32 and weight-only "
                                   "precisions here (int8 activations are calibrated at one size); convert int8 once "
@@ -84,7 +84,8 @@ class CoreMLTarget(Target):
         return load_package(artifact_path, spec, threads=threads)
 
     def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):
-        return mlprogram_block_outputs(artifact_path, spec, units, x, threads=threads, model=model, calibration=calibration)
+        return mlprogram_block_outputs(artifact_path, spec, units, x, threads=threads, model=model,
+                                       calibration=calibration)
 
     def versions(self):
         import coremltools

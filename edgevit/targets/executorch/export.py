@@ -110,7 +110,8 @@ def partitioners(delegate: str | None, cfg=None):
 
 
 def reproducible(delegate: str):
-    """CoreML delegate payloads made byte-reproducible (fresh MIL names, fixed package metadata); nothing for XNNPACK."""
+    """CoreML delegate payloads made byte-reproducible (fresh MIL names, fixed package metadata); nothing for
+    XNNPACK."""
     if delegate != "coreml":
         return contextlib.nullcontext()
     from edgevit.targets.coreml.export import fresh_mil_names, reproducible_executorch_payload

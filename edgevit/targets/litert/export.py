@@ -54,9 +54,10 @@ def source_digest() -> str:
 def cached_transposes(model, example, layout: str) -> int:
     """TRANSPOSE ops in the fp32 .tflite of ``model``. The count depends on the graph's structure, not its weights,
     so it is cached per (module structure, input shape, layout, converter version, and the source of edgevit's model
-    and rewrite code: ``source_digest``) in EDGEVIT_CACHE (default ~/.cache/edgevit): the first conversion of an architecture pays one extra conversion per form counted this way
-    (Next-ViT-S at 224 on 2 cores: 57 s for two, benchmarks/results/litert_form_transposes_small.txt, measured
-    before an fp32 artifact's own count was used for its deployed form), later ones none."""
+    and rewrite code: ``source_digest``) in EDGEVIT_CACHE (default ~/.cache/edgevit): the first conversion of an
+    architecture pays one extra conversion per form counted this way (Next-ViT-S at 224 on 2 cores: 57 s for two,
+    benchmarks/results/litert_form_transposes_small.txt, measured before an fp32 artifact's own count was used for
+    its deployed form), later ones none."""
     import hashlib
     import json
     import os

@@ -54,7 +54,8 @@ class LiteRTTarget(Target):
         return load_tflite(artifact_path, spec, threads=threads)
 
     def block_outputs(self, artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):
-        return tflite_block_outputs(artifact_path, spec, units, x, threads=threads, model=model, calibration=calibration)
+        return tflite_block_outputs(artifact_path, spec, units, x, threads=threads, model=model,
+                                    calibration=calibration)
 
     def import_runtime(self) -> None:
         interpreter_class()

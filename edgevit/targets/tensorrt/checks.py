@@ -112,6 +112,7 @@ def polygraphy_lint(path: Path, input_shape: tuple[str, tuple[int, ...]] | None 
         if e.get("level") == "warning":
             key = re.sub(r"'[\w.:/-]+'", "'...'", e.get("message", ""))
             patterns[key] = patterns.get(key, 0) + 1
-    return {"command": " ".join(["polygraphy check lint", path.name, *shapes]), "passed": r.returncode == 0 and not failing
-            and not errors, "failing_nodes": failing[:20], "errors": [e.get("message") for e in errors][:20],
+    return {"command": " ".join(["polygraphy check lint", path.name, *shapes]),
+            "passed": r.returncode == 0 and not failing and not errors, "failing_nodes": failing[:20],
+            "errors": [e.get("message") for e in errors][:20],
             "warnings": [{"message": k, "count": v} for k, v in patterns.items()]}

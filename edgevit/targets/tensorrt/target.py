@@ -91,7 +91,8 @@ class TensorRTTarget(OnnxTarget):
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
         self.require("onnxscript")
         self.require("polygraphy")
-        return export_tensorrt_onnx(model, example, out_dir, io_spec, cfg, calibration=calibration, keep_float=keep_float)
+        return export_tensorrt_onnx(model, example, out_dir, io_spec, cfg, calibration=calibration,
+                                    keep_float=keep_float)
 
     def versions(self):
         out = super().versions()
