@@ -81,11 +81,12 @@ def run_etdump(folder: str | Path, out: str | Path, *, runs: int = 5, threads: i
     import torch
 
     from edgevit.manifest import open_artifact, read_golden
+    from edgevit.targets import get_target
     from edgevit.targets.executorch.runtime import set_threads
 
     folder, out = Path(folder), Path(out)
     manifest = open_artifact(folder, "its profile would not describe what was verified")
-    if manifest["target"] != "executorch":
+    if not get_target(manifest["target"]).etdump:
         raise ConfigError(f"{folder} is a {manifest['target']} artifact; ETDump profiles need an executorch one")
     from executorch.extension.pybindings import portable_lib
 

@@ -198,6 +198,7 @@ class Target:
     # rows themselves are edgevit.verify.tolerances' FP32, FP16, WEIGHT_ONLY and INT8
     tolerance_rows: dict = {}
     bench_runtime: str = "onnxruntime"  # whose GEMM peak bench's roofline compares its artifacts against
+    etdump: bool = False  # its runtime writes ETDump profiles (edgevit profile etdump)
     cost: float = 1.0  # a matrix cell's relative time when none was measured (only the start order depends on it)
 
     def takes_option(self, option: str, delegate: str | None) -> bool:

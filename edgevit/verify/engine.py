@@ -33,7 +33,7 @@ def per_tensor_compare(folder: Path, manifest: dict) -> dict:
     from edgevit.verify.tolerances import tolerance_for
 
     x, _ = read_golden(folder, manifest)
-    build = manifest["tensorrt"]["build"]
+    build = manifest[manifest["target"]]["build"]
     tol = tolerance_for(tolerance_row(manifest), manifest["precision"])
     inputs = folder / ".per_tensor_inputs.json"
     from polygraphy.json import save_json
@@ -67,7 +67,7 @@ def build_engine(folder: str | Path, *, images: str | Path | None = None, weight
     say = on_progress or (lambda msg: None)
     folder = Path(folder)
     manifest = tensorrt_folder(folder)
-    plan = folder / manifest["tensorrt"]["build"]["plan"]
+    plan = folder / manifest[manifest["target"]]["build"]["plan"]
     check_writable(plan, overwrite, "engine")  # before minutes of building
     staged = folder / f".{plan.name}.staged"  # replaces the plan only once it passed
     try:
@@ -83,14 +83,14 @@ def build_engine(folder: str | Path, *, images: str | Path | None = None, weight
         os.replace(staged, plan)
     finally:
         staged.unlink(missing_ok=True)
-    cache = folder / manifest["tensorrt"]["build"]["timing_cache"]
+    cache = folder / manifest[manifest["target"]]["build"]["timing_cache"]
     record = {"plan": plan.name, "plan_sha256": sha256_file(plan), "plan_bytes": plan.stat().st_size,
               "timing_cache": cache.name, "build_s": round(build_s, 1), "tensorrt": trt.__version__, **gpu_info(),
               "parity": report.to_dict()}
     if per_tensor:
         say("comparing every tensor with ONNX Runtime (polygraphy run)")
         record["per_tensor"] = per_tensor_compare(folder, manifest)
-    manifest["tensorrt"]["engine"] = record
+    manifest[manifest["target"]]["engine"] = record
     manifest["files"] = sorted(set(manifest["files"]) | {plan.name, cache.name})
     seal(folder, manifest)
     with atomic_file(folder / "manifest.json", overwrite=True) as tmp:

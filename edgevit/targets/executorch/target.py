@@ -34,6 +34,7 @@ class ExecuTorchTarget(Target):
     tolerance_rows = {"executorch": {"fp32": FP32, "int8": INT8},
                       "executorch-coreml": {"fp32": FP32, "fp16": FP16}}
     bench_runtime = "executorch"
+    etdump = True
     cost = 2.5
 
     def takes_option(self, option, delegate):
