@@ -69,6 +69,10 @@ struct ContentView: View {
             NavigationStack {
                 List {
                     Section("Artifact") {
+                        let iosMajor = ProcessInfo.processInfo.operatingSystemVersion.majorVersion
+                        if let best = Engines.preferred(DemoModel.artifactFolders(), iosMajor: iosMajor) {
+                            Button("Best for this device: \(best.lastPathComponent)") { demo.load(best) }
+                        }
                         ForEach(DemoModel.artifactFolders(), id: \.self) { folder in
                             Button(folder.lastPathComponent) { demo.load(folder) }
                         }

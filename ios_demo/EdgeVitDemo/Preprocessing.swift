@@ -196,7 +196,7 @@ enum RuntimeVersions {
         let have: String
         switch req.runtime {
         case "executorch": have = executorch
-        case "ios": have = iosVersion
+        case "ios", "coreai": have = iosVersion  // Core AI ships with the system (iOS 27+)
         default: return
         }
         if compare(have, req.minVersion) < 0 {

@@ -29,7 +29,8 @@ def parser():
 
 def test_there_are_swift_sources():
     names = {p.name for p in SWIFT}
-    assert {"Manifest.swift", "Preprocessing.swift", "CoreMLEngine.swift", "ExecuTorchEngine.swift",
+    assert {"Manifest.swift", "Preprocessing.swift", "CoreAIEngine.swift", "CoreMLEngine.swift",
+            "ExecuTorchEngine.swift",
             "Benchmark.swift", "CameraView.swift", "ContentView.swift", "PreprocessingTests.swift"} <= names
 
 
@@ -100,6 +101,23 @@ def test_results_encoding_keys_match_the_schema():
         written = set(mapping.values())
         assert written <= set(spec["properties"]), f"{swift_type}: {written - set(spec['properties'])}"
         assert set(spec.get("required", [])) <= written, f"{swift_type} omits {set(spec['required']) - written}"
+
+
+def test_the_app_opens_every_apple_target_and_knows_its_runtime_requirement(artifacts):
+    """Issue 33: a Core AI engine on iOS 27+, Core ML before it, both chosen from the manifest. The dispatch names
+    each target, and the runtime a real Core AI manifest asks for is one the app compares (iOS's version)."""
+    engine = (IOS / "EdgeVitDemo" / "Engine.swift").read_text()
+    for target in ("coreai", "coreml", "executorch"):
+        assert f'case "{target}"' in engine, target
+    assert '["coreai", "coreml", "executorch"]' in engine and '["coreml", "executorch"]' in engine
+    assert "#available(iOS 27.0, *)" in engine and "CoreAIEngine(asset:" in engine
+    pytest.importorskip("coreai_torch", reason="the coreai extra makes the Core AI manifest")
+    from edgevit.manifest import read_manifest
+
+    req = read_manifest(artifacts.reference("coreai", None, "fp32"))["runtime_requirements"]
+    versions = (IOS / "EdgeVitDemo" / "Preprocessing.swift").read_text()
+    assert req["runtime"] == "coreai" and re.search(r'case "ios", "coreai": have = iosVersion', versions)
+    assert req["min_version"].split(".")[0] == "27"
 
 
 def test_info_plist_has_usage_descriptions():
