@@ -61,7 +61,6 @@ def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, 
     try:
         import litert_torch
 
-        from edgevit.models.attention import one_pair_as_two
         from edgevit.targets.litert.graph import graph_report
         from edgevit.targets.litert.quantize import io_modules as _io_modules, pt2e_int8 as _pt2e_int8
         from edgevit.targets.litert.runtime import quiet as _quiet, interpreter_class
@@ -90,7 +89,7 @@ def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, 
         path = tmp / f"lite_{name}_{size[0]}.tflite"
         t0 = time.perf_counter()
         try:
-            with _quiet(), one_pair_as_two():  # as the LiteRT target converts
+            with _quiet():
                 litert_torch.convert(net, (x,)).export(str(path))
         except Exception as e:  # noqa: BLE001 - a form the converter rejects is reported, not timed
             info[f"lite_{name}"] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
@@ -103,7 +102,7 @@ def litert_runners(forms: dict, x: torch.Tensor, size, threads: int, tmp: Path, 
         if int8 and name == chosen:
             calib = np.random.default_rng(1).normal(size=(8, 3, *size)).astype(np.float32)
             q = tmp / f"lite_int8_{size[0]}.tflite"
-            with _quiet(), one_pair_as_two():
+            with _quiet():
                 converted, quantizer, _ = _pt2e_int8(net, x, calib, _io_modules(net, x))
                 litert_torch.convert(converted, (x,), quant_config=QuantConfig(pt2e_quantizer=quantizer)).export(str(q))
             runners["lite_int8"] = runner(q)

@@ -20,7 +20,6 @@ v) and one line in ``_VARIANT_MODULES``.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 
 import torch
@@ -53,32 +52,28 @@ def variant_class(name: str) -> type["BCHWAttention"]:
     return getattr(importlib.import_module(module), cls)
 
 
-_PAIR_AS_TWO = False  # set by `one_pair_as_two()` while the LiteRT target converts
+class BatchedProduct(nn.Module):
+    """``torch.bmm`` of the attention variants, as a module so that a target's form can change how it is written.
 
+    With ``pair_as_two`` (set by the ``products_pair_as_two`` rewrite, in LiteRT's form only) a batched product of
+    one matrix pair is computed as a batch of two copies, the first kept: with a batch of one pair the TFLite
+    converter can turn ``bmm`` into FULLY_CONNECTED with an activation as its weights, which XNNPACK does not take
+    (HiLo's window attention on the tiny config's 2x2 map left 2 of them outside the delegate,
+    ``tests/targets/test_variant_conversions.py``). The same numbers and one more product, only where the batch is a
+    static 1 (one head over one window or one pooled map: small maps or few channels). Not for ExecuTorch, whose
+    XNNPACK partitioner leaves that concatenation outside the delegate."""
 
-@contextlib.contextmanager
-def one_pair_as_two():
-    """While converting to LiteRT: a batched product of one matrix pair is computed as a batch of two copies.
+    def __init__(self):
+        super().__init__()
+        self.pair_as_two = False
 
-    With a batch of one pair, the TFLite converter can turn ``bmm`` into FULLY_CONNECTED with an activation as its
-    weights, which XNNPACK does not take (HiLo's window attention on the tiny config's 2x2 map left 2 of them
-    outside the delegate, ``tests/targets/test_variant_conversions.py``). Two copies stay a BATCH_MATMUL; the first
-    is kept: the same numbers and one more product, only where the batch is a static 1 (one head over one window or
-    one pooled map: small maps or few channels). Only LiteRT: ExecuTorch's XNNPACK partitioner leaves that
-    concatenation outside the delegate, and the other targets have no such rewrite."""
-    global _PAIR_AS_TWO
-    before, _PAIR_AS_TWO = _PAIR_AS_TWO, True
-    try:
-        yield
-    finally:
-        _PAIR_AS_TWO = before
+    def extra_repr(self) -> str:
+        return f"pair_as_two={self.pair_as_two}"
 
-
-def bmm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``torch.bmm`` of the attention variants (see `one_pair_as_two`)."""
-    if _PAIR_AS_TWO and isinstance(a.shape[0], int) and a.shape[0] == 1:
-        return torch.bmm(torch.cat([a, a]), torch.cat([b, b]))[:1]
-    return torch.bmm(a, b)
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.pair_as_two and isinstance(a.shape[0], int) and a.shape[0] == 1:
+            return torch.bmm(torch.cat([a, a]), torch.cat([b, b]))[:1]
+        return torch.bmm(a, b)
 
 
 def conv1x1(chs_in: int, chs_out: int) -> nn.Conv2d:
@@ -116,6 +111,7 @@ class BCHWAttention(nn.Module):
         self.attn_drop = nn.Dropout(attn_drop)
         self.proj_drop = nn.Dropout(proj_drop)
         self.proj = conv1x1(dim, dim)
+        self.product = BatchedProduct()
 
     def input_paths(self) -> dict[str, str]:
         """``{projection name: "full" | "pooled"}``: which input each 1x1 projection reads."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from edgevit.models.attention import QKVAttention, bmm
+from edgevit.models.attention import QKVAttention
 
 
 class AvgPoolAttention(QKVAttention):
@@ -30,7 +30,7 @@ class AvgPoolAttention(QKVAttention):
         m = p.shape[-2] * p.shape[-1]
         k = self.k(p).reshape(bh, d, m)
         v = self.v(p).reshape(bh, d, m)
-        attn = (bmm(q.transpose(1, 2), k) * self.scale).softmax(dim=-1)  # (bh, n, m)
+        attn = (self.product(q.transpose(1, 2), k) * self.scale).softmax(dim=-1)  # (bh, n, m)
         attn = self.attn_drop(attn)
-        out = bmm(v, attn.transpose(1, 2))  # (bh, d, n)
+        out = self.product(v, attn.transpose(1, 2))  # (bh, d, n)
         return self.proj_drop(self.proj(out.reshape(b, c, h, w)))

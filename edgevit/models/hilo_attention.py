@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevit.errors import ConfigError
-from edgevit.models.attention import BCHWAttention, bmm, conv1x1, copy_linear_into
+from edgevit.models.attention import BCHWAttention, conv1x1, copy_linear_into
 
 ALPHA = 0.9  # LITv2's share of Lo heads
 WINDOW = 2  # LITv2's window size
@@ -87,8 +87,8 @@ class HiLoAttention(BCHWAttention):
             pad = (0, wp - w, 0, hp - h)
             qh, kh, vh = F.pad(qh, pad), F.pad(kh, pad), F.pad(vh, pad)
         qw, kw, vw = (self._windows(t, b, self.hi_heads, hp, wp) for t in (qh, kh, vh))
-        attn = self.attn_drop((bmm(qw, kw.transpose(1, 2)) * self.scale).softmax(dim=-1))  # (.., ws², ws²)
-        hi = self._unwindows(bmm(attn, vw), b, self.hi_heads, hp, wp)
+        attn = self.attn_drop((self.product(qw, kw.transpose(1, 2)) * self.scale).softmax(dim=-1))  # (.., ws², ws²)
+        hi = self._unwindows(self.product(attn, vw), b, self.hi_heads, hp, wp)
         if (hp, wp) != (h, w):
             hi = hi[:, :, :h, :w]
         # Lo: every query against the pooled map
@@ -97,6 +97,6 @@ class HiLoAttention(BCHWAttention):
         ql = q[:, self.hi_chs:].reshape(bl, d, h * w)
         kl = self.lo_k(p).reshape(bl, d, m)
         vl = self.lo_v(p).reshape(bl, d, m)
-        attn = self.attn_drop((bmm(ql.transpose(1, 2), kl) * self.scale).softmax(dim=-1))  # (bl, N, M)
-        lo = bmm(vl, attn.transpose(1, 2)).reshape(b, self.lo_chs, h, w)
+        attn = self.attn_drop((self.product(ql.transpose(1, 2), kl) * self.scale).softmax(dim=-1))  # (bl, N, M)
+        lo = self.product(vl, attn.transpose(1, 2)).reshape(b, self.lo_chs, h, w)
         return self.proj_drop(self.proj(torch.cat([hi, lo], dim=1)))

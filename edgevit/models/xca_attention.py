@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgevit.models.attention import QKVAttention, bmm
+from edgevit.models.attention import QKVAttention
 
 _EPS = 1e-6  # inside the square root; representable in fp16
 
@@ -48,7 +48,7 @@ class XCAttention(QKVAttention):
         m = p.shape[-2] * p.shape[-1]
         q = _l2_normalise_tokens(self.q(p)).reshape(b * nh, d, m)
         k = _l2_normalise_tokens(self.k(p)).reshape(b * nh, d, m)
-        attn = bmm(q, k.transpose(1, 2)).reshape(b, nh, d, d) * self.temperature
+        attn = self.product(q, k.transpose(1, 2)).reshape(b, nh, d, d) * self.temperature
         attn = self.attn_drop(attn.softmax(dim=-1)).reshape(b * nh, d, d)
-        out = bmm(attn, self.v(x).reshape(b * nh, d, h * w))  # (b*nh, d, N)
+        out = self.product(attn, self.v(x).reshape(b * nh, d, h * w))  # (b*nh, d, N)
         return self.proj_drop(self.proj(out.reshape(b, c, h, w)))

@@ -15,7 +15,7 @@ from torch import nn
 
 from edgevit.errors import ConfigError, ParityError
 # importing the pass modules registers their passes
-from edgevit.rewrites import bchw_attention, export_forms, fold_bn, merge_prebn, pool_conv  # noqa: F401
+from edgevit.rewrites import bchw_attention, export_forms, fold_bn, merge_prebn, pair_products, pool_conv  # noqa: F401
 from edgevit.rewrites.base import PassReport, apply_pass, list_passes
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ FORMS: dict[str, tuple[tuple[str, ...], str]] = {
     "executorch": (_BN_FOLDS + ("delegate_friendly_ops",),
                    "BN folded; token-layout attention as the model writes it, every op in XNNPACK "
                    "(docs/FORMS.md#executorch-xnnpack)"),
-    "litert": (_BN_FOLDS + ("delegate_friendly_ops", "pools_as_depthwise_conv"),
+    "litert": (_BN_FOLDS + ("delegate_friendly_ops", "pools_as_depthwise_conv", "products_pair_as_two"),
                "BN folded; token-layout attention, one form for every precision, window means as depthwise "
                "convolutions (docs/FORMS.md#litert)"),
 }

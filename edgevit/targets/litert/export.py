@@ -80,9 +80,7 @@ def cached_transposes(model, example, layout: str) -> int:
     if layout == "nhwc":
         model = litert_torch.to_channel_last_io(model, args=[0]).eval()
         example = example.permute(0, 2, 3, 1).contiguous()
-    from edgevit.models.attention import one_pair_as_two
-
-    with temp_dir("litert") as tmp, quiet(), one_pair_as_two():
+    with temp_dir("litert") as tmp, quiet():
         path = Path(tmp) / "form.tflite"
         litert_torch.convert(model, (example,)).export(str(path))
         Interpreter = interpreter_class()
@@ -127,10 +125,8 @@ def export_tflite(model, example, out_dir, io_spec, cfg, *, calibration=None, ke
 
     import torch
 
-    from edgevit.models.attention import one_pair_as_two
-
     try:
-        with quiet(), one_pair_as_two():
+        with quiet():
             if cfg.precision == "int8":
                 from litert_torch.quantize.quant_config import QuantConfig
 
