@@ -113,12 +113,13 @@ def deploy(model: nn.Module, target: str = "onnx", *, passes: tuple[str, ...] | 
     """
     from edgevit.verify.tolerances import tolerance_for
 
-    chosen, reason = forms_for(target)
-    if passes is not None:
+    if passes is not None:  # the caller's list (drift replays a manifest's): ``target`` names no form then
         unknown = [p for p in passes if p not in list_passes()]
         if unknown:
             raise ConfigError(f"unknown rewrite passes {unknown}; known: {', '.join(list_passes())}")
         chosen, reason = tuple(passes), "passes chosen by the caller"
+    else:
+        chosen, reason = forms_for(target)
     from edgevit.models.nextvit import find_nextvit
 
     inner = find_nextvit(model)

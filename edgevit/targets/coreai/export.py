@@ -94,6 +94,9 @@ def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str, ca
         raise ExportError(f"Core AI conversion failed: {type(e).__name__}: {first}") from e
     ops = dict(sorted(Counter(dict(summary.operation_distribution)).items(), key=lambda kv: -kv[1]))
     details = {
+        "precision": cfg.precision,
+        "normalization": {"mean": list(pre["mean"]), "std": list(pre["std"])},  # the model's first operation
+        "input_hw": list(example.shape[2:]),
         "minimum_os": min_os,
         "function": "main",
         "inputs": {n: t for n, t in summary.function_inputs("main")},
