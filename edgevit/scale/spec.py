@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgevit.config import ConvertConfig, parse_img_size, read_yaml_mapping, strict_from_dict
-from edgevit.errors import ConfigError, EdgeVitError
+from edgevit.errors import ConfigError
 
 # the keys of a models entry: what says which network and weights a cell converts
 MODEL_KEYS = ("model", "name", "weights", "random_init", "seed", "module", "num_classes", "reset_head", "features",
@@ -165,11 +165,7 @@ class MatrixSpec:
                         h_w = "" if size is None else "_{}x{}".format(*parse_img_size(size))
                         cell_id = f"{self.model_id(entry)}_{target}{'-' + delegate if delegate else ''}_" \
                                   f"{precision}{h_w}"
-                        reason = None
-                        try:
-                            get_target(target).check(precision, delegate or None)
-                        except EdgeVitError as e:
-                            reason = str(e)
+                        reason = get_target(target).supports(precision, delegate or None)
                         cell = Cell(id=cell_id, options=options, unsupported=reason)
                         if reason is None:
                             cell.config("cell")  # strict keys and types now, naming the cell

@@ -109,11 +109,8 @@ def supported_combinations() -> list[tuple[str, str | None, str]]:
         delegates = [d for d in target.delegates if d is not None] or [None]
         for delegate in delegates:
             for precision in target.precisions:
-                try:
-                    target.check(precision, delegate)
-                except ConfigError:
-                    continue
-                combos.append((name, delegate, precision))
+                if target.supports(precision, delegate) is None:
+                    combos.append((name, delegate, precision))
     return combos
 
 
@@ -200,6 +197,14 @@ class Target:
     bench_runtime: str = "onnxruntime"  # whose GEMM peak bench's roofline compares its artifacts against
     etdump: bool = False  # its runtime writes ETDump profiles (edgevit profile etdump)
     cost: float = 1.0  # a matrix cell's relative time when none was measured (only the start order depends on it)
+
+    def supports(self, precision: str, delegate: str | None = None) -> str | None:
+        """Why this target does not make (``precision``, ``delegate``) artifacts, or None when it does."""
+        try:
+            self.check(precision, delegate)
+        except ConfigError as e:
+            return str(e)
+        return None
 
     def takes_option(self, option: str, delegate: str | None) -> bool:
         """True when this target (with ``delegate``) uses ConvertConfig field ``option``."""

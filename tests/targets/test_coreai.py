@@ -158,3 +158,27 @@ def test_bench_says_the_linux_runtime_is_not_a_device_figure(artifacts):
     out = json.loads(r.stdout)
     rows = out["results"] if isinstance(out, dict) else out
     assert len(rows) == 1 and "not a device figure" in rows[0]["skipped"]
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_drift_reads_every_block_from_the_core_ai_runtime(artifacts, precision):
+    """``edgevit drift`` on a Core AI folder: each Next-ViT block's output as the Core AI runtime computed it (its
+    IntermediateLogger on a debug conversion of the same graph), against PyTorch's; the last row is the artifact's
+    own output, whose drift must equal what ``verify`` measures on the same golden input."""
+    from edgevit.models import get_config
+    from edgevit.verify.drift import drift_dir
+
+    folder = artifacts.reference("coreai", None, precision)
+    report = drift_dir(folder)
+    units = [b.unit for b in report.blocks]
+    depths = get_config("nextvit_digits").depths
+    assert units[0] == "stem" and units[-1] == "logits" and len(units) == 2 + sum(depths), units
+    assert "IntermediateLogger" in report.mechanism and report.first_over_budget() is None
+    assert any("differs from the artifact's by at most" in n for n in report.notes)
+    m = read_manifest(folder)
+    x, golden = read_golden(folder, m)
+    final = compare("logits", golden["logits"], run_asset(folder, x)["logits"], classification=True)
+    assert report.blocks[-1].cosine_min == pytest.approx(final.cosine_min, abs=1e-6)
+    # int8 drift grows block by block; fp16 stays at rounding level everywhere
+    worst = min(b.cosine_min for b in report.blocks)
+    assert worst >= (0.999 if precision == "fp16" else 0.97), report.table()
