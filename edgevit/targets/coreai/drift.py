@@ -1,13 +1,15 @@
-"""``edgevit drift`` on an ``.aimodel``: Next-ViT block outputs read from Apple's Core AI runtime itself.
+"""``edgevit drift`` on an ``.aimodel`` (fp32, fp16): Next-ViT block outputs read from Apple's Core AI runtime.
 
 The artifact is converted in release mode (operation ids, no stack traces), which keeps no link from its operations
-back to PyTorch's. So the deployed model is exported once more exactly as the artifact was (same wrapper, precision
-and, for int8, the same quantizer on the artifact's calibration inputs) and converted in debug mode into a temporary
-asset; coreai-torch's debug information maps each torch.export node to the Core AI operation that computes it, and
-the runtime's ``IntermediateLogger`` (through ``coreai_torch.debugging``'s ``CoreAIInspector``) returns those
-operations' values while the asset runs. A unit's value is the one node inside its module that is used outside it
-(torch.export's ``nn_module_stack``). The debug copy's final output is compared with the artifact's in the notes; the
-final row is always the artifact's own output. The debug copy never goes into the artifact folder.
+back to PyTorch's. So the deployed model is exported once more exactly as the artifact was (same wrapper and
+precision) and converted in debug mode into a temporary asset; coreai-torch's debug information maps each
+torch.export node to the Core AI operation that computes it, and the runtime's ``IntermediateLogger`` (through
+``coreai_torch.debugging``'s ``CoreAIInspector``) returns those operations' values while the asset runs. A unit's
+value is the one node inside its module that is used outside it (torch.export's ``nn_module_stack``). The debug
+copy's final output is compared with the artifact's in the notes; the final row is always the artifact's own output.
+The debug copy never goes into the artifact folder. int8w/int8 assets are refused: coreai-opt's quantized graph
+loses its module paths when exported again (measured: matching by node provenance named the wrong tensors), so its
+blocks cannot be named.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from edgevit.errors import ConfigError
 from edgevit.targets.coreai.export import quiet, wrapped
 
 log = logging.getLogger(__name__)
+
+QUANTIZED = ("int8w", "int8")
 
 
 def unit_output_node(graph, path: str) -> str | None:
@@ -51,11 +55,6 @@ def debug_program(model, spec, calibration):
     inner = copy.deepcopy(model)
     precision = details["precision"]
     example = torch.zeros((spec.batch or 1, 3, *details["input_hw"]), dtype=torch.float32)
-    if precision in ("int8", "int8w"):
-        from edgevit.targets.coreai.quantize import quantize
-
-        keep = tuple((details.get("quantization") or {}).get("kept_float", []))
-        inner, _ = quantize(inner, example, precision, calibration, keep, mean=norm["mean"], std=norm["std"])
     net = wrapped(inner, norm["mean"], norm["std"], precision == "fp16")
     with quiet(), torch.no_grad():
         program = torch.export.export(net, (example,), strict=False).run_decompositions(coreai_torch.get_decomp_table())
@@ -68,9 +67,11 @@ def debug_program(model, spec, calibration):
 def asset_block_outputs(artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):
     if model is None:
         raise ConfigError("drift on a Core AI asset needs the deployed PyTorch model it was converted from")
-    if spec.details.get("precision") == "int8" and calibration is None:
-        raise ConfigError("drift on an int8 Core AI asset quantizes a debug copy again and needs the inputs the "
-                          "artifact was calibrated on")
+    if spec.details.get("precision") in QUANTIZED:
+        raise ConfigError(f"edgevit drift does not support {spec.details['precision']} Core AI assets yet: "
+                          "coreai-opt's quantized graph loses its module paths when it is exported again, so its "
+                          "operations cannot be named by Next-ViT block; drift the fp16 asset of the same model, or "
+                          "an int8 artifact of --target coreml, onnx or executorch")
     from edgevit.targets.coreai.runtime import asset_runner
 
     with quiet():  # coreai-torch warns on import about torch releases it has not been validated with
@@ -129,6 +130,11 @@ async def _intermediates(asset, tmp: Path, spec, ops: dict[str, int], x: np.ndar
             if outs and outs[0] is not None:
                 value = outs[0].numpy() if hasattr(outs[0], "numpy") else outs[0]
                 parts.setdefault(unit, []).append(np.asarray(value, np.float32)[:n])
-        last = inspector.last_outputs or {}
+        if not ops:  # nothing to log: the inspector does not run the asset, so run it for the final output
+            res_fn = model.load_function("main")
+            with native_stderr_to_log(log, "coreai runtime"):
+                last = {k: v.numpy() for k, v in (await res_fn({spec.input_name: NDArray(chunk)})).items()}
+        else:
+            last = inspector.last_outputs or {}
         parts.setdefault(spec.output_names[0], []).append(np.asarray(last[spec.output_names[0]], np.float32)[:n])
     return {k: np.concatenate(v) for k, v in parts.items() if len(v) * batch >= len(x)}

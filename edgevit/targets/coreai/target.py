@@ -68,9 +68,6 @@ class CoreAITarget(Target):
         return asset_block_outputs(artifact_path, spec, units, x, threads=threads, model=model,
                                    calibration=calibration)
 
-    def drift_needs_calibration(self, spec) -> bool:
-        return spec.details.get("precision") == "int8"
-
     def bench_problem(self, folder, manifest):
         return ("the Core AI runtime on Linux is a CPU reference path, not a device figure; time .aimodel assets on "
                 "an iPhone/Mac with OS 27 and bring the numbers in with `edgevit profile ingest`")
