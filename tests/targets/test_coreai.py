@@ -173,7 +173,7 @@ def test_drift_reads_every_block_from_the_core_ai_runtime(artifacts, precision):
     units = [b.unit for b in report.blocks]
     depths = get_config("nextvit_digits").depths
     assert units[0] == "stem" and units[-1] == "logits" and len(units) == 2 + sum(depths), units
-    assert "IntermediateLogger" in report.mechanism and report.first_over_budget() is None
+    assert "IntermediateLogger" in report.mechanism and report.first_over_budget is None
     assert any("differs from the artifact's by at most" in n for n in report.notes)
     m = read_manifest(folder)
     x, golden = read_golden(folder, m)
@@ -186,3 +186,25 @@ def test_drift_reads_every_block_from_the_core_ai_runtime(artifacts, precision):
 def test_drift_refuses_a_quantized_core_ai_asset_by_name(artifacts):
     r = cli("drift", artifacts.reference("coreai", None, "int8w"))
     expect(r, 2, "does not support int8w Core AI assets yet", "drift the fp16 asset")
+
+
+def test_matrix_and_evaluate_take_the_core_ai_target(artifacts, tmp_path):
+    """A matrix SPEC names coreai like any target (its unsupported precisions become cells with the reason, a shared
+    option of another target does not reach its cells); ``edgevit evaluate`` runs its folders in Core AI's runtime
+    with the same numbers as ``verify --images``."""
+    from edgevit.scale.evaluate import evaluate
+    from edgevit.scale.spec import load_spec
+
+    spec = tmp_path / "m.yaml"
+    spec.write_text("models: [{model: nextvit_digits}]\ntargets: [coreai, onnx]\nprecisions: [fp16, pal8]\n"
+                    "options: {opset: 19}\n")
+    cells = {c.id: c for c in load_spec(spec).cells()}
+    assert cells["nextvit_digits_coreai_fp16"].unsupported is None
+    assert "opset" not in cells["nextvit_digits_coreai_fp16"].options  # onnx's option, not coreai's
+    assert cells["nextvit_digits_onnx_fp16"].options["opset"] == 19
+    assert "does not support precision 'pal8'" in cells["nextvit_digits_coreai_pal8"].unsupported
+    folder = artifacts.reference("coreai", None, "fp16")
+    (row,) = evaluate([folder], DIGITS_EVAL, labels_from_folders=True, inline=True)
+    assert row["images"] == 450 and row["top1_agreement"] >= 0.99
+    rep = verify_dir(folder, images=str(DIGITS_EVAL))
+    assert rep.sets["images"][0].cosine_min == pytest.approx(row["cosine_min"], abs=1e-6)
