@@ -44,7 +44,7 @@ def convert_to_ort(onnx_path: Path, out_dir: Path) -> dict:
     With randomization off the table order still follows the child's heap layout, which shifts with the length of
     every path and environment string it sees; so the child works in a private folder of fixed-length name on a
     copy called ``model.onnx``, with relative paths and a minimal environment."""
-    package_root = str(Path(__file__).resolve().parents[2])  # the child imports this edgevit, installed or not
+    package_root = str(Path(__file__).resolve().parents[3])  # the child imports this edgevit, installed or not
     env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0", "PYTHONPATH": package_root,
            **{k: os.environ[k] for k in ("SYSTEMROOT", "TMPDIR") if k in os.environ}}  # Windows needs SYSTEMROOT
     child = ["-m", "edgevit.targets.onnx.ort_convert", "model.onnx", "."]
@@ -93,7 +93,7 @@ def _bytecode_cache() -> Path:
     # any change to edgevit's own sources (an upgrade, a developer's edit) makes a new cache: a stale entry would be
     # recompiled by the next child, which then writes another order
     sources = hashlib.sha256()
-    package = Path(__file__).resolve().parents[1]
+    package = Path(__file__).resolve().parents[2]  # edgevit/
     for f in sorted(package.rglob("*.py")):
         st = f.stat()
         sources.update(f"{f.relative_to(package)}:{st.st_size}:{st.st_mtime_ns};".encode())
