@@ -95,7 +95,7 @@ def test_every_target_is_one_folder_with_no_module_over_350_lines():
     for name, module in _TARGET_MODULES.items():
         folder = PKG / "targets" / module.split(".")[2]
         assert folder.is_dir() and (folder / "__init__.py").is_file(), f"target {name} is not a folder: {module}"
-    loose = [p.name for p in (PKG / "targets").glob("*.py") if p.name not in ("__init__.py", "base.py")]
+    loose = [p.name for p in (PKG / "targets").glob("*.py") if p.name not in ("__init__.py", "base.py", "common.py")]
     assert loose == [], f"modules of edgevit/targets/ outside a target's folder: {loose}"
     long = {str(p.relative_to(PKG)): n for p in (PKG / "targets").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 350}

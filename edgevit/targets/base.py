@@ -332,23 +332,3 @@ class Target:
         except ImportError as e:
             how = f"pip install 'edgevit[{self.extra}]'" if self.extra else "pip install edgevit (reinstall)"
             raise MissingDependencyError(f"target {self.name} needs {module}, which is not installed: {how}") from e
-
-
-def minor_release(version: str) -> str:
-    """``1.31.1`` -> ``1.31.0``: edgevit asks apps for the converter's minor release, any patch of it."""
-    major, minor = (version.split("+")[0].split(".") + ["0", "0"])[:2]
-    return f"{major}.{minor}.0"
-
-
-def run_batched(fn: Callable[[np.ndarray], list[np.ndarray]], x: np.ndarray, batch: int | None) -> list[np.ndarray]:
-    """Run a fixed-batch artifact over any number of samples; the tail is padded and trimmed."""
-    if batch is None or len(x) == batch:
-        return fn(x)
-    chunks = []
-    for i in range(0, len(x), batch):
-        part = x[i:i + batch]
-        n = len(part)
-        if n < batch:
-            part = np.concatenate([part, np.repeat(part[-1:], batch - n, axis=0)])
-        chunks.append([o[:n] for o in fn(part)])
-    return [np.concatenate(outs) for outs in zip(*chunks)]

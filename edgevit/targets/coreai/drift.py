@@ -24,25 +24,12 @@ import numpy as np
 
 from edgevit._native import native_stderr_to_log
 from edgevit.errors import ConfigError
-from edgevit.targets.coreai.export import quiet, wrapped
+from edgevit.targets.common import quiet, unit_output_node
+from edgevit.targets.coreai.export import wrapped
 
 log = logging.getLogger(__name__)
 
 QUANTIZED = ("int8w", "int8")
-
-
-def unit_output_node(graph, path: str) -> str | None:
-    """The one node of ``graph`` inside module ``path`` whose value is used outside it, or None."""
-    import torch
-
-    def inside(node) -> bool:
-        stack = node.meta.get("nn_module_stack") or {}
-        return any(p == path or p.startswith(path + ".") for p, _ in stack.values())
-
-    members = {n for n in graph.nodes if inside(n)}
-    leaving = [n for n in members if any(u not in members for u in n.users)
-               and isinstance(n.meta.get("val"), torch.Tensor)]
-    return leaving[0].name if len(leaving) == 1 else None
 
 
 def debug_program(model, spec, calibration):

@@ -4,28 +4,16 @@ carries the author, license, description and edgevit's manifest summary."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
-import warnings
 from collections import Counter
 from pathlib import Path
 
 from edgevit.errors import ExportError
 from edgevit.targets.base import ExportResult
+from edgevit.targets.common import quiet, stated
 
 log = logging.getLogger(__name__)
-
-
-def quiet():
-    """coreai-torch prints a progress bar and warns about torch versions; keep both out of edgevit's output."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    return stack
 
 
 def wrapped(model, mean, std, fp16: bool):
@@ -57,9 +45,8 @@ def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str, ca
                  keep_float: tuple[str, ...] = ()) -> ExportResult:
     import copy
 
-    import torch
-
     import coreai_torch
+    import torch
     from coreai.authoring import OSVersion
     from coreai.runtime import AIModelAssetMetadata
 
@@ -113,16 +100,9 @@ def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str, ca
 
 
 def _describe(metadata, cfg, io_spec) -> None:
-    """Author, license and description: what is known, nothing invented (as the CoreML target states them)."""
-    prov = io_spec.provenance or {}
-    metadata.author = prov.get("author") or "not stated (pass --author)"
-    metadata.license = prov.get("license") or "not stated (pass --license; check your checkpoint's license)"
-    mode = "features" if cfg.features else "classifier"
-    metadata.model_description = (
-        f"{cfg.model} ({mode}), {cfg.precision}, converted by edgevit {prov.get('edgevit', '')} from "
-        f"{prov.get('weights', 'unknown weights')} (weights sha256 {str(prov.get('weights_sha256', ''))[:12]}); "
-        "input: float32 RGB 0-255, NCHW; parity against PyTorch gated in the Core AI runtime, result in the artifact "
-        "folder's manifest")
+    """Author, license and description (``common.stated``: nothing invented), and edgevit's manifest summary."""
+    metadata.author, metadata.license, metadata.model_description = stated(
+        cfg, io_spec, "Core AI runtime (coreai-core; input float32 RGB 0-255, NCHW)")
     summary = {"model": cfg.model, "target": "coreai", "precision": cfg.precision, "pixels": "raw_rgb_0_255",
                "preprocess": io_spec.preprocess, "outputs": list(io_spec.output_names),
                "labels": list(io_spec.labels) if io_spec.labels else []}

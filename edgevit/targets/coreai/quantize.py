@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgevit.targets.coreai.export import quiet
+from edgevit.targets.common import quiet
 
 SCHEMES = {"int8w": "int8 weights (per-channel, symmetric), float activations: coreai-opt w8",
            "int8": "int8 weights (per-channel) and int8 activations calibrated on --calib-dir: coreai-opt W8A8"}

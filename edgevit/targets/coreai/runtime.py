@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from edgevit._native import native_stderr_to_log
-from edgevit.targets.base import Runner, RuntimeSpec, run_batched
+from edgevit.targets.base import Runner, RuntimeSpec
+from edgevit.targets.common import run_batched
 
 log = logging.getLogger(__name__)
 

@@ -48,7 +48,8 @@ class CoreAITarget(Target):
                               "size with --batch)")
 
     def export(self, model, example, out_dir, io_spec, cfg, *, calibration=None, keep_float=()) -> ExportResult:
-        from edgevit.targets.coreai.export import export_asset, quiet
+        from edgevit.targets.common import quiet
+        from edgevit.targets.coreai.export import export_asset
 
         with quiet():  # coreai-torch warns on import about torch releases it has not been validated with
             self.require("coreai_torch")

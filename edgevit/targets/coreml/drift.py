@@ -8,27 +8,10 @@ import logging
 import numpy as np
 
 from edgevit.errors import ConfigError
-from edgevit.targets.base import run_batched
-from edgevit.targets.coreml.export import _converted_module, _dynamic_dims, _quiet
+from edgevit.targets.common import quiet, run_batched, unit_output_node
+from edgevit.targets.coreml.export import _converted_module, _dynamic_dims
 
 log = logging.getLogger(__name__)
-
-
-def _unit_output_node(graph, path: str) -> str | None:
-    """The name of the one node of ``graph`` inside module ``path`` whose value is used outside it (the unit's
-    output), from torch.export's ``nn_module_stack``; None when there is not exactly one."""
-
-    def inside(node) -> bool:
-        stack = node.meta.get("nn_module_stack") or {}
-        return any(p == path or p.startswith(path + ".") for p, _ in stack.values())
-
-    import torch
-
-    members = {n for n in graph.nodes if inside(n)}
-    # under symbolic height/width a unit also hands sizes (SymInts) to later reshapes: those are not its output
-    leaving = [n for n in members if any(u not in members for u in n.users)
-               and isinstance(n.meta.get("val"), torch.Tensor)]
-    return leaving[0].name if len(leaving) == 1 else None
 
 
 def mlprogram_block_outputs(artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):
@@ -50,14 +33,14 @@ def mlprogram_block_outputs(artifact_path, spec, units, x, *, threads=None, mode
     net = _converted_module(model, spec.raw_pixels, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), softmax)  # names only
     inner = "model." if net is not model else ""
     example = torch.zeros((spec.batch or 1, *x.shape[1:]), dtype=torch.float32)
-    with _quiet():
+    with quiet():
         dynamic = _dynamic_dims([tuple(sz) for sz in spec.details.get("enumerated_sizes", [])])
         graph = torch.export.export(net, (example,), dynamic_shapes=dynamic,
                                     strict=False).run_decompositions({}).graph
     available = sim.value_names()
     found, notes, requantized = {}, [], 0
     for unit in units:
-        node = _unit_output_node(graph, inner + unit)
+        node = unit_output_node(graph, inner + unit)
         name = next((n for n in (node, f"{node}_cast_fp16") if n in available), None) if node else None
         if name is None:
             notes.append(f"{unit}: its output ({node or 'not one node'}) is not a value of the ML program "

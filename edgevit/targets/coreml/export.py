@@ -5,10 +5,8 @@ what makes the package byte-reproducible (also used for ExecuTorch's CoreML dele
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import numpy as np
 from edgevit._io import temp_dir
 from edgevit.errors import ExportError
 from edgevit.targets.base import ExportResult
+from edgevit.targets.common import quiet, stated
 from edgevit.targets.coreml.simulator import runtime_name
 
 log = logging.getLogger(__name__)
@@ -32,15 +31,6 @@ INPUT_TYPES = ("image", "tensor")
 
 # ops that move activations between layouts or ranks; Apple's Neural Engine guidance is to avoid them
 LAYOUT_OPS = ("transpose", "reshape", "squeeze", "expand_dims", "slice_by_index", "slice_by_size", "split")
-
-
-def _quiet():
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore")
-    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
-    stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
-    return stack
 
 
 class ImageNormalize:
@@ -192,18 +182,11 @@ def _maybe_softmax(model, softmax: bool):
 
 
 def _set_metadata(mlmodel, cfg, io_spec) -> None:
-    """Author, license and description: what is known, nothing invented. License and author are the user's
-    ``--license`` / ``--author`` (left unstated otherwise); the weights are named by file and hash; the parity
-    check is named by the runtime that will run it here (the simulator on Linux, predict on macOS)."""
+    """Author, license and description (``common.stated``: nothing invented); the parity check is named by the
+    runtime that will run it here (the simulator on Linux, predict on macOS)."""
     prov = io_spec.provenance or {}
     mlmodel.version = prov.get("edgevit", "")
-    mlmodel.author = prov.get("author") or "not stated (pass --author)"
-    mlmodel.license = prov.get("license") or "not stated (pass --license; check your checkpoint's license)"
-    mode = "features" if cfg.features else "classifier"
-    mlmodel.short_description = (
-        f"{cfg.model} ({mode}), {cfg.precision}, converted by edgevit {prov.get('edgevit', '')} from "
-        f"{prov.get('weights', 'unknown weights')} (weights sha256 {str(prov.get('weights_sha256', ''))[:12]}); "
-        f"parity against PyTorch gated with the {runtime_name()}, result in the artifact folder's manifest")
+    mlmodel.author, mlmodel.license, mlmodel.short_description = stated(cfg, io_spec, runtime_name())
     for key in ("weights", "weights_sha256"):
         if prov.get(key):
             mlmodel.user_defined_metadata[f"edgevit.{key}"] = str(prov[key])
@@ -242,14 +225,14 @@ def export_mlpackage(model, example, out_dir, io_spec, cfg, *, calibration=None,
     if cfg.precision == "int8":  # W8A8: quantize/dequantize around every op, calibrated in PyTorch
         from edgevit.quantize.executorch_quant import quantize_xnnpack
 
-        with _quiet():
+        with quiet():
             # in budget mode the input normalisation stays float too: it is not one of the ranked layers, and a
             # quantized one clips the raw pixels to the calibration set's range whatever else is kept
             keep = tuple(inner + k for k in keep_float) + (("normalize",) if keep_float and inner else ())
             quantized = quantize_xnnpack(net, example, calibration, keep)
         net = quantized.module
     try:
-        with _quiet():
+        with quiet():
             exported = torch.export.export(net, (example,), dynamic_shapes=dynamic,
                                            strict=False).run_decompositions({})
             fresh_mil_names()
@@ -263,7 +246,7 @@ def export_mlpackage(model, example, out_dir, io_spec, cfg, *, calibration=None,
     if cfg.precision in ("int8w", "pal8", "pal6", "pal4"):
         from edgevit.quantize.coreml_quant import compress_weights
 
-        with _quiet():
+        with quiet():
             mlmodel = compress_weights(mlmodel, cfg.precision)
     if cfg.precision not in ("fp16", "fp32"):
         from edgevit.quantize.coreml_quant import SCHEMES
@@ -279,7 +262,7 @@ def export_mlpackage(model, example, out_dir, io_spec, cfg, *, calibration=None,
         {"model": cfg.model, "target": "coreml", "precision": cfg.precision, "input_type": cfg.input_type,
          "preprocess": pre, "outputs": list(io_spec.output_names), "labels": labels})
     path = out_dir / "model.mlpackage"
-    with _quiet():
+    with quiet():
         mlmodel.save(str(path))
     make_package_reproducible(path)
     from edgevit.targets.coreml.simulator import CoreMLSimulator

@@ -5,7 +5,6 @@ palettized weights), registered in ``ops.OPS`` on import; ``store`` rounds a val
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from edgevit.targets.coreml.ops import UnsupportedOpError, _f, op

@@ -6,7 +6,8 @@ import logging
 
 import numpy as np
 
-from edgevit.targets.base import Runner, RuntimeSpec, run_batched
+from edgevit.targets.base import Runner, RuntimeSpec
+from edgevit.targets.common import run_batched
 from edgevit.targets.coreml.simulator import can_predict, simulator_runner
 
 log = logging.getLogger(__name__)

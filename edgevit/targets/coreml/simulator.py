@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevit.targets.base import Runner, run_batched
+from edgevit.targets.base import Runner
+from edgevit.targets.common import run_batched
 from edgevit.targets.coreml.ops import OPS, UnsupportedOpError
 from edgevit.targets.coreml.ops_quant import store  # registers the quantized ops too
 

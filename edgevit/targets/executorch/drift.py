@@ -14,7 +14,7 @@ import numpy as np
 
 from edgevit._io import temp_dir
 from edgevit.errors import ConfigError
-from edgevit.targets.base import run_batched
+from edgevit.targets.common import run_batched
 from edgevit.targets.executorch.export import lower_to_buffer, shared_provenance
 from edgevit.targets.executorch.runtime import executorch_runtime, load_program
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from edgevit._io import temp_dir
 from edgevit.errors import ConfigError
-from edgevit.targets.base import Runner, RuntimeSpec, run_batched
+from edgevit.targets.base import Runner, RuntimeSpec
+from edgevit.targets.common import run_batched
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 
 from edgevit.errors import ConfigError
-from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, minor_release, register_target
+from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, register_target
+from edgevit.targets.common import minor_release
 from edgevit.targets.executorch.drift import pte_block_outputs
 from edgevit.targets.executorch.export import export_pte
 from edgevit.targets.executorch.runtime import executorch_runtime, load_program

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 
 from edgevit.errors import ConfigError
-from edgevit.targets.base import run_batched
+from edgevit.targets.common import run_batched
 from edgevit.targets.litert.graph import in_scope, module_scopes, tensor_layouts
 from edgevit.targets.litert.runtime import (check_fallback_runtime, interpreter_class, load_tflite,
                                             no_default_delegates, quiet)

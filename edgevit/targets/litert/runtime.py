@@ -12,7 +12,8 @@ import numpy as np
 
 from edgevit._native import default_threads
 from edgevit.errors import ConfigError, MissingDependencyError
-from edgevit.targets.base import Runner, run_batched
+from edgevit.targets.base import Runner
+from edgevit.targets.common import run_batched
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from edgevit.errors import ConfigError
-from edgevit.targets.base import ExportResult, Runner, Target, minor_release, register_target
+from edgevit.targets.base import ExportResult, Runner, Target, register_target
+from edgevit.targets.common import minor_release
 from edgevit.targets.litert.drift import tflite_block_outputs
 from edgevit.targets.litert.export import cached_transposes, export_tflite
 from edgevit.targets.litert.runtime import interpreter_class, load_tflite, quiet, runtime_module

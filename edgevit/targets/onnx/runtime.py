@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from edgevit._native import default_threads
-from edgevit.targets.base import Runner, run_batched
+from edgevit.targets.base import Runner
+from edgevit.targets.common import run_batched
 
 log = logging.getLogger(__name__)
 

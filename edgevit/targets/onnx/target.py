@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, minor_release, register_target
+from edgevit.targets.base import ExportResult, Runner, RuntimeSpec, Target, register_target
+from edgevit.targets.common import minor_release
 from edgevit.targets.onnx.drift import onnx_block_outputs, ort_block_outputs
 from edgevit.targets.onnx.export import export_ort, export_precision, onnx_op_counts, onnx_opset
 from edgevit.targets.onnx.runtime import session_runner
