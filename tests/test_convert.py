@@ -288,7 +288,7 @@ def test_existing_output_needs_overwrite(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,code,text", [
-    (["--target", "tvm"], 2, "supported targets: coreml, executorch, litert, onnx, ort"),
+    (["--target", "tvm"], 2, "supported targets: coreai, coreml, executorch, litert, onnx, ort, tensorrt"),
     (["--target", "onnx", "--precision", "int3"], 2, "supported: fp32"),
     (["--target", "executorch", "--delegate", "vulkan"], 2, "supported: xnnpack"),
     (["--target", "onnx", "--opset", "13"], 2, "pass --opset 18 to 26"),

@@ -71,7 +71,7 @@ def load_for_bench(folder: str | Path, *, threads: int, batch: int | None = None
     target = get_target(manifest["target"])
     reason = target.bench_problem(folder, manifest)
     if reason:
-        raise NotRunnableHere(f"{folder}: {reason}")
+        raise NotRunnableHere(reason)  # bench's row names the folder
     x = _input_for(folder, manifest, batch)
     t0 = time.perf_counter()
     run = target.bench_run(folder, manifest, x if batch is not None else x[:1])  # e.g. an engine on the GPU

@@ -146,9 +146,9 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
     ``threads``: runtime threads per task (the same for every shard count, so results do not depend on it);
     ``inline``: no Ray, the shards run one after another in this process.
     """
-    from edgevit.manifest import open_artifact, tolerance_row
+    from edgevit.manifest import open_artifact
     from edgevit.quantize.accuracy import accuracy_report
-    from edgevit.verify.tolerances import tolerance_for
+    from edgevit.verify.parity import artifact_tolerance
 
     if not artifacts:
         raise ConfigError("give at least one artifact folder to evaluate")
@@ -199,8 +199,7 @@ def evaluate(artifacts: list[str | os.PathLike], images: str | os.PathLike, *, l
             raise ConfigError(f"no image of {images} could be read")
         out, ref = np.concatenate(arts), np.concatenate(refs_)
         lab = labels[keep] if labels is not None else None
-        rep = accuracy_report(ref, out, lab, source="evaluation", tol=tolerance_for(
-            tolerance_row(manifest), manifest["precision"]))
+        rep = accuracy_report(ref, out, lab, source="evaluation", tol=artifact_tolerance(manifest))
         if lab is not None and out.ndim == 2:
             rep["top5_fp32"] = _topk_accuracy(ref, lab, 5)
             rep["top5_artifact"] = _topk_accuracy(out, lab, 5)

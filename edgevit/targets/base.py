@@ -196,6 +196,7 @@ class Target:
     tolerance_rows: dict = {}
     bench_runtime: str = "onnxruntime"  # whose GEMM peak bench's roofline compares its artifacts against
     etdump: bool = False  # its runtime writes ETDump profiles (edgevit profile etdump)
+    byte_reproducible: bool = True  # the same conversion writes the same artifact bytes (test_reproducible.py)
     cost: float = 1.0  # a matrix cell's relative time when none was measured (only the start order depends on it)
 
     def supports(self, precision: str, delegate: str | None = None) -> str | None:

@@ -18,10 +18,10 @@ import numpy as np
 
 from edgevit._io import atomic_file, check_writable, sha256_file
 from edgevit.errors import ParityError
-from edgevit.manifest import seal, tolerance_row
+from edgevit.manifest import seal
 from edgevit.targets.tensorrt.checks import polygraphy_cli
 from edgevit.targets.tensorrt.engine import build_plan, engine_runner, gpu_info, tensorrt_folder
-from edgevit.verify.parity import verify_dir
+from edgevit.verify.parity import artifact_tolerance, verify_dir
 
 
 def per_tensor_compare(folder: Path, manifest: dict) -> dict:
@@ -30,11 +30,10 @@ def per_tensor_compare(folder: Path, manifest: dict) -> dict:
     elementwise relative error against the folder's row's ``max_rel``), not a gate; the gate is the engine's parity
     against PyTorch."""
     from edgevit.manifest import read_golden
-    from edgevit.verify.tolerances import tolerance_for
 
     x, _ = read_golden(folder, manifest)
     build = manifest[manifest["target"]]["build"]
-    tol = tolerance_for(tolerance_row(manifest), manifest["precision"])
+    tol = artifact_tolerance(manifest)
     inputs = folder / ".per_tensor_inputs.json"
     from polygraphy.json import save_json
 

@@ -194,6 +194,17 @@ def images_for(manifest: dict, folder: str | Path) -> tuple[np.ndarray, np.ndarr
     return norm, (raw if manifest["input"].get("pixels") == "raw_rgb_0_255" else norm)
 
 
+def artifact_tolerance(manifest: dict) -> Tolerance:
+    """The row of the tolerance table an artifact folder is held to (its sealed ``tolerance_row``). A target adds its
+    rows to the table when it registers, so the target is looked up first: a process that never converted or ran one
+    (an ``edgevit evaluate`` driver whose shards ran elsewhere) has the row too."""
+    from edgevit.manifest import tolerance_row
+    from edgevit.targets import get_target
+
+    get_target(manifest["target"])
+    return tolerance_for(tolerance_row(manifest), manifest["precision"])
+
+
 def reference_for_artifact(net, x: np.ndarray, names, art_names) -> dict[str, np.ndarray]:
     """PyTorch outputs for normalized ``x`` under the artifact's output names (softmax for a classifier)."""
     ref = reference_outputs(net, x, {"outputs": [{"name": n} for n in names]})

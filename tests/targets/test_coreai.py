@@ -124,9 +124,9 @@ def test_options_of_other_targets_are_refused_and_precisions_named(tmp_path):
     r = cli("convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "coreai", "--opset", "19",
             "--out", tmp_path / "a", "--dry-run")
     expect(r, 2, "--opset (recipe key opset) is an option of onnx, ort, tensorrt; target coreai does not take it")
-    r = cli("convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "coreai", "--precision", "int8",
+    r = cli("convert", "--model", "nextvit_test_tiny", "--random-init", "--target", "coreai", "--precision", "pal8",
             "--out", tmp_path / "b", "--dry-run")
-    expect(r, 2, "target coreai does not support precision 'int8'; supported: fp32, fp16")
+    expect(r, 2, "target coreai does not support precision 'pal8'; supported: fp32, fp16, int8w, int8")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

@@ -28,6 +28,7 @@ class CoreAITarget(Target):
     # int8w: int8 weights on float activations, a weight-only row; int8: W8A8, held like every int8 artifact
     tolerance_rows = {"coreai": {"fp32": FP32, "fp16": FP16, "int8w": WEIGHT_ONLY, "int8": INT8}}
     cost = 2.0
+    byte_reproducible = False  # MLIR bytecode's use-list orders follow the process's memory (export.py)
 
     @property
     def runtime(self) -> str:
