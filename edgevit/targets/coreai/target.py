@@ -19,9 +19,11 @@ class CoreAITarget(Target):
     needs_calibration = ("int8",)
     extra = "coreai"
     toolchain = ("coreai_torch", "coreai", "coreai_opt")
-    # BN folded, attention split per head on BCHW tensors with every activation rank 4: Apple's Neural Engine
-    # guidance, which Core AI inherits from Core ML (docs/FORMS.md#core-ai has the op counts of both forms)
-    form = "coreml"
+    # BN folded, BCHW attention with k^T q scores: by the asset's own operation counts (Next-ViT-S at 224,
+    # benchmarks/results/coreai_forms.json) 1,531 operations and 5 transposes, against 4,178 and 55 for the per-head
+    # split Core ML gets (ANE guidance written for Core ML's compiler) and 1,793 and 36 for the token layout; CPU
+    # times tie (docs/FORMS.md#core-ai)
+    form = "onnx"
     distributions = ("coreai-torch", "coreai-core", "coreai-opt")
     # fp32: the runtime's CPU path re-associates sums like every other runtime; fp16: storage and arithmetic in
     # fp16 with float32 input and output (the Core ML row: ~150 ops of 10-bit mantissa)
