@@ -25,7 +25,7 @@ import numpy as np
 from edgevit._native import native_stderr_to_log
 from edgevit.errors import ConfigError
 from edgevit.targets.common import quiet, unit_output_node
-from edgevit.targets.coreai.export import wrapped
+from edgevit.targets.coreai.export import to_program, wrapped
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +34,13 @@ QUANTIZED = ("int8w", "int8")
 
 def debug_program(model, spec, calibration):
     """(the exported program of the artifact's graph, the AIProgram converted from it in debug mode)."""
-    import coreai_torch
     import torch
 
     details = spec.details
     norm = details["normalization"]
-    inner = copy.deepcopy(model)
-    precision = details["precision"]
     example = torch.zeros((spec.batch or 1, 3, *details["input_hw"]), dtype=torch.float32)
-    net = wrapped(inner, norm["mean"], norm["std"], precision == "fp16")
-    with quiet(), torch.no_grad():
-        program = torch.export.export(net, (example,), strict=False).run_decompositions(coreai_torch.get_decomp_table())
-        converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.DEBUG)
-        ai = converter.add_exported_program(program, input_names=[spec.input_name],
-                                            output_names=list(spec.output_names)).to_coreai()
-    return program, ai
+    net = wrapped(copy.deepcopy(model), norm["mean"], norm["std"], details["precision"] == "fp16")
+    return to_program(net, example, spec.input_name, spec.output_names, debug=True)
 
 
 def asset_block_outputs(artifact_path, spec, units, x, *, threads=None, model=None, calibration=None):

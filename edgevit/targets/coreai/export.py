@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections import Counter
 from pathlib import Path
 
 from edgevit.errors import ExportError
@@ -63,11 +62,26 @@ def wrapped(model, mean, std, fp16: bool):
     return RawPixels().eval()
 
 
+def to_program(net, example, input_name: str, output_names, *, debug: bool = False):
+    """(exported program, AIProgram) of ``net``: ``torch.export`` with Core AI's decomposition table, then
+    coreai-torch. Release mode for artifacts (operation ids only: no stack traces carrying this machine's paths);
+    debug mode for drift's copy, whose debug information maps torch.export nodes to Core AI operations."""
+    import coreai_torch
+    import torch
+
+    mode = coreai_torch.TorchConverter.Mode.DEBUG if debug else coreai_torch.TorchConverter.Mode.RELEASE
+    with quiet(), torch.no_grad():
+        program = torch.export.export(net, (example,), strict=False).run_decompositions(coreai_torch.get_decomp_table())
+        with reproducible_names():
+            ai = coreai_torch.TorchConverter(mode=mode).add_exported_program(
+                program, input_names=[input_name], output_names=list(output_names)).to_coreai()
+    return program, ai
+
+
 def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str, calibration=None,
                  keep_float: tuple[str, ...] = ()) -> ExportResult:
     import copy
 
-    import coreai_torch
     import torch
     from coreai.authoring import OSVersion
     from coreai.runtime import AIModelAssetMetadata
@@ -88,13 +102,8 @@ def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str, ca
     raw = torch.zeros(tuple(example.shape), dtype=torch.float32)  # the shape is what export needs
     path = out_dir / "model.aimodel"
     try:
-        with quiet(), torch.no_grad():
-            program = torch.export.export(net, (raw,), strict=False).run_decompositions(coreai_torch.get_decomp_table())
-            # RELEASE: operation ids only, no stack traces (which would carry this machine's paths into the asset)
-            converter = coreai_torch.TorchConverter(mode=coreai_torch.TorchConverter.Mode.RELEASE)
-            with reproducible_names():
-                ai_program = converter.add_exported_program(program, input_names=[io_spec.input_name],
-                                                            output_names=list(io_spec.output_names)).to_coreai()
+        _, ai_program = to_program(net, raw, io_spec.input_name, io_spec.output_names)
+        with quiet():
             metadata = AIModelAssetMetadata()
             _describe(metadata, cfg, io_spec)
             asset = ai_program.save_asset(path, metadata=metadata, minimum_os=OSVersion.v27)
@@ -107,7 +116,7 @@ def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str, ca
     except Exception as e:  # noqa: BLE001 - any converter failure is this target's export error
         first = str(e).splitlines()[0] if str(e) else ""
         raise ExportError(f"Core AI conversion failed: {type(e).__name__}: {first}") from e
-    ops = dict(sorted(Counter(dict(summary.operation_distribution)).items(), key=lambda kv: -kv[1]))
+    ops = dict(sorted(summary.operation_distribution, key=lambda kv: -kv[1]))
     details = {
         "precision": cfg.precision,
         "normalization": {"mean": list(pre["mean"]), "std": list(pre["std"])},  # the model's first operation
