@@ -131,8 +131,8 @@ def export_asset(model, example, out_dir: Path, io_spec, cfg, *, min_os: str, ca
         "transposes": ops.get("transpose", 0),
         "converter_mode": "release",
         # MLIR bytecode keeps each value's use-list order, which follows the converting process's memory: two
-        # conversions compute bit-identical outputs from assets whose main.mlirb bytes differ (measured: 1,669 bytes
-        # of 3.2 MB apart); tests/targets/test_reproducible.py checks the outputs and every other file instead
+        # conversions compute bit-identical outputs from assets whose main.mlirb bytes differ;
+        # tests/targets/test_reproducible.py checks the outputs and every other file instead
         "byte_reproducible": False,
     }
     if quantization:
