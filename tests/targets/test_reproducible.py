@@ -149,7 +149,8 @@ def test_a_target_that_is_not_byte_reproducible_says_so_and_computes_the_same(ar
                                                                               precision):
     """Core AI: MLIR bytecode keeps use-list orders that follow the converting process's memory, so the program file
     differs between two conversions. Everything else in the folder is byte-identical, the manifest differs only in
-    the artifact's hash and size, and both artifacts compute bit-identical outputs on the golden input in their runtime."""
+    the artifact's hash and size, and both artifacts compute bit-identical outputs on the golden input in their
+    runtime."""
     import numpy as np
 
     from edgevit.manifest import read_golden
